@@ -1,0 +1,44 @@
+# One-command set-up: `make app` starts the app on the built-in demo, `make test` runs the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+
+.PHONY: setup app test lint bench browser-deps clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch==2.13.0 first when the venv has none: a CPU build from local disk. GPU users who
+# already have a CUDA torch in the venv keep it (requirements.txt accepts a range).
+$(STAMP): $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) browser-deps
+
+# Debian's chromium for the browser test; best effort (skipped tests say why when absent).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "note: chromium not installed; the browser test will be skipped"; \
+	fi
+
+app: setup
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+lint: setup
+	$(BIN)/ruff check perco_viz tests pages app.py
+
+bench: setup
+	$(BIN)/perco-viz bench loss
+
+clean:
+	rm -rf $(VENV) .pytest_cache

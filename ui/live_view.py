@@ -1,0 +1,133 @@
+"""The live view of a run: progress, metric cards, curves and the two embeddings, refreshed
+from the run directory while the run is being written (by this app or by the CLI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui import common
+
+POLL_S = 1.0
+_PHASES = {"data": "Loading the data…", "teacher": "Preparing the teacher (trained once, then cached)…",
+           "features": "Computing the teacher's features…", "starting": "Starting…"}
+
+
+def _is_live(run) -> bool:
+    live = common.live_run()
+    if live is not None and live.alive and live.run_dir is not None and live.run_dir.path == run.path:
+        return True
+    return run.status().get("state") == "running"
+
+
+def _phase_line(run) -> None:
+    live = common.live_run()
+    if live is None or live.run_dir is None or live.run_dir.path != run.path:
+        return
+    info = live.info()
+    prog = info.get("progress") or {}
+    phase = info.get("phase")
+    if info.get("state") == "failed" and info.get("error"):
+        st.error(f"The run failed: {info['error']}")
+    elif phase in _PHASES and live.alive:
+        extra = ""
+        if phase == "teacher" and prog.get("total"):
+            extra = f" epoch {prog.get('epoch')}/{prog.get('total')}, test accuracy {prog.get('acc', 0):.1%}"
+        st.info(_PHASES[phase] + extra)
+    elif phase == "train" and prog.get("total_steps"):
+        frac = min(1.0, prog["step"] / max(1, prog["total_steps"]))
+        eta = prog.get("eta_s")
+        eta_text = f" · about {eta:.0f} s left" if eta is not None else ""
+        st.progress(frac, text=f"step {prog['step']}/{prog['total_steps']} · epoch "
+                               f"{min(prog['epoch'] + 1, run_config_epochs(run))}{eta_text}")
+
+
+def run_config_epochs(run) -> int:
+    try:
+        return run.config().train.epochs
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    from perco_viz.projection import project
+
+    probe = common.load_teacher_probe(path)
+    return project(probe["features"], "pca", dim=2), probe.get("labels")
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _student_pca(path: str, index: int) -> np.ndarray:
+    from perco_viz.projection import align_procrustes, project
+
+    snap = common.load_snapshot(path, index)
+    coords = project(snap["student"], "pca", dim=2) if snap["student"].shape[1] > 2 else snap["student"][:, :2]
+    if coords.shape[1] < 2:
+        coords = np.column_stack([coords[:, 0], np.zeros(len(coords))])
+    return align_procrustes(coords, _teacher_pca(path)[0])
+
+
+def _cards(records: list[dict]) -> None:
+    last, first = records[-1], records[0]
+    cols = st.columns(5)
+    cols[0].metric("Epoch", f"{last.get('epoch', 0):.3g}")
+    cols[1].metric("PC (probe set)", f"{last['pc']:.3f}" if last.get("pc") is not None else "—",
+                   delta=f"{last['pc'] - first['pc']:+.3f}" if last.get("pc") is not None and len(records) > 1 else None,
+                   help="Perception coherence on the held-out probe set: 1 = same ranking as the teacher, 0.5 = chance.")
+    knn = last.get("knn_acc")
+    cols[2].metric("k-NN accuracy", f"{knn:.1%}" if knn is not None else "—",
+                   help="5-nearest-neighbour accuracy of the student's features on the probe set (leave-one-out).")
+    loss = last.get("train_loss")
+    cols[3].metric("Train loss", f"{loss:.4g}" if loss is not None else "—")
+    cols[4].metric("Wall time", f"{last.get('wall_s', 0):.1f} s")
+
+
+def _body(run, key: str) -> None:
+    from perco_viz import figures
+
+    _phase_line(run)
+    status = run.status()
+    if status.get("state") == "failed" and status.get("error"):
+        st.error(f"This run failed: {status['error']}")
+    elif status.get("state") == "stale":
+        st.warning(status["error"])
+    records = [r for r in run.metrics() if r.get("snapshot") is not None]
+    indices = run.snapshot_indices()
+    if not records or not indices:
+        st.caption("Waiting for the first snapshot…")
+        return
+    _cards(records)
+    try:
+        t_xy, labels = _teacher_pca(str(run.path))
+    except Exception as exc:  # noqa: BLE001 — the teacher probe is written at set-up
+        st.caption(f"Waiting for the teacher's probe features… ({exc})")
+        return
+    s_xy = _student_pca(str(run.path), indices[-1])
+    snap = common.load_snapshot(str(run.path), indices[-1])
+    left, right = st.columns([3, 2])
+    with left:
+        fig = figures.side_by_side_embeddings(
+            t_xy, s_xy, color=labels if labels is not None else snap["coherence"],
+            color_kind="label" if labels is not None else "continuous",
+            titles=("teacher (PCA of its features)", f"student at epoch {snap['epoch']:.3g} (PCA, aligned)"))
+        st.plotly_chart(fig, key=f"{key}-emb", width="stretch")
+        st.caption("Each dot is one input of the held-out probe set, coloured by class. The student is drawn "
+                   "in the teacher's orientation (Procrustes): it need not match the shape, only who is near whom.")
+    with right:
+        fig = figures.training_curves(records)
+        st.plotly_chart(fig, key=f"{key}-curves", width="stretch")
+        st.caption("Loss on the training batches; PC and k-NN accuracy on the probe set at each snapshot.")
+
+
+def show(run, *, key: str) -> None:
+    """Render the live view of ``run``; polls every second while it is being written."""
+    live = _is_live(run)
+
+    @st.fragment(run_every=POLL_S if live else None)
+    def _fragment() -> None:
+        _body(run, key)
+        if live and not _is_live(run):
+            st.rerun()  # the run ended: one full rerun, then no more polling
+
+    _fragment()
