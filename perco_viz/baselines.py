@@ -32,7 +32,7 @@ Features = np.ndarray | Tensor
 
 # --------------------------------------------------------------------------- shared steps
 def _prepare(student: Features, teacher: Features, min_points: int) -> tuple[Tensor, Tensor]:
-    """Validate, cast to the compute dtype, detach the teacher and put it on the student's device."""
+    """Validate; cast to the compute dtype; detach the teacher onto the student's device."""
     s, t = check_pair(student, teacher, min_points=min_points)
     dtype = torch.float64 if s.dtype == torch.float64 else torch.float32
     return s.to(dtype), t.detach().to(device=s.device, dtype=dtype)
@@ -162,7 +162,9 @@ def rkd_loss(
     s, t = _prepare(student, teacher, min_points=3)
     loss = s.new_zeros(())
     if distance_weight > 0:
-        loss = loss + distance_weight * F.smooth_l1_loss(_rkd_distances(s, eps), _rkd_distances(t, eps))
+        loss = loss + distance_weight * F.smooth_l1_loss(
+            _rkd_distances(s, eps), _rkd_distances(t, eps)
+        )
     if angle_weight > 0:
         loss = loss + angle_weight * F.smooth_l1_loss(_rkd_angles(s), _rkd_angles(t))
     return loss
@@ -288,7 +290,11 @@ def _hsic_terms(s: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         k_s, k_t = s @ s.T, t @ t.T  # (n, n) each; tr(K_S K_T) = ||SᵀT||_F²
         return (k_s * k_t).sum(), torch.linalg.vector_norm(k_s), torch.linalg.vector_norm(k_t)
     cross = s.T @ t  # (d_s, d_t)
-    return (cross * cross).sum(), torch.linalg.vector_norm(s.T @ s), torch.linalg.vector_norm(t.T @ t)
+    return (
+        (cross * cross).sum(),
+        torch.linalg.vector_norm(s.T @ s),
+        torch.linalg.vector_norm(t.T @ t),
+    )
 
 
 def cka_loss(student: Features, teacher: Features, *, eps: float = 1e-12) -> Tensor:
@@ -321,7 +327,9 @@ def cka_loss(student: Features, teacher: Features, *, eps: float = 1e-12) -> Ten
 
 
 # --------------------------------------------------------------------------- Hinton KD
-def hinton_kd_loss(student_logits: Features, teacher_logits: Features, temperature: float = 4.0) -> Tensor:
+def hinton_kd_loss(
+    student_logits: Features, teacher_logits: Features, temperature: float = 4.0
+) -> Tensor:
     """Hinton knowledge distillation on logits (class-aware).
 
     ``T² · KL(softmax(t / T) || softmax(s / T))``, averaged over the batch.

@@ -29,7 +29,7 @@ _CONSTANT_RTOL = 1e-10  # centred features this small relative to the raw ones a
 
 # --------------------------------------------------------------------------- input checks
 def _features(x: ArrayLike, name: str, min_points: int = 1) -> np.ndarray:
-    """(n, d) float64 array from an array or tensor; ValueError on bad shape, NaN/inf, n too small."""
+    """(n, d) float64 array; ValueError on a bad shape, NaN/inf or too few points."""
     t = as_tensor(x, name)
     check_finite(t, name)
     if t.shape[0] < min_points:
@@ -37,12 +37,15 @@ def _features(x: ArrayLike, name: str, min_points: int = 1) -> np.ndarray:
     return np.asarray(t.detach().cpu().to(torch.float64))
 
 
-def _pair(a: ArrayLike, b: ArrayLike, names: tuple[str, str], min_points: int) -> tuple[np.ndarray, np.ndarray]:
+def _pair(
+    a: ArrayLike, b: ArrayLike, names: tuple[str, str], min_points: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Two feature arrays describing the same points (widths may differ)."""
     x, y = _features(a, names[0]), _features(b, names[1])
     if len(x) != len(y):
         raise ValueError(
-            f"{names[0]} and {names[1]} must describe the same points: got {len(x)} and {len(y)} rows"
+            f"{names[0]} and {names[1]} must describe the same points: "
+            f"got {len(x)} and {len(y)} rows"
         )
     if len(x) < min_points:
         raise ValueError(f"need at least {min_points} points, got {len(x)}")
@@ -139,7 +142,7 @@ def knn_accuracy(
 
 # --------------------------------------------------------------------------- linear probe
 def _probe_correct(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray) -> int:
-    """Number of test points a standardized logistic regression fitted on the train split gets right."""
+    """Count of test points that a standardized logistic regression fitted on train gets right."""
     classes = np.unique(y_tr)
     if len(classes) == 1:  # nothing to discriminate: the probe can only predict that class
         return int((y_te == classes[0]).sum())
@@ -148,7 +151,7 @@ def _probe_correct(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: n
 
 
 def _folds(y: np.ndarray, folds: int):
-    """Stratified folds (fewer when the smallest class is tiny); plain folds if a class has 1 point."""
+    """Stratified folds (fewer if a class is tiny); plain folds if a class has one point."""
     n_splits = min(folds, int(np.unique(y, return_counts=True)[1].min()))
     if n_splits >= 2:
         return StratifiedKFold(n_splits, shuffle=True, random_state=0).split(y, y)
@@ -226,7 +229,7 @@ def trustworthiness(teacher: ArrayLike, student: ArrayLike, *, k: int = 10) -> f
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over rows of |a_i ∩ b_i| / k for (n, k) neighbour index arrays (no repeats in a row)."""
+    """Mean over rows of |a_i ∩ b_i| / k for (n, k) neighbour index arrays (no repeats in rows)."""
     shared = (a[:, :, None] == b[:, None, :]).sum(axis=(1, 2))  # (n,)
     return float(shared.mean() / a.shape[1])
 
@@ -263,12 +266,16 @@ def _centred(x: np.ndarray) -> np.ndarray | None:
 
 
 def _hsic_terms(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """``(||AᵀB||_F², ||AᵀA||_F, ||BᵀB||_F)``, from d × d or n × n products, whichever is cheaper."""
+    """``(||AᵀB||_F², ||AᵀA||_F, ||BᵀB||_F)`` from d × d or n × n products, the cheaper."""
     n, d_a, d_b = a.shape[0], a.shape[1], b.shape[1]
     if n * (d_a + d_b) < d_a * d_a + d_b * d_b + d_a * d_b:
         k_a, k_b = a @ a.T, b @ b.T  # (n, n) each
         return float((k_a * k_b).sum()), float(np.linalg.norm(k_a)), float(np.linalg.norm(k_b))
-    return float(np.linalg.norm(a.T @ b) ** 2), float(np.linalg.norm(a.T @ a)), float(np.linalg.norm(b.T @ b))
+    return (
+        float(np.linalg.norm(a.T @ b) ** 2),
+        float(np.linalg.norm(a.T @ a)),
+        float(np.linalg.norm(b.T @ b)),
+    )
 
 
 def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
@@ -302,13 +309,20 @@ def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
 
 
 # --------------------------------------------------------------------------- the panel
-def _label_scores(student: np.ndarray, labels, k: int, train_student, train_labels) -> dict[str, float]:
+def _label_scores(
+    student: np.ndarray, labels, k: int, train_student, train_labels
+) -> dict[str, float]:
     """knn_acc and linear_acc on held-out data: fitted on the train split when given."""
     y = _labels(labels, len(student))
     if train_student is None:
-        return {"knn_acc": knn_accuracy(student, y, k=k), "linear_acc": linear_probe_accuracy(student, y)}
+        return {
+            "knn_acc": knn_accuracy(student, y, k=k),
+            "linear_acc": linear_probe_accuracy(student, y),
+        }
     return {
-        "knn_acc": knn_accuracy(train_student, train_labels, k=k, test_features=student, test_labels=y),
+        "knn_acc": knn_accuracy(
+            train_student, train_labels, k=k, test_features=student, test_labels=y
+        ),
         "linear_acc": linear_probe_accuracy(train_student, train_labels, student, y),
     }
 
@@ -361,13 +375,18 @@ def student_report(
         raise ValueError("a train split is scored on held-out labels: give labels too")
     s, t = _pair(student, teacher, ("student", "teacher"), min_points=3)
     c = per_sample_coherence(s, t, metric=metric)  # (n,)
-    report = {"pc": float(c.mean()), "coherence_mean": float(c.mean()),
-              "coherence_p10": float(np.percentile(c, 10))}
+    report = {
+        "pc": float(c.mean()),
+        "coherence_mean": float(c.mean()),
+        "coherence_p10": float(np.percentile(c, 10)),
+    }
     if labels is not None:
         report.update(_label_scores(s, labels, k, train_student, train_labels))
     d_t = pairwise_distances(t)  # (n, n), shared by both neighbourhood scores
     report["trustworthiness"] = _trust(d_t, s, trust_k, "precomputed")
     k_overlap = min(trust_k, len(s) - 1)
-    report["knn_overlap"] = _overlap(_neighbours(d_t, k_overlap, "precomputed"), _neighbours(s, k_overlap))
+    report["knn_overlap"] = _overlap(
+        _neighbours(d_t, k_overlap, "precomputed"), _neighbours(s, k_overlap)
+    )
     report["cka"] = linear_cka(s, t)
     return report

@@ -97,7 +97,11 @@ def test_pkt_hand_computed():
     student = _f64([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0]])
     a, b = (1 + 1 / math.sqrt(2)) / 2, (1 - 1 / math.sqrt(2)) / 2  # kernels at cos = ±1/√2
     p = [[0.5 / (0.5 + a), a / (0.5 + a)], [0.5 / (0.5 + a), a / (0.5 + a)], [0.5, 0.5]]
-    q = [[0.5 / (0.5 + b), b / (0.5 + b)], [0.5 / (0.5 + a), a / (0.5 + a)], [b / (a + b), a / (a + b)]]
+    q = [
+        [0.5 / (0.5 + b), b / (0.5 + b)],
+        [0.5 / (0.5 + a), a / (0.5 + a)],
+        [b / (a + b), a / (a + b)],
+    ]
     kl = [sum(pi * math.log(pi / qi) for pi, qi in zip(pr, qr)) for pr, qr in zip(p, q)]
     got = pkt_loss(student, teacher, eps=1e-12).item()
     assert got == pytest.approx(sum(kl) / 3.0, rel=1e-9)
@@ -130,19 +134,23 @@ def test_cka_matches_hsic_with_centering_matrix(n, d_s, d_t, gen):
     s = torch.randn(n, d_s, generator=gen, dtype=torch.float64)
     t = torch.randn(n, d_t, generator=gen, dtype=torch.float64)
     h = torch.eye(n, dtype=torch.float64) - 1.0 / n
-    k, l = h @ s @ s.T @ h, h @ t @ t.T @ h
-    cka = torch.trace(k @ l) / torch.sqrt(torch.trace(k @ k) * torch.trace(l @ l))
+    k_s, k_t = h @ s @ s.T @ h, h @ t @ t.T @ h
+    cka = torch.trace(k_s @ k_t) / torch.sqrt(torch.trace(k_s @ k_s) * torch.trace(k_t @ k_t))
     assert cka_loss(s, t).item() == pytest.approx(1.0 - cka.item(), rel=1e-10)
 
 
 # --------------------------------------------------------------------------- Hinton KD
 def test_hinton_kd_hand_computed():
-    student, teacher = _f64([[0.0, 0.0]]), _f64([[math.log(3.0), 0.0]])  # q = (½, ½), p = (¾, ¼)
+    student, teacher = _f64([[0.0, 0.0]]), _f64([[math.log(3.0), 0.0]])  # q = ½, ½; p = ¾, ¼
     expected = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
-    assert hinton_kd_loss(student, teacher, temperature=1.0).item() == pytest.approx(expected, rel=1e-12)
+    assert hinton_kd_loss(student, teacher, temperature=1.0).item() == pytest.approx(
+        expected, rel=1e-12
+    )
     p = 1.0 / (1.0 + 1.0 / math.sqrt(3.0))  # softmax(ln3 / 2, 0)[0] = √3 / (√3 + 1)
     expected = 4.0 * (p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p)))
-    assert hinton_kd_loss(student, teacher, temperature=2.0).item() == pytest.approx(expected, rel=1e-12)
+    assert hinton_kd_loss(student, teacher, temperature=2.0).item() == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_hinton_kd_zero_when_equal_positive_otherwise(gen):

@@ -19,8 +19,16 @@ from perco_viz.metrics import (
     trustworthiness,
 )
 
-REPORT_KEYS = ["pc", "coherence_mean", "coherence_p10", "knn_acc", "linear_acc",
-               "trustworthiness", "knn_overlap", "cka"]
+REPORT_KEYS = [
+    "pc",
+    "coherence_mean",
+    "coherence_p10",
+    "knn_acc",
+    "linear_acc",
+    "trustworthiness",
+    "knn_overlap",
+    "cka",
+]
 
 
 def _blobs(rng: np.random.Generator, n_per: int = 30, n_classes: int = 3, dim: int = 5):
@@ -59,10 +67,15 @@ def test_knn_accuracy_shuffled_labels_is_chance(rng):
 
 def test_knn_leave_one_out_matches_sklearn(rng):
     x, y = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
-    expected = np.mean([
-        KNeighborsClassifier(n_neighbors=4).fit(np.delete(x, i, 0), np.delete(y, i)).predict(x[i : i + 1])[0] == y[i]
-        for i in range(len(x))
-    ])
+    expected = np.mean(
+        [
+            KNeighborsClassifier(n_neighbors=4)
+            .fit(np.delete(x, i, 0), np.delete(y, i))
+            .predict(x[i : i + 1])[0]
+            == y[i]
+            for i in range(len(x))
+        ]
+    )
     assert knn_accuracy(x, y, k=4) == pytest.approx(expected)
 
 
@@ -151,8 +164,8 @@ def test_linear_cka_identity_and_invariances(teacher, rng):
 def test_linear_cka_matches_hsic_with_centering_matrix(n, d_a, d_b, rng):
     a, b = rng.normal(size=(n, d_a)), rng.normal(size=(n, d_b))
     h = np.eye(n) - 1.0 / n
-    k, l = h @ a @ a.T @ h, h @ b @ b.T @ h
-    expected = np.trace(k @ l) / np.sqrt(np.trace(k @ k) * np.trace(l @ l))
+    k_a, k_b = h @ a @ a.T @ h, h @ b @ b.T @ h
+    expected = np.trace(k_a @ k_b) / np.sqrt(np.trace(k_a @ k_a) * np.trace(k_b @ k_b))
     assert linear_cka(a, b) == pytest.approx(expected, rel=1e-10)
 
 
@@ -225,8 +238,13 @@ def test_report_of_a_perfect_student(teacher):
 def test_report_with_a_train_split(rng):
     x_train, y_train = _blobs(rng, n_per=30)
     x_test, y_test = _blobs(rng, n_per=10)
-    report = student_report(x_test, x_test @ rng.normal(size=(5, 8)), y_test,
-                            train_student=x_train, train_labels=y_train)
+    report = student_report(
+        x_test,
+        x_test @ rng.normal(size=(5, 8)),
+        y_test,
+        train_student=x_train,
+        train_labels=y_train,
+    )
     assert report["knn_acc"] == 1.0 and report["linear_acc"] == 1.0
     with pytest.raises(ValueError, match="neither"):
         student_report(x_test, x_test, y_test, train_student=x_train)
