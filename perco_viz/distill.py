@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from perco_viz.config import RunConfig
-from perco_viz.runs import RunDir, Snapshot
+from perco_viz.runs import HEARTBEAT_S, RunDir, Snapshot
 
 
 class TrainingError(RuntimeError):
@@ -270,6 +270,15 @@ class Distiller:
         self.last_loss = float(loss.detach())
         self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
         self._progress(phase="train", loss=self.last_loss)
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Keep status.json fresh during long epochs, so readers can tell a live run from a dead one."""
+        now = time.monotonic()
+        if self.run_dir is None or not self.dist.main or now - getattr(self, "_beat", 0.0) < HEARTBEAT_S:
+            return
+        self._beat = now
+        self.run_dir.write_status("running", epoch=self.epoch, step=self.step, error=None)
 
     def _class_terms(self, feats: torch.Tensor, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.head is None:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -605,8 +606,23 @@ def teacher_cache_path(dataset: Dataset, cache_dir: str | os.PathLike | None = N
     return Path(cache_dir or default_cache_dir()) / "teachers" / f"{key}.safetensors"
 
 
+_CACHE_LOCKS: dict[str, threading.Lock] = {}
+_CACHE_LOCKS_GUARD = threading.Lock()
+
+
+def _cache_lock(path: Path) -> threading.Lock:
+    """One lock per cache file: threads of one process (app sessions) train a teacher once."""
+    with _CACHE_LOCKS_GUARD:
+        return _CACHE_LOCKS.setdefault(str(path), threading.Lock())
+
+
 def _builtin_teacher(cfg: TeacherConfig, dataset: Dataset, *, cache_dir, device, progress) -> tuple:
     path = teacher_cache_path(dataset, cache_dir)
+    with _cache_lock(path):
+        return _builtin_teacher_locked(path, dataset, device=device, progress=progress)
+
+
+def _builtin_teacher_locked(path: Path, dataset: Dataset, *, device, progress) -> tuple:
     if path.is_file():
         try:
             model = load_model_safetensors(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,7 +34,8 @@ import numpy as np
 from perco_viz.config import RunConfig
 
 STATES = ("running", "finished", "failed", "cancelled")
-STALE_AFTER_S = 60.0  # a "running" run whose heartbeat is older than this is reported stale
+STALE_AFTER_S = 30.0  # a "running" run whose heartbeat is older than this is reported stale
+HEARTBEAT_S = 5.0  # the engine refreshes the heartbeat at least this often while it trains
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -169,6 +171,7 @@ class RunDir:
         status = {**self._read_json("status.json", {}), **fields, "state": state, "heartbeat": time.time()}
         status.setdefault("started", status["heartbeat"])
         status["pid"] = os.getpid()
+        status["host"] = socket.gethostname()
         try:
             atomic_write_bytes(self.path / "status.json", json.dumps(status, default=str).encode())
         except OSError as exc:
@@ -177,8 +180,7 @@ class RunDir:
     def status(self) -> dict[str, Any]:
         """The status, with ``state == "stale"`` for a running run whose heartbeat stopped."""
         status = self._read_json("status.json", {"state": "unknown"})
-        beat = status.get("heartbeat")
-        if status.get("state") == "running" and beat and time.time() - float(beat) > STALE_AFTER_S:
+        if status.get("state") == "running" and (_writer_gone(status) or _heartbeat_old(status)):
             status = {**status, "state": "stale",
                       "error": "the training process stopped answering (killed or crashed); resume it to continue"}
         return status
@@ -282,6 +284,33 @@ class RunDir:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.pt"
+
+
+def _heartbeat_old(status: dict[str, Any]) -> bool:
+    beat = status.get("heartbeat")
+    return bool(beat) and time.time() - float(beat) > STALE_AFTER_S
+
+
+def _writer_gone(status: dict[str, Any]) -> bool:
+    """True when the writing process ran on this host and no longer exists."""
+    pid, host = status.get("pid"), status.get("host")
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError, ValueError):
+        return False
+    return _is_zombie(int(pid))
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _default_name(config: RunConfig) -> str:

@@ -1,0 +1,77 @@
+"""AppTest: the home page and the live Distill page, on a fresh session and on finished runs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+TIMEOUT = 90
+
+
+def _poll_until(at: AppTest, done, limit_s: float = 120.0) -> None:
+    """Re-run the script (AppTest does not re-run fragments by itself) until ``done(at)``."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return
+        time.sleep(0.5)
+    raise AssertionError("the condition was not reached in time")
+
+
+def test_home_renders_on_a_fresh_session(app_env):
+    at = AppTest.from_file("app.py", default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.title[0].value == "perco_viz"
+    assert any(b.label.startswith("▶ Run the demo") for b in at.button)
+    assert "perception" in " ".join(m.value for m in at.markdown).lower()
+
+
+def test_distill_page_shows_a_finished_cli_run(app_env, finished_run):
+    at = AppTest.from_file("pages/2_Distill.py", default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.selectbox(key="distill-run").value.startswith(finished_run.name)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 2
+    pc_card = next(m for m in at.metric if m.label.startswith("PC"))
+    assert pc_card.value == f"{finished_run.metrics()[-1]['pc']:.3f}"
+
+
+def test_demo_button_starts_a_run_and_figures_appear_then_stop(app_env, monkeypatch):
+    from ui import common
+
+    # a long demo so that stop has something to stop; small probe for speed
+    cfg = common.demo_config().override(**{"train.epochs": 200, "data.probe_size": 100})
+    monkeypatch.setattr(common, "demo_config", lambda: cfg)
+    at = AppTest.from_file("app.py", default_timeout=TIMEOUT).run()
+    at.button(key="home-demo").click().run()
+    assert not at.exception
+    sid = at.session_state["sid"]
+    run = common.registry().latest(sid)
+    assert run is not None
+    at.switch_page("pages/2_Distill.py").run()
+    _poll_until(at, lambda a: len(a.get("plotly_chart")) >= 2)
+    assert any(m.label.startswith("PC") for m in at.metric)
+    at.button(key="distill-stop").click().run()
+    run.stop(wait=30)
+    assert not run.alive
+    assert run.run_dir.status()["state"] == "cancelled"
+
+
+def test_one_training_per_session(app_env):
+    from perco_viz.live import RegistryFull, RunRegistry
+    from ui import common
+
+    reg = RunRegistry(max_concurrent=1)
+    cfg = common.demo_config().override(**{"train.epochs": 100, "data.probe_size": 50})
+    run = reg.start("a", cfg, app_env / "app-sessions" / "a")
+    try:
+        with pytest.raises(RegistryFull, match="already running"):
+            reg.start("a", cfg, app_env / "app-sessions" / "a")
+        with pytest.raises(RegistryFull, match="limit of 1"):
+            reg.start("b", cfg, app_env / "app-sessions" / "b")
+    finally:
+        run.stop(wait=60)
