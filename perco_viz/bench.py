@@ -54,24 +54,30 @@ def _time(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
 
 
 _PEAK_SCRIPT = """
-import resource, sys, torch
+import sys, torch
 from perco_viz.coherence import coherence_loss
+
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
 n, ds, dt, kernel = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 g = torch.Generator().manual_seed(n)
 s = torch.randn(n, ds, generator=g).requires_grad_(True)
 t = torch.randn(n, dt, generator=g)
 coherence_loss(s[:8], t[:8], kernel=kernel).backward()  # load kernels and caches first
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+open('/proc/self/clear_refs', 'w').write('5')  # reset the peak resident set (VmHWM)
+base = status('VmRSS:')
 coherence_loss(s, t, kernel=kernel).backward()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+print(status('VmHWM:') - base)
 """
 
 
 def _peak_mib(n: int, student_dim: int, teacher_dim: int, kernel: str, device: torch.device) -> float | None:
     """Peak memory of one forward+backward beyond the inputs (MiB).
 
-    CUDA: the allocator's peak. CPU: the growth of the peak resident set of a fresh process
-    that runs one step (so earlier sizes do not hide it).
+    CUDA: the allocator's peak. CPU (Linux): a fresh process runs one step after resetting its
+    peak resident set (``/proc/self/clear_refs``); the peak minus the resident set before.
     """
     if device.type == "cuda":
         g = torch.Generator().manual_seed(n)

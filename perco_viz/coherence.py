@@ -386,7 +386,7 @@ def _soft_ranks_ramp_fast(v: Tensor, tau: float) -> Tensor:
 
 _SIGMOID_NEAR = 2.0  # |v_j − v_l| < 2τ is summed directly
 _SIGMOID_TERMS = 10  # far-field series error ≤ e^{−2·11} ≈ 3e-10 per pair
-_CHUNK_ELEMENTS = 1 << 24
+_CHUNK_ELEMENTS = 1 << 22  # near-field elements per chunk: bounds memory (~16 MiB per buffer)
 _SIGMOID_DIRECT_BELOW = 384  # rows shorter than this: the direct sum is faster (measured)
 
 
