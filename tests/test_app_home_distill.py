@@ -7,6 +7,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import ROOT
+
 TIMEOUT = 90
 
 
@@ -23,7 +25,7 @@ def _poll_until(at: AppTest, done, limit_s: float = 120.0) -> None:
 
 
 def test_home_renders_on_a_fresh_session(app_env):
-    at = AppTest.from_file("app.py", default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert at.title[0].value == "perco_viz"
     assert any(b.label.startswith("▶ Run the demo") for b in at.button)
@@ -31,7 +33,7 @@ def test_home_renders_on_a_fresh_session(app_env):
 
 
 def test_distill_page_shows_a_finished_cli_run(app_env, finished_run):
-    at = AppTest.from_file("pages/2_Distill.py", default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Distill.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert at.selectbox(key="distill-run").value.startswith(finished_run.name)
     charts = at.get("plotly_chart")
@@ -46,7 +48,7 @@ def test_demo_button_starts_a_run_and_figures_appear_then_stop(app_env, monkeypa
     # a long demo so that stop has something to stop; small probe for speed
     cfg = common.demo_config().override(**{"train.epochs": 200, "data.probe_size": 100})
     monkeypatch.setattr(common, "demo_config", lambda: cfg)
-    at = AppTest.from_file("app.py", default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     at.button(key="home-demo").click().run()
     assert not at.exception
     sid = at.session_state["sid"]

@@ -43,7 +43,7 @@ def run_load(sessions: int, demos: int, epochs: int, timeout_s: float = 600.0) -
 
     def session(i: int) -> dict:
         t0 = time.perf_counter()
-        at = AppTest.from_file("app.py", default_timeout=timeout_s).run()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout_s).run()
         latencies.append(time.perf_counter() - t0)
         out = {"i": i, "sid": at.session_state["sid"], "exception": bool(at.exception)}
         if i < demos:

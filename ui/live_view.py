@@ -105,19 +105,16 @@ def _body(run, key: str) -> None:
         return
     s_xy = _student_pca(str(run.path), indices[-1])
     snap = common.load_snapshot(str(run.path), indices[-1])
-    left, right = st.columns([3, 2])
-    with left:
-        fig = figures.side_by_side_embeddings(
-            t_xy, s_xy, color=labels if labels is not None else snap["coherence"],
-            color_kind="label" if labels is not None else "continuous",
-            titles=("teacher (PCA of its features)", f"student at epoch {snap['epoch']:.3g} (PCA, aligned)"))
-        st.plotly_chart(fig, key=f"{key}-emb", width="stretch")
-        st.caption("Each dot is one input of the held-out probe set, coloured by class. The student is drawn "
-                   "in the teacher's orientation (Procrustes): it need not match the shape, only who is near whom.")
-    with right:
-        fig = figures.training_curves(records)
-        st.plotly_chart(fig, key=f"{key}-curves", width="stretch")
-        st.caption("Loss on the training batches; PC and k-NN accuracy on the probe set at each snapshot.")
+    fig = figures.side_by_side_embeddings(
+        t_xy, s_xy, color=labels if labels is not None else snap["coherence"],
+        color_kind="label" if labels is not None else "continuous",
+        titles=("teacher (PCA of its features)", f"student at epoch {snap['epoch']:.3g} (PCA, aligned)"))
+    st.plotly_chart(fig, key=f"{key}-emb", width="stretch")
+    st.caption("Each dot is one input of the held-out probe set, coloured by class. The student is drawn in the "
+               "teacher's orientation (Procrustes): it need not match the shape, only who is near whom.")
+    st.plotly_chart(figures.training_curves(records), key=f"{key}-curves", width="stretch")
+    st.caption("Loss on the training batches; PC and k-NN accuracy on the probe set at each snapshot. "
+               "PC 0.5 is chance, 1 is the teacher's own ranking.")
 
 
 def show(run, *, key: str) -> None:
