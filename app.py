@@ -30,27 +30,27 @@ the teacher's geometry, as long as what is nearer stays nearer.
     )
     live = common.live_run()
     running = live is not None and live.alive
-    if st.button("▶ Run the demo", type="primary", disabled=running, key="home-demo",
+    if st.button("Run the demo", icon=":material/play_arrow:", type="primary", disabled=running, key="home-demo",
                  help="Digits (1,797 handwritten 8×8 images from scikit-learn), a small CNN teacher "
                       "trained here in seconds, an 8-d student, the coherence loss, 20 epochs."):
         if common.start_run(common.demo_config()):
             st.switch_page("pages/2_Distill.py")
     if running:
         st.info("A training of yours is running.")
-        st.page_link("pages/2_Distill.py", label="Watch it live →", icon="📈")
+        st.page_link("pages/2_Distill.py", label="Watch it live →", icon=":material/monitoring:")
     st.caption("Built-in demo: digits · CNN teacher (128-d) · MLP student (8-d) · coherence loss · CPU or GPU.")
 
 with right:
     st.markdown("#### Where to go")
-    st.page_link("pages/1_Setup.py", label="Setup — choose data, teacher, student, loss", icon="🧰")
-    st.page_link("pages/2_Distill.py", label="Distill — train and watch it live", icon="📈")
-    st.page_link("pages/3_Embeddings.py", label="Embeddings — teacher and student side by side", icon="🗺️")
-    st.page_link("pages/4_Rank_agreement.py", label="Rank agreement — where perception differs", icon="🟪")
+    st.page_link("pages/1_Setup.py", label="Setup — choose data, teacher, student, loss", icon=":material/tune:")
+    st.page_link("pages/2_Distill.py", label="Distill — train and watch it live", icon=":material/monitoring:")
+    st.page_link("pages/3_Embeddings.py", label="Embeddings — teacher and student side by side", icon=":material/scatter_plot:")
+    st.page_link("pages/4_Rank_agreement.py", label="Rank agreement — where perception differs", icon=":material/grid_view:")
     st.page_link("pages/5_Per_sample_coherence.py", label="Per-sample coherence — which inputs go wrong",
-                 icon="🎯")
-    st.page_link("pages/6_Diagnose.py", label="Diagnose — any student, no training needed", icon="🩺")
-    st.page_link("pages/7_Compare.py", label="Compare — coherence against the baselines", icon="⚖️")
-    st.page_link("pages/8_Teaching_view.py", label="Teaching view — one mini-batch, step by step", icon="🎓")
+                 icon=":material/my_location:")
+    st.page_link("pages/6_Diagnose.py", label="Diagnose — any student, no training needed", icon=":material/stethoscope:")
+    st.page_link("pages/7_Compare.py", label="Compare — coherence against the baselines", icon=":material/balance:")
+    st.page_link("pages/8_Teaching_view.py", label="Teaching view — one mini-batch, step by step", icon=":material/school:")
     st.caption(
         "Method: Nguyen et al., *Feature Representation Transferring to Lightweight Models via "
         "Perception Coherence*, arXiv:2505.06595 (TMLR 2026)."

@@ -90,7 +90,7 @@ def test_demo_in_a_real_browser(server, browser_page):
     page = browser_page
     t0 = time.time()
     page.goto(server, wait_until="networkidle")
-    page.get_by_role("button", name="▶ Run the demo").click()
+    page.get_by_role("button", name="Run the demo").click()
     clicked = time.time()
     page.wait_for_url("**/Distill**", timeout=30_000)
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=120_000)
