@@ -1,0 +1,413 @@
+"""Projections of features to 2-D/3-D (PCA, UMAP, t-SNE), aligned across snapshots.
+
+scikit-learn estimator style (as umap-learn): :class:`Projector` stores its options in
+``__init__``, checks its input in ``fit_transform`` and keeps what it fitted in attributes ending
+with ``_``; :func:`project` is the one-call form. Embedding plots of consecutive snapshots must not
+jump, so :func:`project_sequence` aligns them (Procrustes for PCA, ``umap.AlignedUMAP`` for UMAP,
+t-SNE initialised from the previous snapshot), and :func:`align_to` turns the student's projection
+into the teacher's orientation for a teacher | student picture.
+
+UMAP (umap-learn, numba) is imported only when used; its first call in a process spends ~15 s
+compiling, which :func:`warm_up_numba` can do ahead of time in a background thread.
+
+>>> import numpy as np
+>>> X = np.random.default_rng(0).normal(size=(50, 8))
+>>> project(X, "pca").shape
+(50, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy.linalg import orthogonal_procrustes
+
+METHODS: tuple[str, ...] = ("pca", "umap", "tsne")
+MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}  # fewest rows each method can lay out
+UMAP_NEIGHBOURS = 15
+TSNE_PERPLEXITY = 30.0
+TSNE_SINGLE_THREAD_BELOW = 5000
+_WARM = {"done": False}
+_WARM_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------------------- input checks
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"projection method must be one of {', '.join(METHODS)}, got {method!r}")
+    return method
+
+
+def _as_features(X, name: str = "X") -> np.ndarray:
+    """Any (n, d) array-like → float64 ndarray, finite, or a ValueError saying what to fix."""
+    if hasattr(X, "detach"):  # a torch tensor
+        X = X.detach().cpu().numpy()
+    x = np.asarray(X, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (n, d) array of features, got shape {x.shape}")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"{name} has NaN or infinite values in {len(rows)} row(s) (first: {rows[:5].tolist()}); "
+                         "drop or impute those rows before projecting")
+    return x
+
+
+def _check_size(x: np.ndarray, method: str, dim: int) -> None:
+    n, d = x.shape
+    if dim < 1:
+        raise ValueError(f"dim must be a positive number of output dimensions, got {dim}")
+    need = max(MIN_POINTS[method], dim + 1)
+    if n < need:
+        raise ValueError(f"{method} needs at least {need} points for dim={dim}, got {n}; "
+                         "project more points (a larger probe set) or use PCA")
+    if method == "pca" and d < dim:
+        raise ValueError(f"PCA to {dim} dimensions needs at least {dim} feature columns, got {d}; "
+                         "lower dim or pad the features with zero columns")
+    if method == "tsne" and dim > 3:
+        raise ValueError(f"t-SNE lays points out in 2 or 3 dimensions, got dim={dim}")
+
+
+def _threads_for(method: str, n: int):
+    """One OpenMP thread for small t-SNE: its per-iteration barriers cost seconds on a busy CPU
+    (measured: 100 points, 2 loaded cores: 24 s with all threads, 0.5 s with one)."""
+    if method == "tsne" and n <= TSNE_SINGLE_THREAD_BELOW:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1, user_api="openmp")
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- estimator
+class Projector:
+    """One projection method with its fitted state.
+
+    Attributes (after ``fit_transform``):
+        estimator_: the fitted scikit-learn / umap-learn object.
+        embedding_: (n, dim) float64 projection of the rows it was fitted on.
+        n_features_in_: d, the number of feature columns seen.
+
+    Args:
+        method: ``pca``, ``umap`` or ``tsne``.
+        dim: output dimensions (t-SNE: 2 or 3).
+        seed: fixes UMAP/t-SNE (and randomized PCA). ``None``: not reproducible, but UMAP
+            then runs on all cores.
+        init: (n, dim) starting layout for UMAP/t-SNE, or ``None`` (t-SNE: ``"pca"``; UMAP:
+            spectral).
+    """
+
+    def __init__(self, method: str = "pca", dim: int = 2, seed: int | None = 0, *, init=None):
+        self.method = method
+        self.dim = dim
+        self.seed = seed
+        self.init = init
+
+    def _estimator(self, n: int):
+        if self.method == "pca":
+            from sklearn.decomposition import PCA
+
+            return PCA(n_components=self.dim, random_state=self.seed)
+        init = None if self.init is None else _as_features(self.init, "init")
+        if init is not None and init.shape != (n, self.dim):
+            raise ValueError(f"init must have shape ({n}, {self.dim}), got {init.shape}")
+        if self.method == "umap":
+            import umap
+
+            return umap.UMAP(n_components=self.dim, n_neighbors=min(UMAP_NEIGHBOURS, n - 1),
+                             random_state=self.seed, init="spectral" if init is None else init)
+        from sklearn.manifold import TSNE
+
+        if init is not None:  # sklearn's own "pca" init: first column with std 1e-4
+            init = (init - init.mean(axis=0)) / (init[:, 0].std() or 1.0) * 1e-4
+        return TSNE(n_components=self.dim, perplexity=min(TSNE_PERPLEXITY, (n - 1) / 3), init="pca"
+                    if init is None else init, learning_rate="auto", random_state=self.seed)
+
+    def fit_transform(self, X) -> np.ndarray:
+        """Fit on X and return its projection.
+
+        Args:
+            X: (n, d) features.
+
+        Returns:
+            (n, dim) float64 projection (also kept in ``embedding_``).
+        """
+        x = _as_features(X)
+        _check_size(x, _check_method(self.method), self.dim)
+        self.estimator_ = self._estimator(len(x))
+        self.n_features_in_ = x.shape[1]
+        with warnings.catch_warnings(), _threads_for(self.method, len(x)):
+            warnings.simplefilter("ignore", UserWarning)  # "n_jobs overridden by random_state" and friends
+            warnings.simplefilter("ignore", FutureWarning)
+            y = self.estimator_.fit_transform(x.astype(np.float32) if self.method == "umap" else x)
+        self.embedding_ = np.asarray(y, dtype=np.float64)
+        return self.embedding_
+
+    def fit(self, X) -> Projector:
+        """Fit on X (see :meth:`fit_transform`); returns self."""
+        self.fit_transform(X)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Project new rows with the fitted map (PCA and UMAP; t-SNE has none).
+
+        Args:
+            X: (m, d) features with the ``d`` columns seen in fit.
+
+        Returns:
+            (m, dim) float64 projection.
+        """
+        if self.method == "tsne":
+            raise NotImplementedError("t-SNE has no map for new points; fit_transform all rows together")
+        if not hasattr(self, "estimator_"):
+            raise RuntimeError("this Projector is not fitted yet; call fit_transform first")
+        x = _as_features(X)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {x.shape[1]} columns, the projector was fitted on {self.n_features_in_}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return np.asarray(self.estimator_.transform(x.astype(np.float32) if self.method == "umap" else x),
+                              dtype=np.float64)
+
+
+def project(X, method: str = "pca", *, dim: int = 2, seed: int | None = 0, init=None) -> np.ndarray:
+    """Project features to ``dim`` dimensions.
+
+    Args:
+        X: (n, d) features (numpy array or CPU tensor), finite.
+        method: ``pca`` (milliseconds), ``umap`` (seconds; first call compiles) or ``tsne``.
+        dim: output dimensions.
+        seed: fixes the result of UMAP/t-SNE.
+        init: (n, dim) starting layout for UMAP/t-SNE (e.g. the previous snapshot's).
+
+    Returns:
+        (n, dim) float64 coordinates.
+
+    Raises:
+        ValueError: unknown method, NaN/inf input, or fewer points than the method needs.
+    """
+    return Projector(method, dim, seed, init=init).fit_transform(X)
+
+
+# ----------------------------------------------------------------------------- alignment
+def _procrustes(Y: np.ndarray, Y_ref: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Rotation/reflection R (d, d), scale s, means: ``(Y − mu) @ R * s + mu_ref`` ≈ Y_ref."""
+    mu, mu_ref = Y.mean(axis=0), Y_ref.mean(axis=0)
+    a, b = Y - mu, Y_ref - mu_ref
+    norm = float((a**2).sum())
+    if norm == 0.0:  # every point at one place: only the translation is defined
+        return np.eye(Y.shape[1]), 1.0, mu, mu_ref
+    rot, sv_sum = orthogonal_procrustes(a, b)
+    return rot, float(sv_sum) / norm, mu, mu_ref
+
+
+def _check_pair(Y, Y_ref) -> tuple[np.ndarray, np.ndarray]:
+    y, ref = _as_features(Y, "Y"), _as_features(Y_ref, "Y_ref")
+    if y.shape != ref.shape:
+        raise ValueError(f"Y and Y_ref must be (n, dim) arrays of the same shape, got {y.shape} and {ref.shape}")
+    return y, ref
+
+
+def align_procrustes(Y, Y_ref) -> np.ndarray:
+    """Move Y onto Y_ref by rotation (reflection allowed), uniform scaling and translation.
+
+    Orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``) on the centred point sets;
+    rows are matched by index.
+
+    Args:
+        Y: (n, dim) points to move.
+        Y_ref: (n, dim) reference points, same rows.
+
+    Returns:
+        (n, dim) float64, ``(Y − mean Y) @ R * s + mean Y_ref`` with the least squared error.
+    """
+    y, ref = _check_pair(Y, Y_ref)
+    rot, scale, mu, mu_ref = _procrustes(y, ref)
+    return (y - mu) @ rot * scale + mu_ref
+
+
+def align_to(Y, Y_ref, *, fit_rows=None) -> np.ndarray:
+    """Turn a projection into a reference's orientation, for drawing the two side by side.
+
+    Like :func:`align_procrustes` but tolerant: the columns are zero-padded to the wider of the
+    two, the map is fitted on ``fit_rows`` (default: the rows finite in both) and applied to every
+    row of Y (NaN rows stay NaN). Use it for the student's projection against the teacher's.
+
+    Args:
+        Y: (n, d) projection to turn (e.g. the student's).
+        Y_ref: (n, d_ref) reference projection (e.g. the teacher's), same rows.
+        fit_rows: indices or (n,) boolean mask of the rows the map is fitted on.
+
+    Returns:
+        (n, max(d, d_ref)) float64 aligned coordinates.
+    """
+    y, ref = np.asarray(Y, dtype=np.float64), np.asarray(Y_ref, dtype=np.float64)
+    if y.ndim != 2 or ref.ndim != 2 or len(y) != len(ref):
+        raise ValueError(f"Y and Y_ref must be 2-D with the same rows, got {y.shape} and {ref.shape}")
+    d = max(y.shape[1], ref.shape[1])
+    y, ref = (np.pad(a, ((0, 0), (0, d - a.shape[1]))) for a in (y, ref))
+    rows = np.isfinite(y).all(axis=1) & np.isfinite(ref).all(axis=1)
+    if fit_rows is not None:
+        chosen = np.zeros(len(y), dtype=bool)
+        chosen[np.asarray(fit_rows)] = True
+        rows &= chosen
+    if rows.sum() < 2:
+        raise ValueError("align_to needs at least 2 rows finite in both projections to fit the map")
+    rot, scale, mu, mu_ref = _procrustes(y[rows], ref[rows])
+    return (y - mu) @ rot * scale + mu_ref
+
+
+# ----------------------------------------------------------------------------- sequences
+def _aligned_umap(xs: list[np.ndarray], dim: int, seed: int | None) -> list[np.ndarray]:
+    import umap
+
+    n = len(xs[0])
+    identity = {i: i for i in range(n)}  # the probe rows are the same in every snapshot
+    model = umap.AlignedUMAP(n_components=dim, n_neighbors=min(UMAP_NEIGHBOURS, n - 1), random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit([x.astype(np.float32) for x in xs], relations=[identity] * (len(xs) - 1))
+    return [np.asarray(e, dtype=np.float64) for e in model.embeddings_]
+
+
+def project_sequence(
+    Xs: Sequence,
+    method: str = "pca",
+    *,
+    dim: int = 2,
+    seed: int | None = 0,
+    aligned: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray]:
+    """Project snapshots of the same probe rows so that points do not jump between them.
+
+    ``pca``: each snapshot fitted on its own, then Procrustes-aligned to the previous (aligned)
+    result. ``umap``: one ``umap.AlignedUMAP`` over all snapshots (relations = identity).
+    ``tsne``: each snapshot initialised from the previous snapshot's layout. With
+    ``aligned=False`` every snapshot is projected independently.
+
+    Args:
+        Xs: k arrays (n, d_t), the features at each snapshot (d may change, n may not).
+        method: ``pca``, ``umap`` or ``tsne``.
+        dim: output dimensions.
+        seed: fixes UMAP/t-SNE.
+        aligned: align consecutive snapshots.
+        progress: called as ``progress(done, k)`` after each snapshot (once at the end for UMAP).
+
+    Returns:
+        k arrays (n, dim) float64.
+    """
+    _check_method(method)
+    xs = [_as_features(x, f"snapshot {t}") for t, x in enumerate(Xs)]
+    if not xs:
+        raise ValueError("project_sequence needs at least one snapshot")
+    if aligned and len({len(x) for x in xs}) > 1:
+        raise ValueError(f"aligned projection needs the same probe rows in every snapshot, got row counts "
+                         f"{sorted({len(x) for x in xs})}; pass aligned=False to project them independently")
+    for x in xs:
+        _check_size(x, method, dim)
+    if aligned and method == "umap" and len(xs) > 1:
+        out = _aligned_umap(xs, dim, seed)
+        if progress is not None:
+            progress(len(xs), len(xs))
+        return out
+    out: list[np.ndarray] = []
+    for t, x in enumerate(xs):
+        init = out[-1] if aligned and method == "tsne" and out else None
+        y = project(x, method, dim=dim, seed=seed, init=init)
+        if aligned and method == "pca" and out:
+            y = align_procrustes(y, out[-1])
+        out.append(y)
+        if progress is not None:
+            progress(t + 1, len(xs))
+    return out
+
+
+# ----------------------------------------------------------------------------- subsampling
+def stratified_subsample(labels, n: int, max_points: int | None = None, seed: int = 0) -> np.ndarray:
+    """At most ``max_points`` of ``n`` rows, keeping each class's share (seeded).
+
+    Quotas are ``max_points · count / n`` rounded by largest remainder, so the shares match to
+    within one point per class. Also callable as ``stratified_subsample(labels, max_points)``
+    (``max_points`` omitted: the second argument is the cap and ``n = len(labels)``).
+
+    Args:
+        labels: (n,) class labels of any hashable kind, or ``None`` (a plain random subsample).
+        n: number of rows.
+        max_points: the most rows returned.
+        seed: fixes the choice.
+
+    Returns:
+        (m,) sorted unique int64 row indices, m = min(n, max_points); all rows when n ≤ max_points.
+    """
+    if max_points is None:
+        if labels is None:
+            raise ValueError("without labels, pass both n and max_points")
+        n, max_points = len(labels), n
+    n, max_points = int(n), int(max_points)
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries for n = {n} rows")
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(n, max_points, replace=False)).astype(np.int64)
+    _, codes = np.unique(np.asarray(labels), return_inverse=True)
+    counts = np.bincount(codes.ravel())
+    share = max_points * counts / n
+    quota = np.floor(share).astype(np.int64)
+    extra = np.argsort(-(share - quota), kind="stable")[: max_points - quota.sum()]
+    quota[extra] += 1
+    picked = [rng.choice(np.flatnonzero(codes == c), q, replace=False) for c, q in enumerate(quota) if q]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- numba warm-up
+def _cache_dir(cache_dir: str | os.PathLike | None) -> str:
+    """A writable numba cache folder: the given one, ~/.cache/perco_viz/numba, or a temp folder."""
+    for candidate in (cache_dir, Path.home() / ".cache" / "perco_viz" / "numba"):
+        if candidate is None:
+            continue
+        try:
+            Path(candidate).mkdir(parents=True, exist_ok=True)
+            if os.access(candidate, os.W_OK):
+                return str(candidate)
+        except OSError:
+            continue
+    return tempfile.mkdtemp(prefix="perco_viz-numba-")
+
+
+def warm_up_numba(cache_dir: str | os.PathLike | None = None) -> None:
+    """Compile UMAP's numba code now (a tiny UMAP), so the user's first UMAP is not ~15 s slower.
+
+    Sets ``NUMBA_CACHE_DIR`` (when not already set) to ``cache_dir`` or
+    ``~/.cache/perco_viz/numba`` so compiled code is cached on disk even when site-packages is
+    read-only. Idempotent and thread-safe: call it from a background thread at start-up.
+
+    Args:
+        cache_dir: where numba caches compiled code (ignored when ``NUMBA_CACHE_DIR`` is set).
+    """
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        os.environ["NUMBA_CACHE_DIR"] = _cache_dir(cache_dir)
+    with _WARM_LOCK:
+        if _WARM["done"]:
+            return
+        import numba.core.config
+
+        numba.core.config.reload_config()
+        import umap
+
+        x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # the approximate-neighbour path (pynndescent) is what real probe sets (> 4096 rows) take
+            umap.UMAP(n_neighbors=5, n_epochs=20, random_state=0, force_approximation_algorithm=True).fit(x)
+        _WARM["done"] = True

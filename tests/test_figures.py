@@ -1,0 +1,328 @@
+"""perco_viz.figures: every figure titled, labelled, with the expected traces; heatmap
+downsampling; thumbnails; HTML/PNG export."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from perco_viz import figures as F
+
+
+@pytest.fixture
+def probe(rng):
+    """(120, 2) coordinates, (120,) labels in 4 classes, (120,) c_i in [0.5, 1]."""
+    labels = np.repeat(np.arange(4), 30)
+    return rng.normal(size=(120, 2)), labels, rng.uniform(0.5, 1.0, 120)
+
+
+def _titled(fig: go.Figure, *axes: str) -> None:
+    """A non-empty title and, for each axis name (``xaxis``, ``yaxis2``, ...), a non-empty title."""
+    assert isinstance(fig, go.Figure)
+    assert fig.layout.title.text
+    for name in axes:
+        assert fig.layout[name].title.text, f"{name} has no title"
+
+
+def _points(fig: go.Figure) -> int:
+    return sum(len(t.x) for t in fig.data if t.x is not None)
+
+
+# ----------------------------------------------------------------------------- embeddings
+def test_embedding_by_label_has_one_trace_per_class(probe):
+    xy, labels, _ = probe
+    fig = F.embedding_figure(xy, color=labels, labels_text=["a", "b", "c", "d"], title="probe set")
+    _titled(fig, "xaxis", "yaxis")
+    assert [t.name for t in fig.data] == ["a", "b", "c", "d"]
+    assert all(isinstance(t, go.Scattergl) for t in fig.data) and _points(fig) == 120
+    ids = np.concatenate([np.asarray(t.customdata)[:, 0] for t in fig.data])
+    np.testing.assert_array_equal(np.sort(ids), np.arange(120))  # customdata[:, 0] = the point's id
+    assert fig.layout.legend.title.text == "class"
+
+
+def test_embedding_continuous_has_a_colour_bar_and_highlight(probe):
+    xy, _, c = probe
+    fig = F.embedding_figure(xy, color=c, color_kind="continuous", title="c_i", highlight=[3, 7],
+                             hover=[f"row {i}" for i in range(120)])
+    _titled(fig, "xaxis", "yaxis")
+    assert len(fig.data) == 2 and fig.data[1].name == "selected" and len(fig.data[1].x) == 2
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 1.0)
+    assert fig.layout.coloraxis.colorbar.title.text
+    assert fig.data[0].marker.color[-1] == c.min()  # the lowest c_i drawn last, on top
+    with pytest.raises(ValueError, match="color_kind"):
+        F.embedding_figure(xy, color=c, color_kind="hue")
+    with pytest.raises(ValueError, match="one entry per point"):
+        F.embedding_figure(xy, color=c[:5], color_kind="continuous")
+
+
+def test_embedding_3d_uses_scatter3d(rng):
+    fig = F.embedding_figure(rng.normal(size=(50, 3)), color=np.arange(50) % 3, title="3-D")
+    assert all(isinstance(t, go.Scatter3d) for t in fig.data) and len(fig.data) == 3
+    assert fig.layout.title.text and fig.layout.scene.xaxis.title.text and fig.layout.scene.zaxis.title.text
+
+
+def test_side_by_side_same_traces_and_order_in_both_panels(probe):
+    xy, labels, c = probe
+    fig = F.side_by_side_embeddings(xy, 2 * xy, color=labels)
+    _titled(fig, "xaxis", "yaxis", "xaxis2", "yaxis2")
+    assert len(fig.data) == 8
+    left, right = fig.data[:4], fig.data[4:]
+    for a, b in zip(left, right):
+        assert a.name == b.name and a.legendgroup == b.legendgroup
+        np.testing.assert_array_equal(a.customdata, b.customdata)  # linked by point index
+    assert all(t.showlegend for t in left) and not any(t.showlegend for t in right)
+    fig3 = F.side_by_side_embeddings(np.c_[xy, c], np.c_[xy, c], color=c, color_kind="continuous")
+    assert [type(t) for t in fig3.data] == [go.Scatter3d, go.Scatter3d]
+    with pytest.raises(ValueError, match="same shape"):
+        F.side_by_side_embeddings(xy, xy[:10])
+
+
+# ----------------------------------------------------------------------------- curves and bars
+def _records(n: int = 10) -> list[dict]:
+    return [{"epoch": e / 2, "step": e, "train_loss": 1 / (e + 1), "pc": 0.6 + e / 50 if e % 2 == 0 else None,
+             "knn_acc": 0.8, "wall_s": float(e)} for e in range(n)]
+
+
+def test_training_curves_three_panels_skip_missing_values():
+    fig = F.training_curves(_records())
+    _titled(fig, "xaxis", "yaxis", "xaxis2", "yaxis2", "xaxis3", "yaxis3")
+    assert [len(t.x) for t in fig.data] == [10, 5, 10]  # PC only where recorded
+    assert max(fig.data[0].x) == 4.5  # fractional epochs
+    stacked = F.training_curves(_records(), stacked=True)
+    assert len(stacked.data) == 3 and stacked.layout.yaxis3.title.text
+    empty = F.training_curves([{"epoch": 0, "pc": None}])
+    assert not empty.data and empty.layout.annotations
+
+
+def test_compare_curves_one_line_per_run():
+    fig = F.compare_curves({"coherence": _records(), "rkd": _records(4), "empty": []}, "pc")
+    _titled(fig, "xaxis", "yaxis")
+    assert [t.name for t in fig.data] == ["coherence", "rkd"]
+
+
+def test_metrics_bar_mean_and_std():
+    rows = [{"method": m, "seed": s, "pc": v} for m, vals in
+            {"teacher": [1.0], "coherence": [0.9, 0.8], "rkd": [0.7, 0.7]}.items() for s, v in enumerate(vals)]
+    fig = F.metrics_bar(rows, "pc")
+    _titled(fig, "xaxis", "yaxis")
+    bar = fig.data[0]
+    assert list(bar.x) == ["coherence", "rkd"]  # the teacher is the dashed reference line
+    np.testing.assert_allclose(bar.y, [0.85, 0.7])
+    np.testing.assert_allclose(bar.error_y.array, [np.std([0.9, 0.8], ddof=1), 0.0])
+    summary = F.metrics_bar([{"method": "a", "pc_mean": 0.5, "pc_std": 0.1}], "pc", reference=None)
+    assert list(summary.data[0].y) == [0.5] and list(summary.data[0].error_y.array) == [0.1]
+
+
+# ----------------------------------------------------------------------------- matrices
+def _agreement(rng, n: int) -> np.ndarray:
+    a = rng.uniform(0.0, 1.0, size=(n, n))
+    np.fill_diagonal(a, np.nan)
+    return a
+
+
+def test_heatmap_small_is_drawn_as_is(rng):
+    A = _agreement(rng, 40)
+    labels = rng.integers(0, 3, 40)
+    fig = F.rank_agreement_heatmap(A, labels=labels, class_names=["x", "y", "z"])
+    _titled(fig, "xaxis", "yaxis")
+    (hm,) = fig.data
+    order = np.argsort(labels, kind="stable")
+    np.testing.assert_array_equal(np.asarray(hm.z, dtype=float), A[np.ix_(order, order)])
+    assert (hm.zmin, hm.zmax) == (0.0, 1.0) and hm.colorbar.title.text
+    assert len(fig.layout.shapes) == 2 * 2  # two class boundaries, a line on each axis
+    assert list(fig.layout.xaxis.ticktext) == ["x", "y", "z"]
+
+
+def test_heatmap_downsamples_by_block_mean(rng):
+    A = _agreement(rng, 1001)
+    fig = F.rank_agreement_heatmap(A, max_cells=100)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape[0] == z.shape[1] <= 100
+    assert np.nanmin(z) >= 0.0 and np.nanmax(z) <= 1.0
+    assert "mean of 11×11" in fig.layout.title.subtitle.text
+    Z, b = F.block_mean(A, 100)
+    assert b == 11 and Z.shape == (91, 91)  # ceil(1001 / 11)
+    np.testing.assert_allclose(Z[1, 2], np.nanmean(A[11:22, 22:33]))
+
+
+def test_ranks_heatmap_uses_the_same_helper(rng):
+    R = _agreement(rng, 30)
+    fig = F.ranks_heatmap(R, which="student", order=np.arange(30)[::-1])
+    _titled(fig, "xaxis", "yaxis")
+    assert "R_S" in fig.layout.title.text
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z, dtype=float), R[::-1, ::-1])
+    with pytest.raises(ValueError, match="square"):
+        F.ranks_heatmap(R[:, :5])
+
+
+# ----------------------------------------------------------------------------- pairs and anchors
+def test_shepard_samples_pairs_and_annotates(rng):
+    t = rng.uniform(size=30_000)
+    s = t**2 + 0.01 * rng.normal(size=30_000)
+    fig = F.shepard_figure(t, s, pc=0.93, max_points=5000)
+    _titled(fig, "xaxis", "yaxis")
+    assert fig.layout.xaxis.title.text == "teacher dissimilarity"
+    assert len(fig.data) == 1 and len(fig.data[0].x) == 5000
+    note = fig.layout.annotations[0].text
+    assert "PC = 0.930" in note and "Spearman ρ = 0.99" in note
+
+
+def test_anchor_neighbours_table_and_slope_chart(rng):
+    x = rng.normal(size=(25, 3))
+    d_t = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    d_s = d_t.copy()
+    d_s[0, [1, 2]] = d_s[0, [2, 1]]  # the student swaps two of anchor 0's neighbours
+    table = F.anchor_neighbours_table(d_t, d_s, 0, k=5)
+    assert isinstance(table, pd.DataFrame) and 5 <= len(table) <= 10
+    assert list(table["teacher_rank"]) == sorted(table["teacher_rank"]) and table["teacher_rank"].min() == 1
+    assert 0 not in set(table["point"])
+    same = F.anchor_neighbours_table(d_t[0], d_t[0], 0, k=5)
+    assert (same["rank_shift"] == 0).all() and (same["agreement"] == 1).all()
+    fig = F.anchor_neighbours_figure(table, anchor=0)
+    _titled(fig, "xaxis", "yaxis")
+    assert len(fig.data) == len(table) and fig.layout.yaxis.type == "log"
+
+
+# ----------------------------------------------------------------------------- c_i
+def test_coherence_over_epochs_one_violin_per_snapshot(rng):
+    cs = [rng.uniform(0.5, 1, 8000) for _ in range(3)]
+    fig = F.coherence_over_epochs(cs, [0, 0.5, 2], max_points=1000)
+    _titled(fig, "xaxis", "yaxis")
+    assert [type(t) for t in fig.data] == [go.Violin] * 3 and all(len(t.y) == 1000 for t in fig.data)
+    with pytest.raises(ValueError, match="epochs"):
+        F.coherence_over_epochs(cs, [0, 1])
+
+
+def test_coherence_histogram_marks_the_10th_percentile(probe):
+    _, _, c = probe
+    fig = F.coherence_histogram(c)
+    _titled(fig, "xaxis", "yaxis")
+    assert sum(fig.data[0].y) == 120
+    p10 = next(t for t in fig.data if t.name.startswith("10th percentile"))
+    assert p10.x[0] == pytest.approx(np.percentile(c, 10))
+
+
+def test_per_class_coherence_boxes(probe):
+    _, labels, c = probe
+    fig = F.per_class_coherence(c, labels, ["a", "b", "c", "d"])
+    _titled(fig, "xaxis", "yaxis")
+    assert len(fig.data) == 4 and all(isinstance(t, go.Box) for t in fig.data)
+    assert fig.data[0].median[0] == pytest.approx(np.median(c[labels == 0]))
+
+
+# ----------------------------------------------------------------------------- teaching view
+def test_teaching_points_with_arrows(rng):
+    pts = rng.normal(size=(8, 2))
+    rt = np.r_[np.nan, np.arange(1, 8)]
+    rs = np.r_[np.nan, 2, 1, np.arange(3, 8)]
+    fig = F.teaching_points_figure(pts, 0, rt, rs, arrows=0.1 * rng.normal(size=(8, 2)))
+    _titled(fig, "xaxis", "yaxis")
+    assert [t.name for t in fig.data] == ["points", "anchor"] and len(fig.data[0].x) == 7
+    assert fig.data[0].text[0] == "1 / 2"
+    assert len(fig.layout.annotations) == 8  # one arrow per point
+    fig3 = F.teaching_points_figure(rng.normal(size=(8, 3)), 0, rt, rs, arrows=rng.normal(size=(8, 3)))
+    assert [type(t) for t in fig3.data] == [go.Scatter3d] * 3
+
+
+def test_soft_step_and_its_kernels():
+    x = np.array([-1.0, 0.0, 1.0])
+    g = F.soft_step_functions(x, 0.5)
+    np.testing.assert_allclose(g["hard"], [0, 0.5, 1])
+    np.testing.assert_allclose(g["sigmoid"], 1 / (1 + np.exp(-x / 0.5)))
+    np.testing.assert_allclose(g["ramp"], [0, 0.5, 1])
+    fig = F.soft_step_figure(0.25, "sigmoid")
+    _titled(fig, "xaxis", "yaxis")
+    assert len(fig.data) == 3 and "in use" in fig.data[1].name
+    with pytest.raises(ValueError, match="tau"):
+        F.soft_step_figure(0.0)
+
+
+def test_loss_terms_split_too_far_and_too_near():
+    rt = np.array([np.nan, 0.0, 0.5, 1.0])
+    rs = np.array([np.nan, 0.2, 0.5, 0.6])
+    fig = F.loss_terms_figure(rt, rs)
+    _titled(fig, "xaxis", "yaxis")
+    far, near = fig.data
+    assert list(far.x) == ["#1"] and list(near.x) == ["#2", "#3"]
+    np.testing.assert_allclose(np.r_[far.y, near.y], [0.04, 0.0, 0.16])
+    assert "0.0667" in fig.layout.title.text
+
+
+# ----------------------------------------------------------------------------- thumbnails, export
+def _decode_png(uri: str) -> tuple[int, int, int, bytes]:
+    """(width, height, colour type, raw scanlines) of a data-URI PNG, checking every chunk's CRC."""
+    assert uri.startswith("data:image/png;base64,")
+    data = base64.b64decode(uri.split(",", 1)[1])
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(tag + body)
+        chunks[tag] = chunks.get(tag, b"") + body
+        pos += 12 + length
+    w, h, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert depth == 8 and b"IEND" in chunks
+    return w, h, ctype, zlib.decompress(chunks[b"IDAT"])
+
+
+def test_image_data_uri_is_a_valid_png(rng):
+    img = rng.integers(0, 256, size=(5, 7), dtype=np.uint8)
+    w, h, ctype, raw = _decode_png(F.image_data_uri(img, scale=3))
+    assert (w, h, ctype) == (21, 15, 0)
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(15, 22)
+    np.testing.assert_array_equal(rows[:, 1:], np.repeat(np.repeat(img, 3, 0), 3, 1))
+    rgb = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+    assert _decode_png(F.image_data_uri(rgb, scale=1))[:3] == (4, 4, 2)
+    with pytest.raises(ValueError, match="uint8"):
+        F.image_data_uri(np.zeros((4, 4)))
+
+
+def test_image_data_uri_opens_with_pillow_when_installed(rng):
+    image = pytest.importorskip("PIL.Image")
+    img = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    uri = F.image_data_uri(img, scale=2)
+    opened = np.asarray(image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    np.testing.assert_array_equal(opened, np.repeat(np.repeat(img, 2, 0), 2, 1))
+
+
+def test_thumbnail_grid_places_every_image(rng):
+    imgs = rng.integers(0, 256, size=(7, 8, 8), dtype=np.uint8)
+    fig = F.thumbnail_grid(imgs, [f"c_i = {v:.2f}" for v in rng.uniform(size=7)], ncols=3, title="worst 7")
+    assert fig.layout.title.text == "worst 7"
+    assert len(fig.layout.images) == 7 and len(fig.layout.annotations) == 7
+    assert fig.layout.images[0].source.startswith("data:image/png;base64,")
+    with pytest.raises(ValueError, match="captions"):
+        F.thumbnail_grid(imgs, ["one"])
+
+
+def test_figure_html_is_standalone(probe):
+    xy, labels, _ = probe
+    html = F.figure_html(F.embedding_figure(xy, color=labels, title="export me"))
+    assert html.rstrip().endswith("</html>") and "plotly" in html.lower() and "export me" in html
+    assert '<script src="http' not in html  # plotly.js inlined: works offline
+
+
+def test_figure_image_needs_kaleido(probe, monkeypatch):
+    fig = F.embedding_figure(probe[0], title="x")
+    with pytest.raises(ValueError, match="fmt"):
+        F.figure_image(fig, "gif")
+    monkeypatch.setattr(F.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="pip install kaleido"):
+        F.figure_image(fig, "png")
+
+
+def test_every_figure_uses_the_template(probe, rng):
+    xy, labels, c = probe
+    figs = [F.embedding_figure(xy), F.training_curves(_records()), F.coherence_histogram(c),
+            F.rank_agreement_heatmap(_agreement(rng, 10)), F.soft_step_figure(0.1)]
+    for fig in figs:
+        assert fig.layout.template.layout.colorway[0] == F.PRIMARY
+        assert fig.layout.template.layout.paper_bgcolor == "white"

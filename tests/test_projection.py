@@ -1,0 +1,172 @@
+"""perco_viz.projection: PCA/UMAP/t-SNE, Procrustes alignment, sequences, subsampling, numba warm-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perco_viz import projection as P
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def blobs(rng):
+    """(150, 10) features in 3 classes of 50, and the labels."""
+    centres = rng.normal(scale=4.0, size=(3, 10))
+    labels = np.repeat(np.arange(3), 50)
+    return centres[labels] + rng.normal(size=(150, 10)), labels
+
+
+def _similarity(rng, d: int, reflect: bool = False) -> np.ndarray:
+    q = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    return q @ np.diag([-1.0] + [1.0] * (d - 1)) if reflect else q
+
+
+# ----------------------------------------------------------------------------- PCA and the estimator
+def test_pca_shape_and_determinism(blobs):
+    x, _ = blobs
+    a, b = P.project(x, "pca", dim=2), P.project(x, "pca", dim=2)
+    assert a.shape == (150, 2) and a.dtype == np.float64
+    np.testing.assert_array_equal(a, b)
+    assert P.project(x, "pca", dim=3).shape == (150, 3)
+    assert np.var(a[:, 0]) >= np.var(a[:, 1])  # first component carries the most variance
+
+
+def test_projector_keeps_fitted_state(blobs):
+    x, _ = blobs
+    proj = P.Projector("pca", dim=2)
+    y = proj.fit_transform(x)
+    assert proj.n_features_in_ == 10 and proj.embedding_ is y
+    np.testing.assert_allclose(proj.transform(x[:7]), y[:7], atol=1e-10)
+    with pytest.raises(ValueError, match="columns"):
+        proj.transform(x[:, :5])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        P.Projector("pca").transform(x)
+    with pytest.raises(NotImplementedError, match="t-SNE"):
+        P.Projector("tsne").transform(x)
+
+
+def test_bad_input_says_what_to_change(blobs):
+    x, _ = blobs
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        P.project(bad, "pca")
+    with pytest.raises(ValueError, match="at least"):
+        P.project(x[:4], "umap")
+    with pytest.raises(ValueError, match="at least"):
+        P.project(x[:1], "pca")
+    with pytest.raises(ValueError, match="feature columns"):
+        P.project(x[:, :1], "pca", dim=2)
+    with pytest.raises(ValueError, match="method"):
+        P.project(x, "mds")
+    with pytest.raises(ValueError, match="2-D"):
+        P.project(x[0], "pca")
+
+
+# ----------------------------------------------------------------------------- alignment
+@pytest.mark.parametrize("reflect", [False, True])
+def test_procrustes_recovers_a_similarity(rng, reflect):
+    y_ref = rng.normal(size=(40, 2))
+    y = 3.7 * y_ref @ _similarity(rng, 2, reflect) + np.array([5.0, -2.0])  # rotated, scaled, shifted copy
+    aligned = P.align_procrustes(y, y_ref)
+    assert np.abs(aligned - y_ref).max() < 1e-8
+
+
+def test_align_to_pads_and_skips_nan_rows(rng):
+    ref = rng.normal(size=(30, 3))
+    y = 0.5 * ref[:, :2] @ _similarity(rng, 2) + 1.0  # a 2-D student against a 3-D teacher
+    y[4] = np.nan
+    out = P.align_to(y, np.column_stack([ref[:, :2], np.zeros(30)]))
+    assert out.shape == (30, 3) and np.isnan(out[4]).all()
+    keep = np.arange(30) != 4
+    np.testing.assert_allclose(out[keep, :2], ref[keep, :2], atol=1e-8)
+    with pytest.raises(ValueError, match="same rows"):
+        P.align_to(y[:10], ref)
+
+
+def test_project_sequence_pca_is_continuous(rng):
+    """A near-isotropic plane: PCA axes spin freely between snapshots unless aligned."""
+    plane = rng.normal(size=(200, 2)) @ np.linalg.qr(rng.normal(size=(10, 10)))[0][:2]  # (200, 10)
+    snaps = [plane + 0.02 * rng.normal(size=plane.shape) for _ in range(5)]
+    aligned = P.project_sequence(snaps, "pca")
+    free = P.project_sequence(snaps, "pca", aligned=False)
+    assert len(aligned) == 5 and all(a.shape == (200, 2) for a in aligned)
+
+    def jumps(seq):
+        return np.mean([np.linalg.norm(b - a) / np.linalg.norm(a) for a, b in zip(seq, seq[1:])])
+
+    assert jumps(aligned) < 0.1
+    assert jumps(aligned) < jumps(free)
+    np.testing.assert_allclose(aligned[0], free[0])  # the first snapshot is the reference
+
+
+def test_project_sequence_rejects_changing_rows(blobs):
+    x, _ = blobs
+    with pytest.raises(ValueError, match="same probe rows"):
+        P.project_sequence([x, x[:100]], "pca")
+    assert len(P.project_sequence([x, x[:100]], "pca", aligned=False)) == 2
+    with pytest.raises(ValueError, match="at least one"):
+        P.project_sequence([], "pca")
+
+
+# ----------------------------------------------------------------------------- subsampling
+def test_stratified_subsample_keeps_proportions(rng):
+    labels = np.repeat(["cat", "dog", "eel"], [600, 300, 100])
+    rng.shuffle(labels)
+    idx = P.stratified_subsample(labels, 1000, 100, seed=3)
+    assert len(idx) == 100 and idx.dtype == np.int64
+    assert np.all(np.diff(idx) > 0)  # sorted, unique
+    counts = {c: int((labels[idx] == c).sum()) for c in ("cat", "dog", "eel")}
+    assert counts == {"cat": 60, "dog": 30, "eel": 10}
+    np.testing.assert_array_equal(idx, P.stratified_subsample(labels, 1000, 100, seed=3))
+    np.testing.assert_array_equal(idx, P.stratified_subsample(labels, 100, seed=3))  # (labels, max_points)
+
+
+def test_stratified_subsample_edge_cases(rng):
+    np.testing.assert_array_equal(P.stratified_subsample(np.zeros(20), 20, 50), np.arange(20))
+    idx = P.stratified_subsample(None, 500, 37, seed=0)
+    assert len(idx) == 37 and len(np.unique(idx)) == 37 and idx.max() < 500
+    uneven = np.r_[np.zeros(7, int), np.ones(3, int), np.full(1, 2)]
+    assert len(P.stratified_subsample(uneven, 11, 5)) == 5
+    with pytest.raises(ValueError, match="entries"):
+        P.stratified_subsample(np.zeros(5), 6, 3)
+
+
+# ----------------------------------------------------------------------------- t-SNE, UMAP
+def test_tsne_small_is_seeded_and_sequences(blobs):
+    x = blobs[0][25:125]  # 100 points of two classes
+    a, b = P.project(x, "tsne", seed=1), P.project(x, "tsne", seed=1)
+    assert a.shape == (100, 2)
+    np.testing.assert_allclose(a, b)
+    seq = P.project_sequence([x, x * 1.01], "tsne", seed=1)  # the second starts from the first
+    assert [s.shape for s in seq] == [(100, 2), (100, 2)] and np.isfinite(seq[1]).all()
+
+
+@pytest.mark.slow
+def test_umap_and_aligned_umap_small(blobs):
+    x, _ = blobs  # 150 points; the first UMAP in a process compiles (numba)
+    start = time.perf_counter()
+    proj = P.Projector("umap", dim=2, seed=0)
+    y = proj.fit_transform(x)
+    assert y.shape == (150, 2) and np.isfinite(y).all()
+    assert proj.transform(x[:5]).shape == (5, 2)
+    seq = P.project_sequence([x, x + 0.05], "umap", seed=0)
+    assert [s.shape for s in seq] == [(150, 2), (150, 2)]
+    jump = np.linalg.norm(seq[1] - seq[0]) / np.linalg.norm(seq[0] - seq[0].mean(axis=0))
+    assert jump < 0.5  # AlignedUMAP keeps the points in place
+    print(f"UMAP + AlignedUMAP on 150 points: {time.perf_counter() - start:.1f} s")
+
+
+def test_warm_up_sets_a_writable_cache_dir_and_is_idempotent(tmp_path, monkeypatch):
+    monkeypatch.setitem(P._WARM, "done", True)  # pretend compiled: test the bookkeeping only
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    P.warm_up_numba(tmp_path / "numba")
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba") and (tmp_path / "numba").is_dir()
+    P.warm_up_numba(tmp_path / "other")  # already set: left alone
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
