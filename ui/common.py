@@ -166,21 +166,23 @@ def dataset_of(run):
 
 # --------------------------------------------------------------------------- output
 def download_figure(fig, name: str, *, key: str) -> None:
-    """Download buttons for a figure: interactive HTML always, PNG/SVG when kaleido is installed."""
-    from perco_viz.figures import figure_html
+    """Download buttons for a figure in one flowing row: interactive HTML always, PNG/SVG when
+    kaleido is installed. The files are made only when clicked (no work on every rerun)."""
+    import importlib.util
 
-    cols = st.columns([1, 1, 1, 6])
-    cols[0].download_button("HTML", figure_html(fig), file_name=f"{name}.html", mime="text/html",
-                            key=f"{key}-html", help="Interactive figure, works offline")
-    try:
-        from perco_viz.figures import figure_image
+    from perco_viz.figures import figure_html, figure_image
 
-        cols[1].download_button("PNG", figure_image(fig, "png"), file_name=f"{name}.png", mime="image/png",
-                                key=f"{key}-png")
-        cols[2].download_button("SVG", figure_image(fig, "svg"), file_name=f"{name}.svg", mime="image/svg+xml",
-                                key=f"{key}-svg")
-    except Exception:  # noqa: BLE001 — kaleido missing: HTML export is enough
-        cols[1].caption("PNG/SVG: `pip install kaleido`")
+    row = st.container(horizontal=True, gap="small")
+    row.download_button("HTML", lambda: figure_html(fig), file_name=f"{name}.html", mime="text/html",
+                        key=f"{key}-html", help="Interactive figure, works offline", type="tertiary",
+                        icon=":material/download:", on_click="ignore")
+    if importlib.util.find_spec("kaleido") is None:
+        row.caption("PNG/SVG: `pip install kaleido`")
+        return
+    for fmt, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
+        row.download_button(fmt.upper(), lambda fmt=fmt: figure_image(fig, fmt), file_name=f"{name}.{fmt}",
+                            mime=mime, key=f"{key}-{fmt}", type="tertiary", icon=":material/download:",
+                            on_click="ignore")
 
 
 def show_error(exc: BaseException, what: str = "That did not work") -> None:

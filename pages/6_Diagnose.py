@@ -1,0 +1,52 @@
+"""Diagnose: the whole quality panel of any student, trained here or elsewhere — no training needed."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from perco_viz import diagnose
+from ui import common, diagnose_view
+
+common.page("Diagnose", "Bring a student trained anywhere — its features, or its weights — and see how well it "
+            "perceives its inputs like the teacher. Nothing is trained here.")
+
+SOURCES = {
+    "files": ("Embedding files", diagnose_view.pair_from_uploads),
+    "models": ("Models on a dataset", diagnose_view.pair_from_model_files),
+    "run": ("A run of this app", diagnose_view.pair_from_app_run),
+}
+source = st.radio("Source of the features", list(SOURCES), format_func=lambda k: SOURCES[k][0], horizontal=True,
+                  key="diag-source",
+                  help="Embedding files: the teacher's and the student's features of the same inputs. Models: a "
+                       "teacher and a student checkpoint, run here on a dataset's test split. Run: a run's teacher "
+                       "probe features and one of its student snapshots.")
+with st.container(border=True):
+    sourced = SOURCES[source][1]()
+if sourced is None:
+    st.stop()
+key, pair = sourced
+
+c1, c2 = st.columns([1, 3])
+max_points = c1.number_input(
+    "Inputs measured (at most)", min_value=diagnose.MIN_ROWS, max_value=10_000, value=diagnose.DEFAULT_MAX_POINTS,
+    step=500, key="diag-max-points",
+    help="The ranking metrics compare every input with every other (O(n²)); above this many inputs a stratified, "
+         "seeded subsample is measured.")
+labels_line = "labelled" if pair.labels is not None else "no labels"
+c2.markdown(f"**{pair.n:,} inputs** · teacher {pair.teacher.shape[1]}-d · student {pair.student.shape[1]}-d · "
+            f"{labels_line}  \n{pair.source}" + (f"  \n_{'; '.join(pair.notes)}_" if pair.notes else ""))
+
+try:
+    panel, figs = diagnose_view.compute_panel(key, pair, int(max_points))
+except (ValueError, RuntimeError) as exc:
+    common.show_error(exc, "The diagnosis failed")
+    st.stop()
+
+if panel.subsampled:
+    st.info(panel.scope())
+else:
+    st.caption(panel.scope())
+diagnose_view.show_cards(panel)
+diagnose_view.show_downloads(panel, figs, key="diag")
+st.divider()
+diagnose_view.show_figures(panel, figs, key="diag")

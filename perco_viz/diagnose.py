@@ -1,0 +1,601 @@
+"""Diagnose a student trained anywhere: load a teacher/student pair of features, compute the
+whole quality panel, and write it as one self-contained HTML report.
+
+The pair comes from two embedding files (``.npz``/``.csv``/``.npy`` read through
+:func:`perco_viz.safe_io.load_array_file`), from two models run on a dataset, or from a run
+directory (its teacher probe and a student snapshot). :func:`compute_panel` measures it with
+the library (:func:`perco_viz.metrics.student_report`,
+:func:`perco_viz.coherence.per_sample_coherence`, :func:`perco_viz.coherence.rank_agreement`)
+on a stratified subsample of at most ``max_points`` rows, so every number describes the same
+points; :func:`html_report` writes the table, a sentence on each metric, and the figures as
+interactive plotly with plotly.js embedded once (the file opens offline).
+
+>>> rng = np.random.default_rng(0)
+>>> t = rng.normal(size=(60, 5))
+>>> pair = EmbeddingPair(teacher=t, student=3.0 * t[:, :5] @ np.linalg.qr(rng.normal(size=(5, 5)))[0])
+>>> round(compute_panel(pair).report["pc"], 6)
+1.0
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from perco_viz.safe_io import InputFileError, Source, check_file, check_size, load_array_file
+
+MIN_ROWS = 10
+DEFAULT_MAX_POINTS = 2000
+SHEPARD_PAIRS = 20_000
+LABEL_SOURCES: tuple[str, ...] = ("auto", "teacher", "student", "file", "none")
+
+
+# --------------------------------------------------------------------------- the metrics, in words
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to show one metric of the panel.
+
+    Attributes:
+        label: short name for a card or a table row.
+        help: one sentence on what it measures and how to read it.
+        percent: show as a percentage (accuracies) rather than a 0–1 score.
+    """
+
+    label: str
+    help: str
+    percent: bool = False
+
+
+METRIC_INFO: dict[str, MetricInfo] = {
+    "pc": MetricInfo(
+        "PC (perception coherence)",
+        "Share of all (anchor, j, k) questions 'is j closer to the anchor than k?' that the student "
+        "answers like the teacher: 1 = same ranking, 0.5 = chance, 0 = reversed."),
+    "coherence_mean": MetricInfo(
+        "mean c_i",
+        "Mean per-sample coherence c_i over the points; equal to PC by definition."),
+    "coherence_p10": MetricInfo(
+        "c_i, 10th percentile",
+        "The lower tail of the per-sample coherence: 10% of the points are perceived at least this "
+        "badly; a low value with a high PC means a few inputs go wrong."),
+    "knn_acc": MetricInfo(
+        "k-NN accuracy (k = 5)",
+        "Share of points whose 5 nearest neighbours in the student's features vote for their true "
+        "class (leave-one-out): are classes still neighbourhoods?", percent=True),
+    "linear_acc": MetricInfo(
+        "linear probe accuracy",
+        "Accuracy of a logistic regression on the student's features (5-fold cross-validated): "
+        "are classes linearly separable?", percent=True),
+    "trustworthiness": MetricInfo(
+        "trustworthiness@10",
+        "Whether the student's 10 nearest neighbours of each point are also near in the teacher "
+        "(1 = no false neighbours)."),
+    "knn_overlap": MetricInfo(
+        "k-NN overlap@10",
+        "Mean share of each point's 10 nearest neighbours that teacher and student agree on."),
+    "cka": MetricInfo(
+        "linear CKA",
+        "Similarity of the two feature spaces up to rotation and scale (1 = the same geometry); "
+        "unlike PC it asks for the same geometry, not only the same ranking."),
+}
+CARD_ORDER: tuple[str, ...] = ("pc", "coherence_p10", "knn_acc", "linear_acc", "trustworthiness", "knn_overlap",
+                               "cka")
+
+
+def format_value(key: str, value: float | None) -> str:
+    """How a metric is printed everywhere (cards, table, report): 3 decimals, or a percentage."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    info = METRIC_INFO.get(key)
+    return f"{value:.1%}" if info is not None and info.percent else f"{value:.3f}"
+
+
+# --------------------------------------------------------------------------- the pair
+@dataclass(eq=False)
+class EmbeddingPair:
+    """Teacher and student features of the same inputs, row for row.
+
+    Attributes:
+        teacher: (n, d_t) teacher features.
+        student: (n, d_s) student features (d_s may differ from d_t).
+        labels: (n,) labels or ``None``.
+        source: one line on where the pair comes from.
+        class_names: names of the label values, when known.
+        notes: things the user should know (which labels were used, ...).
+    """
+
+    teacher: np.ndarray
+    student: np.ndarray
+    labels: np.ndarray | None = None
+    source: str = ""
+    class_names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.teacher = _as_features(self.teacher, "teacher")
+        self.student = _as_features(self.student, "student")
+        _check_rows(len(self.teacher), len(self.student), "teacher", "student")
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels)
+            if self.labels.ndim != 1 or len(self.labels) != len(self.teacher):
+                raise InputFileError(
+                    f"the labels have shape {self.labels.shape} but the features have {len(self.teacher)} rows; "
+                    "give one label per row"
+                )
+
+    @property
+    def n(self) -> int:
+        """Number of rows (inputs)."""
+        return len(self.teacher)
+
+
+def _as_features(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise InputFileError(f"the {name} features must be a 2-D (n, d) array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        raise InputFileError(f"the {name} features have NaN/inf in {len(rows)} row(s) (first {rows[:5].tolist()}); "
+                             "remove or impute them")
+    return arr
+
+
+def _check_rows(n_t: int, n_s: int, what_t: str, what_s: str) -> None:
+    if n_t != n_s:
+        raise InputFileError(
+            f"the {what_t} has {n_t} rows but the {what_s} has {n_s}; both must hold the features of the "
+            "same inputs, in the same order (one row per input)"
+        )
+    if n_t < MIN_ROWS:
+        raise InputFileError(f"only {n_t} rows: the diagnosis needs at least {MIN_ROWS} inputs")
+
+
+def _read_bytes(src: Source, name: str | None) -> tuple[bytes, str]:
+    """The bytes and the name of a path, bytes or an upload (size-checked, read once)."""
+    if isinstance(src, str | Path):
+        p = check_file(src, what="array file")
+        return p.read_bytes(), name or p.name
+    if name is None:
+        raise InputFileError("give the file name (e.g. 'teacher.npz') so its format is known")
+    data = bytes(src) if isinstance(src, bytes | bytearray | memoryview) else src.read()
+    check_size(len(data), repr(name))
+    return data, name
+
+
+def _labels_only(data: bytes, name: str, label_column: str | None) -> np.ndarray:
+    """Labels from a file that holds nothing else: a 1-D ``.npy``, an ``.npz`` with ``y``/``labels``,
+    or a ``.csv`` with a ``label``/``y`` column (or ``label_column``, or its only column).
+    Read without pickle; the feature files go through :func:`load_array_file`."""
+    suffix = Path(name).suffix.lower()
+    try:
+        if suffix in (".npy", ".npz"):
+            obj = np.load(io.BytesIO(data), allow_pickle=False)
+            arrays = {k: obj[k] for k in obj.files} if hasattr(obj, "files") else {"y": obj}
+            key = label_column or next((k for k in ("y", "labels", "label") if k in arrays), None)
+            if key is None and len(arrays) == 1:
+                key = next(iter(arrays))
+            if key not in arrays:
+                raise InputFileError(f"{name!r} holds arrays {sorted(arrays)}; store the labels under 'y'")
+            y = arrays[key]
+        elif suffix == ".csv":
+            df = pd.read_csv(io.BytesIO(data))
+            col = label_column or next((c for c in df.columns if str(c).lower() in ("label", "y", "labels")), None)
+            if col is None and len(df.columns) == 1:
+                col = df.columns[0]
+            if col not in df.columns:
+                raise InputFileError(f"{name!r} has columns {list(df.columns)[:10]}; name the label column 'label'")
+            y = df[col].to_numpy()
+        else:
+            raise InputFileError(f"{name!r}: labels must be a .npy, .npz or .csv file")
+    except InputFileError:
+        raise
+    except Exception:  # corrupt file, or object arrays (refused: allow_pickle=False)
+        raise InputFileError(f"{name!r} is not a readable labels file; save plain numbers or strings with "
+                             "np.save / np.savez(y=...) or a CSV with a 'label' column") from None
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise InputFileError(f"{name!r}: labels must be one value per row, got shape {y.shape}")
+    if pd.isna(y).any():
+        raise InputFileError(f"{name!r}: {int(pd.isna(y).sum())} label(s) are missing; fill or drop those rows")
+    return y
+
+
+def load_labels(src: Source, *, name: str | None = None, label_column: str | None = None) -> np.ndarray:
+    """Labels from a file of their own, or from the label column of an embedding file.
+
+    Args:
+        src: a path, the file's bytes, or an upload.
+        name: file name (its suffix picks the format); required for bytes/uploads.
+        label_column: the array/column holding the labels (default ``y``/``label``).
+
+    Returns:
+        (n,) labels as stored.
+    """
+    data, name = _read_bytes(src, name)
+    try:
+        X, y, _ = load_array_file(data, name=name, label_column=label_column)
+    except InputFileError:
+        return _labels_only(data, name, label_column)
+    if y is not None:
+        return y
+    if X.shape[1] == 1:
+        return X[:, 0]
+    return _labels_only(data, name, label_column)
+
+
+def load_pair(
+    teacher: Source,
+    student: Source,
+    *,
+    teacher_name: str | None = None,
+    student_name: str | None = None,
+    labels_from: str = "auto",
+    labels: Source | None = None,
+    labels_name: str | None = None,
+    label_column: str | None = None,
+) -> EmbeddingPair:
+    """Read a teacher and a student embedding file of the same inputs.
+
+    Args:
+        teacher: the teacher's features: a path, the file's bytes or an upload.
+        student: the student's features, same rows in the same order.
+        teacher_name: file name of ``teacher`` (its suffix picks the format).
+        student_name: file name of ``student``.
+        labels_from: ``auto`` (the teacher file's ``y``/``label``, else the student's),
+            ``teacher``, ``student``, ``file`` (``labels``) or ``none``.
+        labels: a labels file when ``labels_from == "file"``.
+        labels_name: its file name.
+        label_column: the array/column holding the labels (default ``y``/``label``).
+
+    Returns:
+        The pair, with ``notes`` saying where the labels came from.
+
+    Raises:
+        InputFileError: unreadable file, NaN/inf, different row counts (both counts named), too
+            few rows, or labels that do not fit.
+    """
+    if labels_from not in LABEL_SOURCES:
+        raise InputFileError(f"labels_from must be one of {', '.join(LABEL_SOURCES)}, got {labels_from!r}")
+    t_data, t_name = _read_bytes(teacher, teacher_name)
+    s_data, s_name = _read_bytes(student, student_name)
+    col_t = label_column if labels_from == "teacher" else None
+    col_s = label_column if labels_from == "student" else None
+    T, y_t, _ = load_array_file(t_data, name=t_name, label_column=col_t)
+    S, y_s, _ = load_array_file(s_data, name=s_name, label_column=col_s)
+    _check_rows(len(T), len(S), f"teacher file {t_name!r}", f"student file {s_name!r}")
+    notes: list[str] = []
+    y = None
+    if labels_from == "file":
+        if labels is None:
+            raise InputFileError("choose a labels file, or take the labels from the teacher/student file")
+        y = load_labels(labels, name=labels_name, label_column=label_column)
+        if len(y) != len(T):
+            raise InputFileError(f"the labels file has {len(y)} rows but the embedding files have {len(T)}; "
+                                 "give one label per row, in the same order")
+        notes.append(f"labels from {labels_name or 'the labels file'}")
+    elif labels_from in ("auto", "teacher", "student"):
+        y, notes = _pick_labels(labels_from, y_t, y_s, t_name, s_name)
+    return EmbeddingPair(T, S, y, source=f"teacher {t_name} · student {s_name}", notes=notes)
+
+
+def _pick_labels(mode: str, y_t, y_s, t_name: str, s_name: str) -> tuple[np.ndarray | None, list[str]]:
+    if mode == "teacher" and y_t is None:
+        raise InputFileError(f"{t_name!r} holds no labels ('y'/'label'); pick another source of labels")
+    if mode == "student" and y_s is None:
+        raise InputFileError(f"{s_name!r} holds no labels ('y'/'label'); pick another source of labels")
+    if mode == "student" or (mode == "auto" and y_t is None):
+        return y_s, ([f"labels from {s_name}"] if y_s is not None else ["no labels: accuracies are skipped"])
+    notes = [f"labels from {t_name}"]
+    if mode == "auto" and y_s is not None and not np.array_equal(np.asarray(y_t), np.asarray(y_s)):
+        notes.append(f"{s_name} carries different labels; the teacher's were used")
+    return y_t, notes
+
+
+def pair_from_run(run, snapshot: int | None = None) -> EmbeddingPair:
+    """A run's teacher probe features and one student snapshot (default: the last).
+
+    Args:
+        run: a :class:`perco_viz.runs.RunDir`.
+        snapshot: snapshot index, ``None`` for the latest.
+    """
+    probe = run.teacher_probe()
+    indices = run.snapshot_indices()
+    if not indices:
+        raise InputFileError(f"run {run.name!r} has no snapshot yet; wait for the first one")
+    snap = run.load_snapshot(indices[-1] if snapshot is None else snapshot)
+    return EmbeddingPair(probe["features"], snap.student, probe.get("labels"),
+                         source=f"run {run.name} · snapshot {snap.index} (epoch {snap.epoch:.3g}) · probe set")
+
+
+def pair_from_models(teacher, student, X, labels=None, *, batch_size: int = 512, device=None,
+                     source: str = "", class_names: list[str] | None = None) -> EmbeddingPair:
+    """Features of two models on the same inputs (no gradients, in batches).
+
+    Args:
+        teacher: a :class:`perco_viz.models.FeatureModel` (or any module giving (n, d_t)).
+        student: a module giving (n, d_s) features.
+        X: (n, *input_shape) inputs.
+        labels: (n,) labels or ``None``.
+        batch_size: inputs per forward pass.
+        device: where to compute (``None``: where each model is).
+        source: one line on where the pair comes from.
+        class_names: names of the classes.
+    """
+    from perco_viz.models import extract_features
+
+    t = extract_features(teacher, X, batch_size=batch_size, device=device)
+    s = extract_features(student, X, batch_size=batch_size, device=device)
+    y = None if labels is None else np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
+    return EmbeddingPair(t.numpy(), s.numpy(), y, source=source, class_names=class_names)
+
+
+# --------------------------------------------------------------------------- the panel
+@dataclass(eq=False)
+class Panel:
+    """The diagnosis of a pair, on a stratified subsample of its rows.
+
+    Attributes:
+        report: :func:`perco_viz.metrics.student_report` of the subsample.
+        coherence: (m,) per-sample coherence c_i.
+        agreement: (m, m) rank-agreement matrix A (NaN on the diagonal).
+        teacher: (m, d_t) and ``student`` (m, d_s): the subsample's features.
+        labels: (m,) labels or ``None``.
+        indices: (m,) rows of the pair in the subsample (sorted).
+        teacher_xy: (m, 2) PCA of the teacher; ``student_xy`` (m, 2) PCA of the student,
+            aligned to the teacher by Procrustes.
+        shepard: ``(d_teacher, d_student)``, each (p,), dissimilarities of up to
+            ``SHEPARD_PAIRS`` random pairs of the subsample.
+        n_total: rows of the pair.
+        source: where the pair comes from.
+        class_names: names of the label values, when known.
+        seconds: wall time of each part.
+    """
+
+    report: dict[str, float]
+    coherence: np.ndarray
+    agreement: np.ndarray
+    teacher: np.ndarray
+    student: np.ndarray
+    labels: np.ndarray | None
+    indices: np.ndarray
+    teacher_xy: np.ndarray
+    student_xy: np.ndarray
+    shepard: tuple[np.ndarray, np.ndarray]
+    n_total: int
+    source: str = ""
+    class_names: list[str] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_used(self) -> int:
+        """Rows the panel was computed on."""
+        return len(self.indices)
+
+    @property
+    def subsampled(self) -> bool:
+        """Whether the panel uses fewer rows than the pair has."""
+        return self.n_used < self.n_total
+
+    def scope(self) -> str:
+        """One sentence on which rows the numbers describe."""
+        if self.subsampled:
+            how = "stratified by label" if self.labels is not None else "uniformly at random"
+            return (f"Computed on a subsample of {self.n_used:,} of the {self.n_total:,} rows ({how}, seeded): "
+                    "the ranking metrics cost O(n²), and every number describes the same points.")
+        return f"Computed on all {self.n_total:,} rows."
+
+
+def subsample_indices(n: int, labels: np.ndarray | None, max_points: int, seed: int = 0) -> np.ndarray:
+    """(min(n, max_points),) sorted row indices, stratified by label when there are labels."""
+    from perco_viz.projection import stratified_subsample
+
+    if max_points < MIN_ROWS:
+        raise ValueError(f"max_points must be at least {MIN_ROWS}, got {max_points}")
+    return stratified_subsample(labels, n, max_points, seed=seed)
+
+
+def _embedding_2d(x: np.ndarray) -> np.ndarray:
+    """(m, 2) PCA of x (a zero second column when x has one column)."""
+    from perco_viz.projection import project
+
+    if x.shape[1] == 1:
+        return np.column_stack([x[:, 0], np.zeros(len(x))])
+    return np.asarray(project(x, "pca", dim=2), dtype=np.float64)
+
+
+def compute_panel(pair: EmbeddingPair, *, max_points: int = DEFAULT_MAX_POINTS, seed: int = 0, k: int = 5,
+                  trust_k: int = 10, metric: str = "euclidean") -> Panel:
+    """The whole quality panel of a pair.
+
+    Args:
+        pair: teacher and student features of the same rows.
+        max_points: largest number of rows measured (a stratified, seeded subsample above it).
+        seed: seed of the subsample.
+        k: neighbours of the k-NN classifier.
+        trust_k: neighbourhood size of trustworthiness and k-NN overlap.
+        metric: dissimilarity of the coherence scores.
+
+    Returns:
+        A :class:`Panel`; ``panel.report`` equals ``student_report`` on ``panel.student``,
+        ``panel.teacher`` and ``panel.labels``.
+    """
+    from perco_viz.coherence import per_sample_coherence, rank_agreement
+    from perco_viz.metrics import student_report
+    from perco_viz.projection import align_to
+
+    seconds: dict[str, float] = {}
+    idx = subsample_indices(pair.n, pair.labels, max_points, seed)
+    t, s = pair.teacher[idx], pair.student[idx]
+    y = None if pair.labels is None else pair.labels[idx]
+    if y is not None and len(np.unique(y)) < 2:
+        y = None  # one class: nothing to classify
+    start = time.perf_counter()
+    report = student_report(s, t, y, k=k, trust_k=trust_k, metric=metric)
+    seconds["metrics"] = time.perf_counter() - start
+    start = time.perf_counter()
+    c = per_sample_coherence(s, t, metric=metric)
+    agreement = rank_agreement(s, t, metric=metric)
+    seconds["ranks"] = time.perf_counter() - start
+    start = time.perf_counter()
+    t_xy = _embedding_2d(t)
+    s_xy = align_to(_embedding_2d(s), t_xy)
+    seconds["projection"] = time.perf_counter() - start
+    shepard = sampled_pair_distances(t, s, SHEPARD_PAIRS, seed=seed)
+    return Panel(report, c, agreement, t, s, y, idx, t_xy, s_xy, shepard, pair.n, pair.source, pair.class_names,
+                 seconds)
+
+
+def sampled_pair_distances(teacher: np.ndarray, student: np.ndarray, max_pairs: int = SHEPARD_PAIRS,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances of the same pairs (i < j) in both spaces: all pairs, or a seeded sample.
+
+    Args:
+        teacher: (m, d_t) features.
+        student: (m, d_s) features, same rows.
+        max_pairs: the most pairs returned.
+        seed: fixes the sample.
+
+    Returns:
+        ``(d_teacher, d_student)``, each (p,) with p = min(m (m − 1) / 2, max_pairs).
+    """
+    m = len(teacher)
+    total = m * (m - 1) // 2
+    if total <= max_pairs:
+        i, j = np.triu_indices(m, 1)
+    else:
+        rng = np.random.default_rng(seed)
+        i, j = rng.integers(0, m, (2, int(max_pairs * 1.2) + 16))
+        keep = i != j
+        i, j = np.minimum(i, j)[keep][:max_pairs], np.maximum(i, j)[keep][:max_pairs]
+    return (np.linalg.norm(teacher[i] - teacher[j], axis=1), np.linalg.norm(student[i] - student[j], axis=1))
+
+
+def panel_table(panel: Panel) -> pd.DataFrame:
+    """The metric table: one row per metric of the report, with its value and meaning."""
+    rows = [{"metric": METRIC_INFO[key].label, "value": format_value(key, panel.report[key]),
+             "what it measures": METRIC_INFO[key].help}
+            for key in CARD_ORDER if key in panel.report]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the figures
+FIGURE_CAPTIONS: dict[str, str] = {
+    "Embeddings": "Each dot is one input. Left: the teacher's features (PCA to 2-D); right: the student's, turned "
+                  "into the teacher's orientation (Procrustes). The student need not copy the shape — only who is "
+                  "near whom.",
+    "Per-sample coherence": "c_i for each input: the share of pairs of other inputs that the student orders, as "
+                            "seen from input i, like the teacher. The red dashed line is the 10th percentile: a long "
+                            "left tail means some inputs are perceived badly even when PC is high.",
+    "Shepard diagram": "Each dot is a pair of inputs: its teacher distance (x) against its student distance (y). "
+                       "Perception coherence needs a rising cloud, not a straight line: any monotone bend is fine; "
+                       "vertical spread means pairs whose order the student swaps.",
+    "Rank agreement": "A[i, j] = 1 − |R_T − R_S|: 1 (green) when the student puts input j at the same place in "
+                      "anchor i's ranking as the teacher does, red where it does not. Rows and columns are grouped "
+                      "by class: a red block means the student confuses how those classes relate.",
+}
+
+
+def panel_figures(panel: Panel) -> dict[str, Any]:
+    """The figures of a panel, keyed by the headings of :data:`FIGURE_CAPTIONS`.
+
+    Returns:
+        ``{"Embeddings": side by side PCA, "Per-sample coherence": c_i histogram,
+        "Shepard diagram": ..., "Rank agreement": heatmap}`` (plotly figures).
+    """
+    from perco_viz import figures
+
+    n = panel.n_used
+    labelled = panel.labels is not None
+    emb = figures.side_by_side_embeddings(
+        panel.teacher_xy, panel.student_xy,
+        color=panel.labels if labelled else panel.coherence, color_kind="label" if labelled else "continuous",
+        labels_text=panel.class_names, titles=("teacher (PCA of its features)", "student (PCA, aligned to the teacher)"),
+        title=f"teacher | student embedding plots · {n:,} inputs, coloured by "
+              + ("class" if labelled else "per-sample coherence c_i"),
+        axis_titles=("PCA 1", "PCA 2"))
+    hist = figures.coherence_histogram(panel.coherence)
+    shepard = figures.shepard_figure(*panel.shepard, pc=panel.report["pc"])
+    heat = figures.rank_agreement_heatmap(panel.agreement, labels=panel.labels, class_names=panel.class_names)
+    return {"Embeddings": emb, "Per-sample coherence": hist, "Shepard diagram": shepard, "Rank agreement": heat}
+
+
+# --------------------------------------------------------------------------- the report
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1180px;margin:2em auto;
+padding:0 1.2em;color:#1f2430;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.1em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #e3e6ec;
+padding-bottom:.2em} .sub{color:#5b6270;margin-top:0}
+table{border-collapse:collapse;width:100%;margin:.6em 0} th,td{text-align:left;padding:.45em .7em;
+border-bottom:1px solid #e3e6ec;vertical-align:top} th{background:#f5f7fa} td.v{font-variant-numeric:tabular-nums;
+font-weight:600;white-space:nowrap} .fig{margin:1.2em 0} .cap{color:#5b6270;font-size:.92em;margin:.2em 0 0}
+footer{color:#8a909c;font-size:.85em;margin-top:3em}
+"""
+
+
+def _figure_items(figures: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, Any]]:
+    if isinstance(figures, Mapping):
+        return list(figures.items())
+    items = []
+    for fig in figures:
+        title = getattr(getattr(fig.layout, "title", None), "text", None) or "figure"
+        items.append((title, fig))
+    return items
+
+
+def html_report(panel: Panel, figures: Mapping[str, Any] | Sequence[Any], *, title: str = "Diagnosis of a student",
+                captions: Mapping[str, str] | None = None) -> str:
+    """One self-contained HTML file: the metric table, a sentence on each metric, every figure.
+
+    plotly.js is embedded once, inline, before the first figure, so the file opens offline and
+    every figure stays interactive.
+
+    Args:
+        panel: the diagnosis.
+        figures: plotly figures, as ``{caption heading: figure}`` or a sequence (their
+            layout titles become the headings).
+        title: the page heading.
+        captions: ``{heading: how to read it}`` (default :data:`FIGURE_CAPTIONS`).
+
+    Returns:
+        The HTML document.
+    """
+    captions = FIGURE_CAPTIONS if captions is None else captions
+    esc = html.escape
+    rows = "\n".join(
+        f"<tr><td>{esc(r['metric'])}</td><td class='v'>{esc(r['value'])}</td><td>{esc(r['what it measures'])}</td></tr>"
+        for r in panel_table(panel).to_dict("records"))
+    parts = [
+        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f"<p class='sub'>{esc(panel.source)}</p>" if panel.source else "",
+        f"<p>{esc(panel.scope())} Teacher features: {panel.teacher.shape[1]}-d; student features: "
+        f"{panel.student.shape[1]}-d{'; labelled' if panel.labels is not None else '; no labels (accuracies skipped)'}.</p>",
+        "<h2>Metrics</h2>",
+        f"<table><thead><tr><th>metric</th><th>value</th><th>what it measures</th></tr></thead><tbody>{rows}</tbody></table>",
+        "<p class='cap'>Perception coherence asks only that the student <em>rank</em> distances as the teacher does; "
+        "geometry may differ. PC = 1 means the same ranking from every anchor, 0.5 is chance.</p>",
+    ]
+    first = True
+    for heading, fig in _figure_items(figures):
+        body = fig.to_html(full_html=False, include_plotlyjs="inline" if first else False,
+                           config={"displaylogo": False})
+        first = False
+        cap = captions.get(heading)
+        parts.append(f"<h2>{esc(heading)}</h2><div class='fig'>{body}"
+                     + (f"<p class='cap'>{esc(cap)}</p>" if cap else "") + "</div>")
+    parts.append("<footer>Made with perco_viz · method: Nguyen et al., <em>Feature Representation Transferring "
+                 "to Lightweight Models via Perception Coherence</em>, arXiv:2505.06595 (TMLR 2026).</footer>")
+    parts.append("</body></html>")
+    return "\n".join(p for p in parts if p)

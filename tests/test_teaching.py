@@ -1,0 +1,157 @@
+"""The teaching view's computations: toy points, one anchor's view of the loss, one step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from perco_viz import teaching
+from perco_viz.coherence import coherence_loss, normalized_ranks
+
+
+@pytest.mark.parametrize("name", teaching.TOY_SETS)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_toy_points_are_seeded_and_scaled(name, dim):
+    x, y = teaching.toy_points(name, n=24, seed=3, dim=dim)
+    x2, y2 = teaching.toy_points(name, n=24, seed=3, dim=dim)
+    assert x.shape == (24, dim) and y.shape == (24,)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert np.abs(x).max() == pytest.approx(1.0)
+    np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-12)
+    assert len(np.unique(np.round(x, 9), axis=0)) == 24  # every point visible
+
+
+@pytest.mark.parametrize("bad", [{"name": "moons"}, {"dim": 4}, {"n": 2}, {"n": 10_000}])
+def test_toy_points_rejects_bad_options(bad):
+    with pytest.raises(ValueError):
+        teaching.toy_points(**{"name": "blobs", "n": 20, "seed": 0, "dim": 2, **bad})
+
+
+@pytest.fixture
+def points():
+    x, y = teaching.toy_points("blobs", n=16, seed=0, dim=2)
+    s = teaching.make_state(x, y, arch="mlp", seed=1).student_points()
+    return s, x
+
+
+@pytest.mark.parametrize("kernel", ["ramp", "sigmoid"])
+def test_soft_ranks_turn_hard_as_tau_shrinks(points, kernel):
+    s, x = points
+    gaps = []
+    for tau in (1.0, 0.1, 0.01, 1e-5):
+        v = teaching.anchor_view(s, x, anchor=2, tau=tau, kernel=kernel)
+        gaps.append(np.nanmax(np.abs(v["student_soft"] - v["student_hard"])))
+    assert gaps[0] > gaps[1] > gaps[-1]
+    assert gaps[-1] < 1e-6
+    assert gaps[0] > 0.01
+
+
+@pytest.mark.parametrize("kernel", ["ramp", "sigmoid"])
+@pytest.mark.parametrize("anchor", [0, 7, 15])
+def test_loss_terms_average_to_the_loss_of_that_anchor(points, kernel, anchor):
+    s, x = points
+    v = teaching.anchor_view(s, x, anchor=anchor, tau=0.2, kernel=kernel)
+    terms = v["terms"]
+    assert np.isnan(terms[anchor]) and np.isfinite(np.delete(terms, anchor)).all()
+    expected = coherence_loss(torch.tensor(s), torch.tensor(x), tau=0.2, kernel=kernel,
+                              anchors=torch.tensor([anchor]))
+    assert np.nanmean(terms) == pytest.approx(float(expected), rel=1e-10, abs=1e-12)
+    assert v["loss"] == pytest.approx(float(expected), rel=1e-10, abs=1e-12)
+
+
+def test_anchor_view_ranks_match_the_library(points):
+    s, x = points
+    v = teaching.anchor_view(s, x, anchor=4, tau=0.1)
+    np.testing.assert_allclose(v["teacher_ranks"], normalized_ranks(x)[4], equal_nan=True)
+    np.testing.assert_allclose(v["student_hard"], normalized_ranks(s)[4], equal_nan=True)
+    pos = np.delete(v["teacher_position"], 4)
+    assert sorted(pos.tolist()) == list(range(1, 16))  # 1 = nearest … n − 1 = farthest
+    assert v["gradient"].shape == s.shape
+
+
+def test_anchor_view_gradient_is_autograd_of_the_anchor_loss(points):
+    s, x = points
+    v = teaching.anchor_view(s, x, anchor=3, tau=0.3, kernel="sigmoid")
+    eps = 1e-6
+    i, d = 5, 1
+    up, down = s.copy(), s.copy()
+    up[i, d] += eps
+    down[i, d] -= eps
+    f = [teaching.anchor_view(p, x, anchor=3, tau=0.3, kernel="sigmoid")["loss"] for p in (up, down)]
+    assert v["gradient"][i, d] == pytest.approx((f[0] - f[1]) / (2 * eps), rel=1e-4, abs=1e-9)
+
+
+def test_anchor_view_checks_its_inputs(points):
+    s, x = points
+    with pytest.raises(ValueError, match="anchor"):
+        teaching.anchor_view(s, x, anchor=16, tau=0.1)
+    with pytest.raises(ValueError, match="tau"):
+        teaching.anchor_view(s, x, anchor=0, tau=0.0)
+    with pytest.raises(ValueError, match="rows"):
+        teaching.anchor_view(s[:10], x, anchor=0, tau=0.1)
+
+
+@pytest.mark.parametrize("arch", teaching.STUDENT_ARCHS)
+@pytest.mark.parametrize("kernel", ["ramp", "sigmoid"])
+def test_a_small_gradient_step_decreases_the_loss(arch, kernel):
+    x, y = teaching.toy_points("circles", n=20, seed=0, dim=2)
+    state = teaching.make_state(x, y, arch=arch, seed=0, optimizer="sgd", tau=0.3, kernel=kernel)
+    new = teaching.train_step(state, lr=1e-3)
+    assert new.step == 1 and state.step == 0
+    assert new.history[-1] < state.history[-1]
+    assert state.loss() == pytest.approx(state.history[-1])  # the old state is untouched
+
+
+def test_points_student_moves_along_minus_the_gradient_arrows():
+    x, y = teaching.toy_points("blobs", n=12, seed=0, dim=2)
+    state = teaching.make_state(x, y, arch="points", optimizer="sgd", tau=0.2)
+    loss, grad = teaching.batch_gradient(state.student_points(), x, tau=0.2)
+    assert loss == pytest.approx(state.history[0])
+    new = teaching.train_step(state, lr=0.5)
+    np.testing.assert_allclose(new.student_points(), state.student_points() - 0.5 * grad, atol=1e-12)
+
+
+def test_training_with_adam_makes_the_student_coherent():
+    from perco_viz.coherence import perception_coherence
+
+    x, y = teaching.toy_points("swiss_roll", n=20, seed=0, dim=2)
+    state = teaching.make_state(x, y, arch="mlp", seed=0)
+    pc0 = perception_coherence(state.student_points(), x)
+    for _ in range(30):
+        state = teaching.train_step(state)
+    assert state.step == 30 and len(state.history) == 31
+    assert state.history[-1] < 0.2 * state.history[0]
+    assert perception_coherence(state.student_points(), x) > max(pc0, 0.95)
+
+
+def test_soft_rank_curves(points):
+    s, _ = points
+    taus = np.array([1.0, 0.1, 1e-6])
+    curves = teaching.soft_rank_curves(s, anchor=1, taus=taus)
+    assert curves.shape == (3, 16) and np.isnan(curves[:, 1]).all()
+    np.testing.assert_allclose(curves[-1], normalized_ranks(s)[1], atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("point, expected", [
+    ({"curve_number": 0, "point_index": 5, "customdata": [6]}, 6),
+    ({"curve_number": 0, "point_index": 5, "customdata": {"0": 6}}, 6),
+    ({"curve_number": 0, "point_index": 5, "customdata": 6}, 6),
+    ({"curve_number": 0, "point_index": 5}, 6),  # anchor 2 is not in the trace: index 5 is point 6
+    ({"curve_number": 1, "point_index": 0}, None),  # the anchor's own trace
+    ({"customdata": [99]}, None),
+    ({"customdata": "x"}, None),
+])
+def test_clicked_point(point, expected):
+    assert teaching.clicked_point(point, n=10, anchor=2) == expected
+
+
+def test_figures_of_the_page(points):
+    s, x = points
+    view = teaching.anchor_view(s, x, anchor=0, tau=0.05)
+    fig = teaching.soft_vs_hard_figure(view)
+    assert "τ = 0.05" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+    assert len(fig.data[1].x) == 15
+    hist = teaching.loss_history_figure([0.1, 0.05, 0.02])
+    assert list(hist.data[0].y) == [0.1, 0.05, 0.02] and hist.layout.xaxis.title.text == "optimizer steps"
