@@ -201,20 +201,9 @@ def compact_matrix(fig, *, n: int, max_cells: int, how: str):
         "len": 0.95, "title": {"side": "top"}})
     fig.update_layout(title_subtitle_text=sub, margin={"l": 55, "r": 15, "t": 75, "b": 105})
     fig.update_xaxes(title_text=f"input j ({how})")
-    fig.update_yaxes(title_text=f"anchor i ({how})")
+    # fixed, reversed rows (autorange would pad around the invisible row markers of the A figure)
+    fig.update_yaxes(title_text=f"anchor i ({how})", autorange=False, range=[n - 0.5, -0.5])
     return fig
-
-
-def downloads(figs, *, label: str = "Download these figures") -> None:
-    """Download buttons of several figures, at full width in one expander.
-
-    Args:
-        figs: (caption, figure, file name, key) tuples.
-    """
-    with st.expander(f"⬇️ {label}"):
-        for caption, fig, name, key in figs:
-            st.caption(caption)
-            common.download_figure(fig, name, key=key)
 
 
 def mark_row(fig, pos: int, text: str = "anchor"):

@@ -1,0 +1,557 @@
+"""Computations behind the *Rank agreement* and *Per-sample coherence* pages.
+
+The questions they answer: **where** does the student perceive differently from its teacher
+(the rank-agreement matrix ``A``, an anchor's neighbours ranked by both), **which** samples it
+gets wrong (the per-sample coherence ``c_i``, its worst samples and classes), and whether it
+merely **distorts** distances (fine: monotone Shepard diagram) or **reorders** them (not fine:
+scattered Shepard diagram).
+
+Everything here is pure numpy/pandas (no Streamlit), measured on the probe set that a run
+directory stores. The mathematics is in :mod:`perco_viz.coherence` (DESIGN.md §1).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from perco_viz.coherence import METRICS, MetricLike, normalized_ranks
+
+ORDERINGS: tuple[str, ...] = ("label", "cluster")
+HIERARCHICAL_MAX_POINTS = 4000  # above this, order by KMeans clusters (linkage needs O(n²) memory)
+
+
+# --------------------------------------------------------------------------- helpers
+def _features(x, name: str, min_points: int = 1) -> np.ndarray:
+    """(n, d) float64 copy of ``x``; a 1-D array is read as (n, 1)."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} features must be a 2-D (n, d) array, got shape {arr.shape}")
+    if arr.shape[0] < min_points:
+        raise ValueError(f"need at least {min_points} {name} points, got {arr.shape[0]}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} features contain NaN/inf values; remove or impute those rows")
+    return arr
+
+
+def _pair(student, teacher, min_points: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    s, t = _features(student, "student"), _features(teacher, "teacher")
+    if s.shape[0] != t.shape[0]:
+        raise ValueError(f"student and teacher must describe the same points: got {s.shape[0]} student rows "
+                         f"and {t.shape[0]} teacher rows")
+    if s.shape[0] < min_points:
+        raise ValueError(f"need at least {min_points} points to compare rankings, got {s.shape[0]}")
+    return s, t
+
+
+def _labels(labels, n: int) -> np.ndarray:
+    y = np.asarray(labels).reshape(-1)
+    if y.shape[0] != n:
+        raise ValueError(f"labels must have one entry per point: got {y.shape[0]} labels for {n} points")
+    return y
+
+
+def _first_pc(x: np.ndarray) -> np.ndarray:
+    """(m,) coordinates of the rows of ``x`` (m, d) on their first principal axis, sign fixed."""
+    if x.shape[0] < 2:
+        return np.zeros(x.shape[0])
+    xc = x - x.mean(0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    axis = vt[0]
+    axis = axis * (1.0 if axis[np.argmax(np.abs(axis))] >= 0 else -1.0)  # deterministic sign
+    return xc @ axis
+
+
+def _one_blas_thread():
+    """Context: BLAS on one thread (small matrices; avoids spinning against torch's OpenMP pool)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _check_metric(metric: MetricLike, name: str = "metric") -> None:
+    if not callable(metric) and metric not in METRICS:
+        raise ValueError(f"unknown {name} {metric!r}; choose one of {', '.join(METRICS)} or pass a callable")
+
+
+def _rows_to(x: np.ndarray, rows: np.ndarray, cols: np.ndarray | None, metric: MetricLike) -> np.ndarray:
+    """Dissimilarities between ``x[rows]`` (m, d) and ``x[cols]`` (c, d) (all of ``x`` if None): (m, c)."""
+    import torch
+
+    from perco_viz.coherence import pairwise_dissimilarity
+
+    a = torch.from_numpy(x[rows])
+    b = torch.from_numpy(x if cols is None else x[cols])
+    return pairwise_dissimilarity(a, b, metric).numpy()
+
+
+def _pair_dissimilarity(x: np.ndarray, i: np.ndarray, j: np.ndarray, metric: MetricLike) -> np.ndarray:
+    """δ(x_i, x_j) for each of the p pairs: (p,) float64."""
+    if metric in ("euclidean", "sqeuclidean"):
+        d2 = ((x[i] - x[j]) ** 2).sum(1)
+        return d2 if metric == "sqeuclidean" else np.sqrt(d2)
+    if metric == "cosine":
+        norm = np.linalg.norm(x, axis=1)
+        norm = np.where(norm > 1e-12, norm, 1e-12)
+        xn = x / norm[:, None]
+        return np.clip(1.0 - (xn[i] * xn[j]).sum(1), 0.0, 2.0)
+    # a callable metric works on matrices: evaluate block by block on the rows involved
+    out = np.empty(len(i))
+    for lo in range(0, len(i), 1024):
+        ii, jj = i[lo:lo + 1024], j[lo:lo + 1024]
+        rows, inv_r = np.unique(ii, return_inverse=True)
+        cols, inv_c = np.unique(jj, return_inverse=True)
+        block = _rows_to(x, rows, cols, metric)  # (|rows|, |cols|)
+        out[lo:lo + 1024] = block[inv_r, inv_c]
+    return out
+
+
+# --------------------------------------------------------------------------- ordering
+def order_points(
+    teacher_features,
+    labels=None,
+    by: str = "label",
+    *,
+    n_clusters: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """An order of the probe points that puts similar points next to each other.
+
+    Used to order the rows and columns of the rank-agreement heatmap so that blocks appear.
+
+    Args:
+        teacher_features: (n, d_t) teacher features.
+        labels: (n,) class labels (any sortable values), needed for ``by="label"``.
+        by: ``"label"``: by class (ascending), then, within a class, by the position along
+            that class's first principal axis in the teacher's space. ``"cluster"``: the
+            leaves order of a Ward hierarchical clustering of the teacher's features (for
+            n > ``HIERARCHICAL_MAX_POINTS``: KMeans clusters, themselves ordered by a
+            clustering of their centres, and the first principal axis within each).
+        n_clusters: number of KMeans clusters in the large-n case (default ≈ √n, at most 64).
+        seed: KMeans seed.
+
+    Returns:
+        (n,) int64 permutation of ``range(n)``: ``order[p]`` is the point drawn at position p.
+
+    >>> order_points(np.array([[0.0], [5.0], [1.0], [6.0]]), labels=[1, 0, 1, 0])
+    array([1, 3, 0, 2])
+    """
+    t = _features(teacher_features, "teacher")
+    n = t.shape[0]
+    if by not in ORDERINGS:
+        raise ValueError(f"unknown ordering {by!r}; choose one of {', '.join(ORDERINGS)}")
+    if by == "label":
+        if labels is None:
+            raise ValueError("this probe set has no labels: order it by a clustering of the teacher (by='cluster')")
+        y = _labels(labels, n)
+        pos = np.zeros(n)
+        with _one_blas_thread():  # many tiny SVDs: threaded BLAS only adds contention
+            for cls in np.unique(y):
+                members = np.flatnonzero(y == cls)
+                pos[members] = _first_pc(t[members])
+        return np.lexsort((np.arange(n), pos, y)).astype(np.int64)
+    if n <= 2:
+        return np.arange(n, dtype=np.int64)
+    if n <= HIERARCHICAL_MAX_POINTS:
+        from scipy.cluster.hierarchy import leaves_list, linkage
+
+        return leaves_list(linkage(t, method="ward")).astype(np.int64)
+    return _kmeans_order(t, n_clusters or min(64, int(math.sqrt(n))), seed)
+
+
+def _kmeans_order(t: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Large-n cluster order: KMeans, clusters ordered by Ward on their centres, PC1 within."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(t)
+    centres = km.cluster_centers_
+    cluster_rank = np.empty(k, dtype=np.int64)
+    cluster_rank[leaves_list(linkage(centres, method="ward")) if k > 1 else np.arange(k)] = np.arange(k)
+    pos = np.zeros(t.shape[0])
+    with _one_blas_thread():
+        for c in range(k):
+            members = np.flatnonzero(km.labels_ == c)
+            pos[members] = _first_pc(t[members])
+    return np.lexsort((np.arange(t.shape[0]), pos, cluster_rank[km.labels_])).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- ranks and agreement
+def rank_matrices(
+    student,
+    teacher,
+    *,
+    metric: MetricLike = "euclidean",
+    teacher_metric: MetricLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The teacher's and the student's normalized ranks and their agreement, each computed once.
+
+    ``A`` equals :func:`perco_viz.coherence.rank_agreement` exactly; this saves computing the
+    ranks twice when R_T and R_S are drawn too.
+
+    Args:
+        student: (n, d_s) student features, n ≥ 3.
+        teacher: (n, d_t) teacher features.
+        metric: student dissimilarity (and the teacher's unless ``teacher_metric``).
+        teacher_metric: teacher dissimilarity.
+
+    Returns:
+        ``(R_T, R_S, A)``, each (n, n) float64 with NaN on the diagonal; ``R[i, j]`` in [0, 1]
+        is where anchor i puts j among the others (0 = nearest), ``A = 1 − |R_T − R_S|``.
+    """
+    s, t = _pair(student, teacher)
+    r_t = normalized_ranks(t, metric=teacher_metric or metric)
+    r_s = normalized_ranks(s, metric=metric)
+    return r_t, r_s, 1.0 - np.abs(r_t - r_s)
+
+
+def anchor_neighbours(
+    student,
+    teacher,
+    anchor: int,
+    k: int = 10,
+    metric: MetricLike = "euclidean",
+    *,
+    teacher_metric: MetricLike | None = None,
+    labels=None,
+) -> pd.DataFrame:
+    """An anchor's nearest neighbours as the teacher and as the student rank them, side by side.
+
+    Ranks are ordinal positions 1..n−1 in the anchor's dissimilarity row without the anchor
+    itself (1 = nearest; ties broken by point index, i.e. a stable argsort of the row).
+
+    Args:
+        student: (n, d_s) student features.
+        teacher: (n, d_t) teacher features.
+        anchor: the anchor's row, 0 ≤ anchor < n.
+        k: how many nearest neighbours of each side to list.
+        metric: student dissimilarity (and the teacher's unless ``teacher_metric``).
+        teacher_metric: teacher dissimilarity.
+        labels: (n,) optional labels, copied into the ``label`` column.
+
+    Returns:
+        One row per point among the teacher's k nearest **or** the student's k nearest
+        (between k and 2k rows), sorted by teacher rank, with columns ``point`` (row in the
+        probe set), ``teacher_rank``, ``student_rank``, ``rank_shift`` (student − teacher:
+        > 0 = the student pushes it further away), ``teacher_dissimilarity``,
+        ``student_dissimilarity``, ``agreement`` (``A[anchor, point]``), ``in_teacher_top_k``,
+        ``in_student_top_k`` and ``label`` (None without labels).
+    """
+    s, t = _pair(student, teacher)
+    n = s.shape[0]
+    _check_metric(metric)
+    _check_metric(teacher_metric or metric, "teacher_metric")
+    if not 0 <= int(anchor) < n:
+        raise ValueError(f"anchor must be a point index in [0, {n - 1}], got {anchor}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    anchor, k = int(anchor), min(int(k), n - 1)
+    others = np.delete(np.arange(n), anchor)  # (n − 1,)
+    d_t = _rows_to(t, np.array([anchor]), others, teacher_metric or metric)[0]  # (n − 1,)
+    d_s = _rows_to(s, np.array([anchor]), others, metric)[0]
+    rank_t, rank_s = _ordinal_ranks(d_t), _ordinal_ranks(d_s)  # 1 = nearest
+    agreement = 1.0 - np.abs(_normalized_row_ranks(d_t) - _normalized_row_ranks(d_s))
+    keep = np.flatnonzero((rank_t <= k) | (rank_s <= k))
+    keep = keep[np.argsort(rank_t[keep], kind="stable")]
+    y = None if labels is None else _labels(labels, n)
+    return pd.DataFrame({
+        "point": others[keep],
+        "teacher_rank": rank_t[keep],
+        "student_rank": rank_s[keep],
+        "rank_shift": rank_s[keep] - rank_t[keep],
+        "teacher_dissimilarity": d_t[keep],
+        "student_dissimilarity": d_s[keep],
+        "agreement": agreement[keep],
+        "in_teacher_top_k": rank_t[keep] <= k,
+        "in_student_top_k": rank_s[keep] <= k,
+        "label": [None] * len(keep) if y is None else y[others[keep]],
+    })
+
+
+def _ordinal_ranks(row: np.ndarray) -> np.ndarray:
+    """(m,) → (m,) int64 positions 1..m in a stable ascending sort."""
+    ranks = np.empty(len(row), dtype=np.int64)
+    ranks[np.argsort(row, kind="stable")] = np.arange(1, len(row) + 1)
+    return ranks
+
+
+def _normalized_row_ranks(row: np.ndarray) -> np.ndarray:
+    """(m,) → (m,) ``(#less + ½ #equal others) / (m − 1)``: the R of DESIGN.md §1 for one row."""
+    s = np.sort(row)
+    less = np.searchsorted(s, row, side="left")
+    equal_others = np.searchsorted(s, row, side="right") - less - 1
+    return (less + 0.5 * equal_others) / max(len(row) - 1, 1)
+
+
+# --------------------------------------------------------------------------- Shepard diagram
+def sample_pairs(n: int, max_pairs: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct unordered pairs ``i < j`` of ``n`` points: all of them, or ``max_pairs`` at random.
+
+    Args:
+        n: number of points.
+        max_pairs: the most pairs returned.
+        seed: fixes the sample (same seed → same pairs).
+
+    Returns:
+        ``(i, j)``, two (p,) int64 arrays with ``i < j``, p = min(max_pairs, n(n−1)/2), no pair twice.
+    """
+    if n < 2:
+        raise ValueError(f"need at least 2 points to form a pair, got {n}")
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs must be at least 1, got {max_pairs}")
+    total = n * (n - 1) // 2
+    if total <= max_pairs:
+        lin = np.arange(total, dtype=np.int64)
+    else:
+        lin = np.sort(np.random.default_rng(seed).choice(total, size=max_pairs, replace=False)).astype(np.int64)
+    # linear index over the upper triangle, row by row: row i starts at i·n − i(i+1)/2
+    i = np.floor((2 * n - 1 - np.sqrt((2 * n - 1) ** 2 - 8.0 * lin)) / 2).astype(np.int64)
+    start = i * n - i * (i + 1) // 2
+    i = np.where(lin < start, i - 1, i)  # floating-point guard at row boundaries
+    start = i * n - i * (i + 1) // 2
+    i = np.where(lin >= start + (n - 1 - i), i + 1, i)
+    start = i * n - i * (i + 1) // 2
+    j = lin - start + i + 1
+    return i, j
+
+
+def shepard_pairs(
+    student,
+    teacher,
+    max_pairs: int = 20000,
+    seed: int = 0,
+    metric: MetricLike = "euclidean",
+    *,
+    teacher_metric: MetricLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher and student dissimilarities of the same sampled pairs (a Shepard diagram's points).
+
+    Args:
+        student: (n, d_s) student features.
+        teacher: (n, d_t) teacher features.
+        max_pairs: the most pairs (all n(n−1)/2 when fewer).
+        seed: fixes the sample of pairs (see :func:`sample_pairs`).
+        metric: student dissimilarity (and the teacher's unless ``teacher_metric``).
+        teacher_metric: teacher dissimilarity.
+
+    Returns:
+        ``(d_teacher, d_student)``, two (p,) float64 arrays, pair by pair.
+    """
+    s, t = _pair(student, teacher, min_points=2)
+    _check_metric(metric)
+    _check_metric(teacher_metric or metric, "teacher_metric")
+    i, j = sample_pairs(s.shape[0], max_pairs, seed)
+    return _pair_dissimilarity(t, i, j, teacher_metric or metric), _pair_dissimilarity(s, i, j, metric)
+
+
+def spearman(d_teacher, d_student) -> float:
+    """Spearman's rank correlation of two dissimilarity samples (scipy.stats.spearmanr).
+
+    Global, over pairs: 1 when the student's dissimilarities are an increasing function of the
+    teacher's. (PC compares rankings per anchor instead, which is weaker: 1 is possible with a
+    different increasing function for every anchor.)
+
+    Args:
+        d_teacher: (p,) teacher dissimilarities.
+        d_student: (p,) student dissimilarities of the same pairs.
+
+    Returns:
+        ρ in [−1, 1]; NaN when either sample is constant or p < 2.
+    """
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(d_teacher, dtype=np.float64).ravel(), np.asarray(d_student, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"need the same pairs on both sides, got {a.shape[0]} and {b.shape[0]} values")
+    if a.shape[0] < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(spearmanr(a, b).statistic)
+
+
+def point_density(x, y, *, bins: int = 64) -> np.ndarray:
+    """How crowded each point of a scatter is (a 2-D histogram looked up per point).
+
+    Args:
+        x: (p,) horizontal coordinates.
+        y: (p,) vertical coordinates.
+        bins: histogram bins per axis.
+
+    Returns:
+        (p,) float64 in [0, 1]: the count of the point's bin divided by the largest count.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size == 0:
+        return np.zeros(0)
+    h, ex, ey = np.histogram2d(x, y, bins=bins)
+    ix = np.clip(np.searchsorted(ex, x, side="right") - 1, 0, bins - 1)
+    iy = np.clip(np.searchsorted(ey, y, side="right") - 1, 0, bins - 1)
+    return h[ix, iy] / max(h.max(), 1.0)
+
+
+# --------------------------------------------------------------------------- per-sample coherence
+def coherence_by_epoch(run_dir) -> tuple[list[float], list[np.ndarray]]:
+    """The per-sample coherence of every snapshot of a run, in order.
+
+    Args:
+        run_dir: a :class:`perco_viz.runs.RunDir` or a path to a run directory.
+
+    Returns:
+        ``(epochs, coherences)``: the snapshots' (fractional) epochs, and one (n_probe,) array of
+        c_i per snapshot.
+    """
+    from perco_viz.runs import RunDir
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(os.fspath(run_dir))
+    epochs, values = [], []
+    for index in run.snapshot_indices():
+        snap = run.load_snapshot(index)
+        epochs.append(float(snap.epoch))
+        values.append(np.asarray(snap.coherence, dtype=np.float64))
+    return epochs, values
+
+
+def _class_names(y: np.ndarray, class_names: Sequence[str] | None) -> list[str]:
+    names = []
+    for v in y:
+        if class_names is not None and isinstance(v, (int, np.integer)) and 0 <= int(v) < len(class_names):
+            names.append(str(class_names[int(v)]))
+        else:
+            names.append(str(v))
+    return names
+
+
+def per_sample_table(c, *, indices=None, labels=None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per-sample scores as a table (what the CSV download holds).
+
+    Args:
+        c: (n,) per-sample coherence c_i.
+        indices: (n,) each probe point's index into the test split.
+        labels: (n,) labels.
+        class_names: names of the label codes.
+
+    Returns:
+        Columns ``point`` (probe row), ``test_index`` (when given), ``label`` and ``class``
+        (when labels), ``c_i``; one row per probe point, in probe order.
+    """
+    c = np.asarray(c, dtype=np.float64).reshape(-1)
+    table: dict[str, object] = {"point": np.arange(len(c))}
+    if indices is not None:
+        table["test_index"] = _labels(indices, len(c)).astype(np.int64)
+    if labels is not None:
+        y = _labels(labels, len(c))
+        table["label"] = y
+        table["class"] = _class_names(y, class_names)
+    table["c_i"] = c
+    return pd.DataFrame(table)
+
+
+def worst_samples(c, k: int, labels=None, *, indices=None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """The k probe points the student perceives least like the teacher (lowest c_i first).
+
+    Args:
+        c: (n,) per-sample coherence c_i.
+        k: how many (all n when k ≥ n).
+        labels: (n,) optional labels.
+        indices: (n,) optional indices into the test split.
+        class_names: names of the label codes.
+
+    Returns:
+        :func:`per_sample_table` restricted to the k lowest c_i, sorted ascending (ties by point).
+    """
+    if k < 0:
+        raise ValueError(f"k must be ≥ 0, got {k}")
+    table = per_sample_table(c, indices=indices, labels=labels, class_names=class_names)
+    order = np.argsort(table["c_i"].to_numpy(), kind="stable")[:k]
+    return table.iloc[order].reset_index(drop=True)
+
+
+def per_class_summary(c, labels, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """c_i summarized per class.
+
+    Args:
+        c: (n,) per-sample coherence c_i.
+        labels: (n,) labels.
+        class_names: names of the label codes (used for the ``class`` column).
+
+    Returns:
+        One row per class present, in label order, with columns ``label``, ``class``,
+        ``count``, ``mean``, ``p10`` (10th percentile) and ``min``; counts sum to n.
+    """
+    c = np.asarray(c, dtype=np.float64).reshape(-1)
+    y = _labels(labels, len(c))
+    classes = np.unique(y)
+    rows = []
+    for cls in classes:
+        vals = c[y == cls]
+        rows.append({"label": cls, "count": int(vals.size), "mean": float(vals.mean()),
+                     "p10": float(np.quantile(vals, 0.1)), "min": float(vals.min())})
+    out = pd.DataFrame(rows, columns=["label", "count", "mean", "p10", "min"])
+    out.insert(1, "class", _class_names(classes, class_names))
+    return out
+
+
+# --------------------------------------------------------------------------- clicking a heatmap row
+def row_picker_trace(
+    ids,
+    *,
+    coherence=None,
+    row_agreement=None,
+    names: Sequence[str] | None = None,
+    max_rows: int = 300,
+    max_cols: int = 12,
+):
+    """An invisible, clickable grid laid over an (n, n) matrix heatmap, one row of markers per
+    drawn row: plotly heatmaps emit no selection events, markers do.
+
+    Rows are grouped like :func:`perco_viz.figures.block_mean` groups them (b = ceil(n / max_rows)
+    per drawn row), so each marker sits on a drawn row; a block's representative anchor is its row
+    with the lowest c_i (its middle row without ``coherence``). Hovering shows that anchor, a
+    click selects it (``customdata[0]`` = its id).
+
+    Args:
+        ids: (n,) ids of the rows in drawing order (e.g. probe rows).
+        coherence: (n,) c_i of those rows, optional.
+        row_agreement: (n,) mean A of each drawn row, optional (hover).
+        names: (n,) class names of the rows, optional (hover).
+        max_rows: the heatmap's ``max_cells``.
+        max_cols: markers per row (across the x axis).
+
+    Returns:
+        A ``go.Scattergl`` in point-position coordinates (x, y in [0, n − 1]), to ``fig.add_trace``.
+    """
+    import plotly.graph_objects as go
+
+    ids = np.asarray(ids).reshape(-1)
+    n = len(ids)
+    b = max(1, math.ceil(n / max(1, int(max_rows))))
+    m = math.ceil(n / b)
+    rep = np.empty(m, dtype=np.int64)  # representative position of each drawn row
+    for r in range(m):
+        lo, hi = r * b, min((r + 1) * b, n)
+        rep[r] = lo + int(np.argmin(np.asarray(coherence)[lo:hi])) if coherence is not None else (lo + hi - 1) // 2
+    y = np.arange(m) * b + (b - 1) / 2  # the drawn rows' centres (as figures.block_mean draws them)
+    bc = max(1, math.ceil(n / max(1, int(max_cols))))
+    x = np.arange(math.ceil(n / bc)) * bc + (bc - 1) / 2
+    xx, yy = np.meshgrid(x, y)  # (m, c)
+    rows = np.repeat(rep, len(x))  # (m·c,) position of each marker's anchor
+    custom = [ids[rows].astype(np.float64)]
+    tip = "anchor #%{customdata[0]}"
+    if names is not None:
+        tip += " · class %{text}"
+    for values, label in ((coherence, "c_i"), (row_agreement, "mean A of its row")):
+        if values is not None:
+            tip += f" · {label} %{{customdata[{len(custom)}]:.3f}}"
+            custom.append(np.asarray(values, dtype=np.float64)[rows])
+    return go.Scattergl(
+        x=xx.ravel(), y=yy.ravel(), mode="markers", name="anchors", showlegend=False,  # customdata as lists:
+        # a clicked point's customdata then comes back as a list, not a typed-array dict
+        customdata=np.column_stack(custom).tolist(), text=None if names is None else np.asarray(names, dtype=object)[rows],
+        marker={"size": 14, "opacity": 0, "color": "#000000"},
+        selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
+        hovertemplate=tip + "<br><i>click: inspect this anchor</i><extra></extra>")
