@@ -129,7 +129,7 @@ class Dataset:
         splits = {"train": self.X_train, "test": self.X_test}
         if split not in splits:
             raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long).reshape(-1)
+        idx = torch.as_tensor(np.array(indices), dtype=torch.long).reshape(-1)
         x = splits[split][idx].clamp(0, 1).mul(255).round().to(torch.uint8)  # (k, C, H, W)
         x = x.permute(0, 2, 3, 1).numpy()  # (k, H, W, C)
         return x[..., 0] if x.shape[-1] == 1 else x

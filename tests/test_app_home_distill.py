@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT
+from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 90
 
