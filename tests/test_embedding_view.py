@@ -1,0 +1,241 @@
+"""perco_viz.embedding_view: aligned projections, subsampling, colouring, figures, downloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perco_viz import embedding_view as ev
+
+
+@pytest.fixture
+def sequence(rng):
+    """A teacher (60, 10) and a student drifting towards a rotated copy of it over 4 snapshots."""
+    teacher = rng.normal(size=(60, 10)) * np.linspace(3, 0.3, 10)
+    target = teacher[:, :5] @ np.linalg.qr(rng.normal(size=(5, 5)))[0]
+    students = [(1 - a) * rng.normal(size=(60, 5)) + a * target for a in (0.0, 0.5, 0.9, 1.0)]
+    labels = np.repeat(np.arange(3), 20)
+    return teacher, students, labels
+
+
+# --------------------------------------------------------------------------- projections
+def test_aligned_pca_shape_and_determinism(sequence):
+    teacher, students, _ = sequence
+    a = ev.aligned_projections(teacher, students, "pca", 2)
+    b = ev.aligned_projections(teacher, students, "pca", 2)
+    assert a.teacher.shape == (60, 2) and a.students.shape == (4, 60, 2)
+    np.testing.assert_array_equal(a.students, b.students)
+    np.testing.assert_array_equal(a.teacher, b.teacher)
+    assert np.isfinite(a.students).all()
+
+
+def test_aligned_3d_and_narrow_student(sequence):
+    teacher, _, _ = sequence
+    students = [teacher[:, :2] + 0.01 * i for i in range(3)]  # a 2-d student drawn in 3-D
+    proj = ev.aligned_projections(teacher, students, "pca", 3)
+    assert proj.students.shape == (3, 60, 3) and proj.teacher.shape == (60, 3)
+
+
+def test_student_equal_to_teacher_lands_on_teacher(sequence):
+    teacher, _, _ = sequence
+    proj = ev.aligned_projections(teacher, [teacher, 2.0 * teacher + 1.0], "pca", 2)
+    for frame in proj.students:  # same features, any scale: drawn exactly on the teacher
+        np.testing.assert_allclose(frame, proj.teacher, atol=1e-8)
+
+
+def test_sequence_is_continuous(sequence):
+    """Consecutive snapshots that barely differ are drawn almost in the same place."""
+    teacher, students, _ = sequence
+    frames = [students[-1] + 1e-3 * i for i in range(3)]
+    proj = ev.aligned_projections(teacher, frames, "pca", 2)
+    scale = np.abs(proj.students[0]).max()
+    assert np.abs(proj.students[1] - proj.students[0]).max() < 1e-3 * scale
+
+
+def test_orthogonal_map_recovers_a_rotation(rng):
+    x = rng.normal(size=(30, 2))
+    q = np.array([[0.0, -1.0], [1.0, 0.0]])
+    y = 3.0 * x @ q + 5.0
+    rot, s, mu_x, mu_y = ev.orthogonal_map(x, y)
+    np.testing.assert_allclose((x - mu_x) @ rot * s + mu_y, y, atol=1e-10)
+
+
+def test_aligned_projections_rejects_bad_input(sequence):
+    teacher, students, _ = sequence
+    with pytest.raises(ValueError, match="method"):
+        ev.aligned_projections(teacher, students, "mds", 2)
+    with pytest.raises(ValueError, match="dim"):
+        ev.aligned_projections(teacher, students, "pca", 4)
+    with pytest.raises(ValueError, match="probe rows"):
+        ev.aligned_projections(teacher, [students[0][:10]], "pca", 2)
+    with pytest.raises(ValueError, match="no student"):
+        ev.aligned_projections(teacher, [], "pca", 2)
+
+
+def test_ranges_cover_every_snapshot(sequence):
+    teacher, students, _ = sequence
+    proj = ev.aligned_projections(teacher, students, "pca", 2)
+    ranges = proj.ranges()["student"]
+    for j, (lo, hi) in enumerate(ranges):
+        assert lo < proj.students[..., j].min() and hi > proj.students[..., j].max()
+
+
+@pytest.mark.slow
+def test_aligned_umap_small(sequence):
+    teacher, students, _ = sequence
+    proj = ev.aligned_projections(teacher, students[:2], "umap", 2)
+    assert proj.students.shape == (2, 60, 2) and np.isfinite(proj.students).all()
+
+
+@pytest.mark.slow
+def test_aligned_tsne_small(sequence):
+    teacher, students, _ = sequence
+    seen = []
+    a = ev.aligned_projections(teacher, students[:2], "tsne", 2, progress=lambda d, k: seen.append((d, k)))
+    assert a.students.shape == (2, 60, 2) and np.isfinite(a.students).all()
+    assert seen == [(1, 3), (2, 3), (3, 3), (3, 3)]  # teacher, each snapshot, done
+
+
+# --------------------------------------------------------------------------- rows shown
+def test_subsample_note_text():
+    assert ev.subsample_note(100_000, 250_000) == "showing 100,000 of 250,000 points, stratified by class"
+    assert ev.subsample_note(10, 10) is None
+    assert "at random" in ev.subsample_note(5, 10, stratified=False)
+
+
+def test_display_rows_all_when_small():
+    rows, note = ev.display_rows(np.zeros(50, dtype=int), 50)
+    np.testing.assert_array_equal(rows, np.arange(50))
+    assert note is None
+
+
+def test_display_rows_stratified_beyond_the_cap():
+    labels = np.repeat([0, 1, 2, 3], [100, 50, 50, 50])
+    rows, note = ev.display_rows(labels, len(labels), max_points=100)
+    assert note == "showing 100 of 250 points, stratified by class"
+    assert len(rows) == 100 and len(np.unique(rows)) == 100 and (np.diff(rows) > 0).all()
+    counts = np.bincount(labels[rows], minlength=4)
+    np.testing.assert_allclose(counts / 100, [0.4, 0.2, 0.2, 0.2], atol=0.03)
+
+
+# --------------------------------------------------------------------------- colour, hover, selection
+def test_color_options_and_coloring():
+    meta = pd.DataFrame({"position": np.linspace(0, 1, 20), "kind": ["a", "b"] * 10})
+    opts = ev.color_options(True, list(meta.columns))
+    assert list(opts) == ["label", "coherence", "meta:position", "meta:kind"]
+    assert list(ev.color_options(False)) == ["coherence"]
+    lab = ev.coloring("label", labels=np.arange(20) % 3, class_names=["x", "y", "z"])
+    assert lab.kind == "label" and lab.names == ["x", "y", "z"]
+    coh = ev.coloring("coherence", coherence=np.linspace(0.4, 1, 20))
+    assert coh.kind == "continuous" and coh.range == (0.0, 1.0) and coh.title == "c_i"
+    pos = ev.coloring("meta:position", meta=meta)
+    assert pos.kind == "continuous" and pos.title == "position" and pos.colorscale == "Viridis"
+    kind = ev.coloring("meta:kind", meta=meta)
+    assert kind.kind == "label" and kind.names == ["a", "b"]
+    with pytest.raises(ValueError, match="no labels"):
+        ev.coloring("label")
+    with pytest.raises(ValueError, match="metadata"):
+        ev.coloring("meta:nope", meta=meta)
+    with pytest.raises(ValueError, match="unknown"):
+        ev.coloring("size")
+
+
+def test_hover_text_and_selected_rows():
+    text = ev.hover_text(np.array([3, 5]), test_indices=np.arange(10) + 100, labels=np.arange(10) % 2,
+                         class_names=["even", "odd"], coherence=np.linspace(0, 1, 10),
+                         meta=pd.DataFrame({"position": np.arange(10) / 3}))
+    assert list(text) == ["test #103<br>class odd<br>c_i 0.333<br>position 1",
+                          "test #105<br>class odd<br>c_i 0.556<br>position 1.667"]
+    assert list(ev.hover_text(np.array([0, 1]))) == ["", ""]
+    event = {"selection": {"points": [{"customdata": [5]}, {"customdata": {"0": 3}}, {"customdata": 7}, {"x": 1}],
+                           "box": [], "lasso": []}}
+    assert ev.selected_rows(event) == [3, 5, 7]
+    assert ev.selected_rows(None) == [] and ev.selected_rows({"selection": {"points": []}}) == []
+
+
+# --------------------------------------------------------------------------- figures
+def test_embedding_panel_2d_and_highlight(sequence):
+    teacher, students, labels = sequence
+    proj = ev.aligned_projections(teacher, students, "pca", 2)
+    ids = np.arange(60) + 1000
+    color = ev.coloring("label", labels=labels, class_names=["a", "b", "c"])
+    fig = ev.embedding_panel(proj.teacher, color, method="pca", title="Teacher", ids=ids,
+                             hover=ev.hover_text(np.arange(60), labels=labels), highlight=[1000, 1001, 1059],
+                             ranges=proj.ranges()["teacher"])
+    classes = [t for t in fig.data if t.name != "selected"]
+    assert {t.type for t in fig.data} == {"scattergl"} and [t.name for t in classes] == ["a", "b", "c"]
+    assert fig.layout.xaxis.title.text == "PC 1" and fig.layout.yaxis.title.text == "PC 2"
+    assert fig.layout.title.text == "Teacher" and fig.layout.legend.title.text == "class"
+    faded = sorted(int(t.customdata[i][0]) for t in classes for i in t.selectedpoints)
+    assert faded == [1000, 1001, 1059]  # the others fade
+    ring = next(t for t in fig.data if t.name == "selected")
+    assert sorted(int(c[0]) for c in ring.customdata) == [1000, 1001, 1059]
+    assert sum(len(t.x) for t in classes) == 60
+    assert list(fig.layout.xaxis.range) == list(proj.ranges()["teacher"][0])
+
+
+def test_embedding_panel_3d_coherence(sequence):
+    teacher, students, _ = sequence
+    proj = ev.aligned_projections(teacher, students, "pca", 3)
+    coh = np.linspace(0.3, 1.0, 60)
+    fig = ev.embedding_panel(proj.students[-1], ev.coloring("coherence", coherence=coh), method="umap",
+                             title="Student", highlight=[4])
+    assert fig.data[0].type == "scatter3d"
+    assert fig.layout.scene.xaxis.title.text == "UMAP 1" and fig.layout.scene.zaxis.title.text == "UMAP 3"
+    axis = fig.layout.coloraxis
+    assert axis.colorbar.title.text == "c_i" and (axis.cmin, axis.cmax) == (0.0, 1.0)
+    assert fig.data[0].marker.color[-1] == pytest.approx(0.3)  # lowest c_i drawn last: on top
+    assert fig.data[-1].name == "selected" and len(fig.data[-1].x) == 1
+
+
+def test_animation_figure(sequence):
+    teacher, students, labels = sequence
+    proj = ev.aligned_projections(teacher, students, "pca", 2)
+    color = ev.coloring("label", labels=labels)
+    fig = ev.animation_figure(proj, [color], [0, 1, 2, 3])
+    assert len(fig.frames) == 4 and [f.name for f in fig.frames] == ["0", "1", "2", "3"]
+    assert fig.layout.sliders[0].steps[-1].label == "3" and fig.layout.xaxis.title.text == "PC 1"
+    np.testing.assert_allclose(fig.frames[1].data[0].x, proj.students[1][labels == 0, 0])
+    assert fig.layout.updatemenus[0].buttons[0].method == "animate"
+    with pytest.raises(ValueError, match="one colouring"):
+        ev.animation_figure(proj, [color, color], [0, 1, 2, 3])
+
+
+def test_axis_titles():
+    assert ev.axis_titles("pca", 2) == ["PC 1", "PC 2"]
+    assert ev.axis_titles("tsne", 3) == ["t-SNE 1", "t-SNE 2", "t-SNE 3"]
+
+
+def test_thumbnail_strip_html():
+    images = (np.arange(3 * 8 * 8) % 256).astype(np.uint8).reshape(3, 8, 8)
+    html = ev.thumbnail_strip_html(images, ["a", "b", "<c>"])
+    assert html.count("<img ") == 3 and "data:image/png;base64," in html
+    assert "&lt;c&gt;" in html and "<c>" not in html
+
+
+# --------------------------------------------------------------------------- table & downloads
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_table_bytes_round_trip(sequence, fmt):
+    teacher, students, labels = sequence
+    proj = ev.aligned_projections(teacher, students, "pca", 2)
+    coh = np.linspace(0, 1, 60)
+    meta = pd.DataFrame({"position": np.arange(60) / 7})
+    df = ev.embedding_table(proj, 2, student_features=students[2], coherence=coh, labels=labels,
+                            class_names=["a", "b", "c"], test_indices=np.arange(60) + 10, meta=meta, epoch=2.0)
+    assert list(df.columns[:6]) == ["probe_row", "test_index", "label", "class", "c_i", "epoch"]
+    assert {"teacher_pc_1", "teacher_pc_2", "student_pc_1", "student_pc_2", "student_f4", "meta_position"} <= set(
+        df.columns)
+    np.testing.assert_array_equal(df["student_pc_1"], proj.students[2][:, 0])
+    back = ev.read_table_bytes(ev.table_bytes(df, fmt), fmt)
+    pd.testing.assert_frame_equal(back, df, check_exact=False, rtol=1e-12)
+    with pytest.raises(ValueError, match="format"):
+        ev.table_bytes(df, "xlsx")
+
+
+def test_selection_table():
+    df = ev.selection_table(np.array([1, 2]), test_indices=np.arange(5) + 10, labels=np.array([0, 1, 0, 1, 0]),
+                            class_names=["a", "b"], coherence=np.linspace(0, 1, 5),
+                            meta=pd.DataFrame({"position": np.arange(5.0)}))
+    assert list(df.columns) == ["probe row", "test index", "class", "c_i", "position"]
+    assert df["class"].tolist() == ["b", "a"] and df["test index"].tolist() == [11, 12]
