@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app test lint bench browser-deps clean
+.PHONY: setup app test lint bench load-test browser-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/perco-viz bench loss
+
+# 20 concurrent sessions, 4 of them running the demo (docs/reliability.md)
+load-test: setup
+	$(BIN)/python tools/load_test.py --sessions 20 --demos 4 --epochs 20 --json docs/load.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

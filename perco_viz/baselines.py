@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from perco_viz.checks import check_pair
+from perco_viz.checks import check_magnitude, check_pair
 
 Features = np.ndarray | Tensor
 
@@ -35,6 +35,7 @@ def _prepare(student: Features, teacher: Features, min_points: int) -> tuple[Ten
     """Validate; cast to the compute dtype; detach the teacher onto the student's device."""
     s, t = check_pair(student, teacher, min_points=min_points)
     dtype = torch.float64 if s.dtype == torch.float64 else torch.float32
+    check_magnitude(t, "teacher", dtype)  # a float64 teacher computes in the student's float32
     return s.to(dtype), t.detach().to(device=s.device, dtype=dtype)
 
 
@@ -52,16 +53,21 @@ def _safe_sqrt(d2: Tensor) -> Tensor:
     return torch.sqrt(d2.clamp_min(tiny)) * (d2 > 0)
 
 
+def _is_real(value: Any) -> bool:
+    """A finite int or float (a string, None or NaN/inf is not an option value)."""
+    return isinstance(value, int | float | np.integer | np.floating) and bool(np.isfinite(value))
+
+
 def _check_nonnegative(**values: float) -> None:
     for name, value in values.items():
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if not (_is_real(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
+        if not (_is_real(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 # --------------------------------------------------------------------------- FitNet
@@ -214,7 +220,8 @@ def pkt_loss(student: Features, teacher: Features, *, eps: float = 1e-7) -> Tens
     _check_positive(eps=eps)
     s, t = _prepare(student, teacher, min_points=3)
     p, q = _pkt_conditionals(t, eps), _pkt_conditionals(s, eps)  # (n, n) each
-    return (p * torch.log((p + eps) / (q + eps))).sum(dim=1).mean()
+    kl = (p * torch.log((p + eps) / (q + eps))).sum(dim=1).mean()
+    return kl.clamp_min(0.0)  # KL >= 0; rounding can give -1e-16 at the optimum
 
 
 # --------------------------------------------------------------------------- SP
@@ -322,8 +329,15 @@ def cka_loss(student: Features, teacher: Features, *, eps: float = 1e-12) -> Ten
     """
     _check_positive(eps=eps)
     s, t = _prepare(student, teacher, min_points=2)
-    cross, norm_s, norm_t = _hsic_terms(s - s.mean(dim=0), t - t.mean(dim=0))
-    return 1.0 - cross / (norm_s * norm_t).clamp_min(eps)
+    cross, norm_s, norm_t = _hsic_terms(_unit_centred(s), _unit_centred(t))
+    return (1.0 - cross / (norm_s * norm_t).clamp_min(eps)).clamp_min(0.0)  # CKA <= 1 (rounding)
+
+
+def _unit_centred(x: Tensor) -> Tensor:
+    """Column-centred x divided by a constant (no gradient) that makes its largest entry 1:
+    CKA is scale-invariant, and its fourth powers then cannot overflow in float32."""
+    xc = x - x.mean(dim=0)
+    return xc / xc.detach().abs().amax().clamp_min(torch.finfo(x.dtype).tiny)
 
 
 # --------------------------------------------------------------------------- Hinton KD
@@ -359,7 +373,8 @@ def hinton_kd_loss(
         )
     log_q = F.log_softmax(s / temperature, dim=1)  # (n, C) student
     log_p = F.log_softmax(t / temperature, dim=1)  # (n, C) teacher
-    return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * temperature**2
+    kl = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * temperature**2
+    return kl.clamp_min(0.0)  # KL >= 0; rounding can give a tiny negative value
 
 
 # --------------------------------------------------------------------------- modules

@@ -260,9 +260,14 @@ def knn_overlap(teacher: ArrayLike, student: ArrayLike, *, k: int = 10) -> float
 
 # --------------------------------------------------------------------------- CKA
 def _centred(x: np.ndarray) -> np.ndarray | None:
-    """Column-centred x, or None when x is constant (up to rounding)."""
+    """Column-centred x scaled to a largest entry of 1 (CKA is scale-invariant; the fourth
+    powers in the HSIC terms then cannot overflow), or None when x is constant (up to rounding).
+    """
+    x = x / max(np.abs(x).max(), np.finfo(x.dtype).tiny)
     xc = x - x.mean(axis=0)
-    return None if np.linalg.norm(xc) <= _CONSTANT_RTOL * np.linalg.norm(x) else xc
+    if np.linalg.norm(xc) <= _CONSTANT_RTOL * np.linalg.norm(x):
+        return None
+    return xc / np.abs(xc).max()
 
 
 def _hsic_terms(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -305,7 +310,7 @@ def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
     if xc is None or yc is None:
         return 0.0
     cross, norm_x, norm_y = _hsic_terms(xc, yc)
-    return cross / (norm_x * norm_y)
+    return min(1.0, cross / (norm_x * norm_y))  # Cauchy-Schwarz: <= 1; rounding can give 1 + 2e-16
 
 
 # --------------------------------------------------------------------------- the panel

@@ -171,12 +171,12 @@ def build_architecture(arch: str, config: dict[str, Any]) -> nn.Module:
     """A fresh built-in model from its class name and constructor arguments (``model.config``)."""
     if arch not in ARCHITECTURES:
         raise InputFileError(f"unknown built-in architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
-    kwargs = dict(config)
-    kwargs["in_shape"] = tuple(kwargs["in_shape"])
     try:
+        kwargs = dict(config)
+        kwargs["in_shape"] = tuple(int(s) for s in kwargs["in_shape"])
         return ARCHITECTURES[arch](**kwargs)
-    except TypeError as exc:
-        raise InputFileError(f"the stored configuration of {arch} does not fit it ({exc})") from None
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as exc:
+        raise InputFileError(f"the stored configuration of {arch} does not fit it ({exc!r:.200})") from None
 
 
 def teacher_architecture(dataset: Dataset) -> nn.Module:
@@ -447,9 +447,37 @@ def load_model_safetensors(path: str | os.PathLike) -> nn.Module:
             f"{Path(path).name!r} does not say which built-in architecture it holds (no perco_viz "
             "metadata); save it with perco_viz.models.save_model_safetensors"
         )
-    model = build_architecture(meta["perco_viz.arch"], json.loads(meta["perco_viz.config"]))
-    _load_strict(model, load_state_dict(path), path)
+    try:
+        config = json.loads(meta.get("perco_viz.config", ""))
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise InputFileError(
+            f"{Path(path).name!r}: its perco_viz.config metadata is not a JSON object; save the model "
+            "again with perco_viz.models.save_model_safetensors"
+        )
+    state = load_state_dict(path)
+    with torch.device("meta"):  # shapes only: a forged config must not allocate a huge model
+        shapes = {k: tuple(v.shape) for k, v in build_architecture(meta["perco_viz.arch"], config).state_dict().items()}
+    if shapes != {k: tuple(v.shape) for k, v in state.items()}:
+        raise InputFileError(
+            f"{Path(path).name!r}: the weights do not match the architecture its metadata names "
+            f"({meta['perco_viz.arch']}); the file is damaged or was edited, save it again"
+        )
+    model = build_architecture(meta["perco_viz.arch"], config)
+    _check_finite_weights(state, path)
+    _load_strict(model, state, path)
     return model.eval()
+
+
+def _check_finite_weights(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Built-in weights are finite: NaN/inf means a damaged file (it would poison every feature)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputFileError(
+            f"{Path(path).name!r}: weights {bad[:3]} hold NaN/inf; the file is damaged or the model "
+            "diverged: save or train it again"
+        )
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
@@ -473,6 +501,7 @@ def load_builtin_weights(path: str | os.PathLike, candidates: list[nn.Module]) -
     if Path(path).suffix.lower() == ".safetensors" and "perco_viz.arch" in read_safetensors_metadata(path):
         return load_model_safetensors(path)
     state = load_state_dict(path)
+    _check_finite_weights(state, path)
     errors = []
     for model in candidates:
         try:

@@ -108,7 +108,10 @@ def check_file(path: PathLike, *, max_bytes: int | None = None, what: str = "fil
         raise InputFileError(f"{what} {str(p)!r} does not exist; check the path")
     if not p.is_file():
         raise InputFileError(f"{what} {str(p)!r} is not a file; give the path of a file")
-    check_size(p.stat().st_size, f"{what} {p.name!r}", max_bytes)
+    size = p.stat().st_size
+    if size == 0:
+        raise InputFileError(f"{what} {str(p)!r} is empty (0 bytes); check the path or save it again")
+    check_size(size, f"{what} {p.name!r}", max_bytes)
     return p
 
 
@@ -137,7 +140,9 @@ def _load_torch_file(path: Path) -> Any:
             "(teacher kind 'torchscript' / student arch 'file')"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": noise on a refused file
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise InputFileError(
             f"{path.name!r}: this file contains Python code/objects, which perco_viz refuses to "
@@ -340,23 +345,48 @@ def _read_source(src: Source, name: str | None, max_bytes: int | None) -> tuple[
     if name is None:
         raise InputFileError("give the file name (e.g. name='points.csv') so its format is known")
     data = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else src.read()
+    if not data:
+        raise InputFileError(f"{name!r} is empty (0 bytes); upload the file again")
     check_size(len(data), repr(name), max_bytes)
     return data, name
 
 
+def _check_unpacked_size(data: bytes, name: str) -> None:
+    """An .npz is a zip: refuse one whose members unpack beyond the size limit (a zip bomb)."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+    except Exception as exc:  # BadZipFile, NotImplementedError("zip file version"), ...
+        raise InputFileError(f"{name!r} is not a readable .npz file ({_first_line(exc)}); save it with np.savez") from None
+    check_size(unpacked, f"{name!r} unpacked", None)
+
+
 def _read_npz(data: bytes, name: str, label_column: str | None) -> tuple[Any, Any, Any]:
+    kind = Path(name).suffix.lower() or ".npz"
+    _check_unpacked_size(data, name)
     try:
         npz = np.load(io.BytesIO(data), allow_pickle=False)
         arrays = {k: npz[k] for k in npz.files} if hasattr(npz, "files") else {"X": npz}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise InputFileError(
-                f"{name!r} holds object arrays (Python objects), which perco_viz refuses to "
-                "unpickle; save plain numeric/string arrays with np.savez"
+                f"{name!r} is not a plain {kind} array file: it holds pickled Python objects "
+                "(or is not a NumPy file at all), which perco_viz refuses to unpickle; save plain "
+                "numeric/string arrays with np.savez / np.save"
             ) from None
-        raise InputFileError(f"{name!r} is not a readable .npz file ({_first_line(exc)})") from None
+        raise InputFileError(f"{name!r} is not a readable {kind} file ({_first_line(exc)})") from None
     except Exception as exc:
-        raise InputFileError(f"{name!r} is not a readable .npz file ({_first_line(exc)}); save it with np.savez") from None
+        raise InputFileError(
+            f"{name!r} is not a readable {kind} file ({_first_line(exc)}); save it with np.savez / np.save"
+        ) from None
+    odd = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+    if odd:  # a zip member without the .npy header comes back as raw bytes
+        raise InputFileError(
+            f"{name!r}: members {sorted(odd)[:5]} are not NumPy arrays; is it really an .npz? "
+            "save the arrays with np.savez"
+        )
     xkey = next((k for k in _FEATURE_KEYS if k in arrays), None)
     if xkey is None:
         raise InputFileError(
@@ -384,7 +414,10 @@ def _read_csv(data: bytes, name: str, label_column: str | None) -> tuple[Any, An
     except Exception as exc:
         raise InputFileError(f"{name!r} is not a readable CSV file ({_first_line(exc)})") from None
     if len(df.columns) and all(_is_number(c) for c in df.columns):  # no header row
-        df = pd.read_csv(io.BytesIO(data), header=None)
+        try:
+            df = pd.read_csv(io.BytesIO(data), header=None)
+        except Exception as exc:
+            raise InputFileError(f"{name!r} is not a readable CSV file ({_first_line(exc)})") from None
         df.columns = [str(c) for c in df.columns]
     label = _pick_label_column(df, label_column, name)
     y = df.pop(label).to_numpy() if label else None
@@ -437,8 +470,8 @@ _ARRAY_READERS: dict[str, Callable[[bytes, str, str | None], tuple[Any, Any, Any
 
 def _check_features(X: Any, name: str) -> np.ndarray:
     X = np.asarray(X)
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise InputFileError(f"{name!r}: features must be numbers, got dtype {X.dtype}")
+    if X.dtype.kind not in "biuf":  # not complex, timedelta, datetime, text, bytes, records
+        raise InputFileError(f"{name!r}: features must be numbers (real, not complex, dates or text), got dtype {X.dtype}")
     if X.ndim != 2:
         raise InputFileError(
             f"{name!r}: features must be a 2-D (n, d) array, got shape {X.shape}; "
@@ -446,13 +479,21 @@ def _check_features(X: Any, name: str) -> np.ndarray:
         )
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise InputFileError(f"{name!r}: features have shape {X.shape}; need at least 1 row and 1 column")
-    X = X.astype(np.float32)
-    bad = ~np.isfinite(X).all(axis=1)
+    bad = ~np.isfinite(X).all(axis=1) if X.dtype.kind == "f" else np.zeros(len(X), dtype=bool)
     if bad.any():
         rows = np.flatnonzero(bad)
         raise InputFileError(
             f"{name!r}: {len(rows)} of {len(X)} rows contain NaN/inf (first rows {rows[:5].tolist()}); "
             "remove or impute those rows"
+        )
+    with np.errstate(over="ignore"):
+        X = X.astype(np.float32)
+    big = ~np.isfinite(X).all(axis=1)
+    if big.any():
+        rows = np.flatnonzero(big)
+        raise InputFileError(
+            f"{name!r}: {len(rows)} of {len(X)} rows hold values beyond the float32 range "
+            f"(|x| > 3.4e38; first rows {rows[:5].tolist()}); rescale the features"
         )
     return np.ascontiguousarray(X)
 
