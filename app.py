@@ -42,15 +42,8 @@ the teacher's geometry, as long as what is nearer stays nearer.
 
 with right:
     st.markdown("#### Where to go")
-    st.page_link("pages/1_Setup.py", label="Setup — choose data, teacher, student, loss", icon=":material/tune:")
-    st.page_link("pages/2_Distill.py", label="Distill — train and watch it live", icon=":material/monitoring:")
-    st.page_link("pages/3_Embeddings.py", label="Embeddings — teacher and student side by side", icon=":material/scatter_plot:")
-    st.page_link("pages/4_Rank_agreement.py", label="Rank agreement — where perception differs", icon=":material/grid_view:")
-    st.page_link("pages/5_Per_sample_coherence.py", label="Per-sample coherence — which inputs go wrong",
-                 icon=":material/my_location:")
-    st.page_link("pages/6_Diagnose.py", label="Diagnose — any student, no training needed", icon=":material/stethoscope:")
-    st.page_link("pages/7_Compare.py", label="Compare — coherence against the baselines", icon=":material/balance:")
-    st.page_link("pages/8_Teaching_view.py", label="Teaching view — one mini-batch, step by step", icon=":material/school:")
+    for script, label, icon, blurb in common.PAGES[1:]:
+        st.page_link(script, label=f"{label} — {blurb}", icon=icon)
     st.caption(
         "Method: Nguyen et al., *Feature Representation Transferring to Lightweight Models via "
         "Perception Coherence*, arXiv:2505.06595 (TMLR 2026)."

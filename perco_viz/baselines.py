@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from perco_viz.checks import check_magnitude, check_pair
+from perco_viz.coherence import safe_sqrt
 
 Features = np.ndarray | Tensor
 
@@ -46,11 +47,6 @@ def _sq_dists(x: Tensor) -> Tensor:
     d2 = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0.0)  # (n, n)
     return d2 * (1.0 - torch.eye(len(x), dtype=x.dtype, device=x.device))
 
-
-def _safe_sqrt(d2: Tensor) -> Tensor:
-    """sqrt with an exact 0 (and a 0 gradient) at 0, finite gradients elsewhere."""
-    tiny = torch.finfo(d2.dtype).tiny ** 0.5
-    return torch.sqrt(d2.clamp_min(tiny)) * (d2 > 0)
 
 
 def _is_real(value: Any) -> bool:
@@ -113,7 +109,7 @@ def fitnet_loss(
 # --------------------------------------------------------------------------- RKD
 def _rkd_distances(x: Tensor, eps: float) -> Tensor:
     """(n, n) euclidean distances divided by their mean over positive entries (psi_D)."""
-    d = _safe_sqrt(_sq_dists(x))
+    d = safe_sqrt(_sq_dists(x))
     mean = d.sum() / (d > 0).sum().clamp_min(1)
     return d / mean.clamp_min(eps)
 

@@ -101,7 +101,7 @@ def _peak_mib(n: int, student_dim: int, teacher_dim: int, kernel: str, device: t
 
 def bench_loss(sizes: list[int] | None = None, *, kernel: str = "ramp", student_dim: int = 64,
                teacher_dim: int = 512, device: str = "auto", repeats: int = 3,
-               reference_max: int = 1024) -> list[dict[str, Any]]:
+               reference_max: int | None = None) -> list[dict[str, Any]]:
     """Forward+backward time of the coherence loss, ``fast`` vs ``reference``.
 
     Args:
@@ -110,7 +110,8 @@ def bench_loss(sizes: list[int] | None = None, *, kernel: str = "ramp", student_
         student_dim, teacher_dim: feature widths.
         device: ``auto``, ``cpu`` or ``cuda``.
         repeats: timed repetitions (median reported).
-        reference_max: largest n the O(n³) reference is run at.
+        reference_max: largest n the O(n³) reference is run at (default: 1024 for the ramp,
+            512 for the sigmoid, whose reference needs ~20 GiB at n = 1024).
 
     Returns:
         One dict per n: ``n``, ``fast_ms``, ``reference_ms`` (or None), ``speedup``, ``peak_mib``.
@@ -118,6 +119,8 @@ def bench_loss(sizes: list[int] | None = None, *, kernel: str = "ramp", student_
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        "cpu" if device == "auto" else device)
     sizes = sizes or ([128, 256, 512, 1024, 2048] + ([4096] if dev.type == "cuda" else []))
+    if reference_max is None:
+        reference_max = 1024 if kernel == "ramp" else 512
     rows = []
     for n in sizes:
         g = torch.Generator().manual_seed(n)
@@ -157,3 +160,139 @@ def write_json(rows: Any, path: str) -> None:
 def max_rss_mib() -> float:
     """The process's peak resident memory so far (MiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- the engine
+def bench_engine(*, dataset: str = "digits", epochs: int = 20, student_dim: int = 8, loss: str = "coherence",
+                 device: str = "auto", out: str | None = None) -> dict[str, Any]:
+    """End-to-end time of ``perco-viz distill`` (a fresh process: imports, data, the cached
+    teacher, its features, training, a snapshot per epoch, checkpoints), then its breakdown.
+
+    The built-in teacher is trained first if it is not cached yet (reported as
+    ``teacher_cached: False`` with its training time), so the timed run finds it cached.
+
+    Returns:
+        ``total_s`` (the CLI process, wall clock), ``first_snapshot_s`` (start → the untrained
+        snapshot, i.e. set-up), ``train_s`` (first → last snapshot), ``epoch_s`` (median
+        epoch including its snapshot), the final ``pc`` / ``knn_acc`` and the run directory.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from perco_viz import models
+    from perco_viz.config import RunConfig
+    from perco_viz.data import load_dataset
+    from perco_viz.runs import RunDir
+
+    cfg = RunConfig().override(**{"data.name": dataset})
+    cache = Path(models.default_cache_dir())
+    data = load_dataset(cfg.data)
+    t0 = time.perf_counter()
+    had = any(cache.glob("*.safetensors"))
+    models.load_teacher(cfg.teacher, data, cache_dir=cache)
+    teacher_s = time.perf_counter() - t0
+    out = out or tempfile.mkdtemp(prefix="perco-viz-bench-engine-")
+    cmd = [sys.executable, "-m", "perco_viz", "distill", "--dataset", dataset, "--epochs", str(epochs),
+           "--student-dim", str(student_dim), "--loss", loss, "--device", device, "--out", out, "--quiet"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    total = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"distill failed: {proc.stderr.strip().splitlines()[-1:]}")
+    run = RunDir(next(p for p in Path(out).iterdir() if (p / "metrics.jsonl").exists()))
+    snaps = [r for r in run.metrics() if r.get("snapshot") is not None]
+    walls = [r["wall_s"] for r in snaps]
+    return {
+        "command": " ".join(cmd[2:]), "teacher_cached": had, "teacher_load_or_train_s": teacher_s,
+        "total_s": total, "first_snapshot_s": walls[0], "train_s": walls[-1] - walls[0],
+        "epoch_s": statistics.median(b - a for a, b in zip(walls, walls[1:])) if len(walls) > 1 else None,
+        "pc": snaps[-1]["pc"], "pc_untrained": snaps[0]["pc"], "knn_acc": snaps[-1]["knn_acc"],
+        "run_dir": str(run.path),
+    }
+
+
+# --------------------------------------------------------------------------- the analysis pages
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def bench_analysis(n: int = 2000, *, teacher_dim: int = 128, student_dim: int = 8, seed: int = 0) -> dict[str, Any]:
+    """What the Rank agreement, Per-sample coherence and Diagnose pages compute for an n-point
+    probe set, timed step by step (seconds), on synthetic clustered features.
+
+    ``rank_page_s`` sums what the Rank agreement page needs on first view (R_T, R_S, A, the
+    ordering by class, the three heatmaps drawn block-averaged, the Shepard pairs, Spearman's
+    ρ, PC and the Shepard figure); ``per_sample_page_s`` what the Per-sample coherence page
+    needs (c_i, its histogram and per-class figures). Each step runs once after a warm-up on
+    a small set (numba's kernels are then loaded, as the app's warm-up thread does).
+    """
+    import numpy as np
+
+    from perco_viz import analysis, figures
+    from perco_viz.coherence import per_sample_coherence, perception_coherence
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n)
+    centres = rng.normal(size=(10, teacher_dim)) * 3
+    teacher = centres[labels] + rng.normal(size=(n, teacher_dim))
+    student = teacher @ rng.normal(size=(teacher_dim, student_dim)) / teacher_dim**0.5
+    student = np.tanh(student) + 0.1 * rng.normal(size=(n, student_dim))  # monotone-ish, not linear
+    per_sample_coherence(student[:50], teacher[:50])  # load the numba kernels
+    analysis.rank_matrices(student[:50], teacher[:50])
+
+    t: dict[str, float] = {}
+    (r_t, r_s, agreement), t["rank_matrices"] = _timed(lambda: analysis.rank_matrices(student, teacher))
+    order, t["order_by_class"] = _timed(lambda: analysis.order_points(teacher, by="label", labels=labels))
+    _, t["order_by_teacher_clusters"] = _timed(lambda: analysis.order_points(teacher, by="cluster"))
+    _, t["heatmaps_3"] = _timed(lambda: [
+        figures.rank_agreement_heatmap(agreement, order=order, labels=labels),
+        figures.ranks_heatmap(r_t, which="teacher", order=order, labels=labels),
+        figures.ranks_heatmap(r_s, which="student", order=order, labels=labels)])
+    (d_t, d_s), t["shepard_pairs"] = _timed(lambda: analysis.shepard_pairs(student, teacher))
+    rho, t["spearman"] = _timed(lambda: analysis.spearman(d_t, d_s))
+    pc, t["perception_coherence"] = _timed(lambda: perception_coherence(student, teacher))
+    _, t["shepard_figure"] = _timed(lambda: figures.shepard_figure(d_t, d_s, pc=pc, spearman=rho))
+    c, t["per_sample_coherence"] = _timed(lambda: per_sample_coherence(student, teacher))
+    _, t["coherence_figures"] = _timed(lambda: [figures.coherence_histogram(c),
+                                                figures.per_class_coherence(c, labels)])
+    rank_keys = ("rank_matrices", "order_by_class", "heatmaps_3", "shepard_pairs", "spearman",
+                 "perception_coherence", "shepard_figure")
+    return {"n": n, "teacher_dim": teacher_dim, "student_dim": student_dim, "steps_s": t,
+            "rank_page_s": sum(t[k] for k in rank_keys),
+            "per_sample_page_s": t["per_sample_coherence"] + t["coherence_figures"], "pc": pc}
+
+
+# --------------------------------------------------------------------------- projections
+def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[str, Any]]:
+    """Projection times (seconds) on scikit-learn's digits (1,797 × 64; ``n`` rows if given):
+    PCA, UMAP (first call in this process, then again), t-SNE, and the aligned sequences over
+    ``snapshots`` noisy copies (PCA + Procrustes, AlignedUMAP, t-SNE from the previous layout).
+
+    Run it in a fresh process to see the first UMAP's numba cost; with a warm on-disk numba
+    cache (``NUMBA_CACHE_DIR``, which the app sets and warms) that cost is mostly gone.
+    """
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from perco_viz.projection import project, project_sequence
+
+    X = load_digits().data.astype(np.float64)[:n]
+    rng = np.random.default_rng(0)
+    seq = [X + 0.5 * k * rng.normal(size=X.shape) for k in range(snapshots)]
+    rows = []
+    for label, fn in [
+        ("pca", lambda: project(X, "pca")),
+        ("umap (first in process)", lambda: project(X, "umap")),
+        ("umap (again)", lambda: project(X, "umap")),
+        ("tsne", lambda: project(X, "tsne")),
+        (f"pca aligned × {snapshots}", lambda: project_sequence(seq, "pca")),
+        (f"AlignedUMAP × {snapshots}", lambda: project_sequence(seq, "umap")),
+        (f"tsne aligned × {snapshots}", lambda: project_sequence(seq, "tsne")),
+    ]:
+        _, s = _timed(fn)
+        rows.append({"projection": label, "n": len(X), "seconds": s})
+    return rows

@@ -5,6 +5,7 @@
     perco-viz teacher train --dataset digits
     perco-viz bench loss
     perco-viz bench methods --dataset digits --student-dim 8 --seeds 3 --epochs 20
+    perco-viz bench engine | analysis | projection
 
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -169,6 +170,55 @@ def cmd_bench_loss(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emit(report: Any, table: str, path: str | None) -> None:
+    from perco_viz.bench import machine_description
+
+    print(f"machine: {machine_description()}\n\n{table}")
+    if path:
+        from perco_viz.bench import write_json
+
+        write_json(report, path)
+
+
+def cmd_bench_engine(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_engine
+
+    r = bench_engine(dataset=args.dataset, epochs=args.epochs, student_dim=args.student_dim, loss=args.loss,
+                     device=args.device)
+    table = "\n".join([
+        f"perco-viz {r['command']}",
+        f"teacher {'cached' if r['teacher_cached'] else 'trained first'} ({r['teacher_load_or_train_s']:.1f} s)",
+        "| end to end (s) | set-up to first snapshot (s) | training + snapshots (s) | per epoch (s) | PC untrained → final | k-NN acc |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {r['total_s']:.1f} | {r['first_snapshot_s']:.1f} | {r['train_s']:.1f} | {r['epoch_s'] or 0:.2f} | "
+        f"{r['pc_untrained']:.3f} → {r['pc']:.3f} | {r['knn_acc']:.3f} |"])
+    _emit(r, table, args.json)
+    return 0
+
+
+def cmd_bench_analysis(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_analysis
+
+    r = bench_analysis(args.n)
+    lines = [f"n = {r['n']} (teacher width {r['teacher_dim']}, student width {r['student_dim']})",
+             "| step | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in r["steps_s"].items()]
+    lines += [f"| **Rank agreement page** | **{r['rank_page_s']:.2f}** |",
+              f"| **Per-sample coherence page** | **{r['per_sample_page_s']:.2f}** |"]
+    _emit(r, "\n".join(lines), args.json)
+    return 0
+
+
+def cmd_bench_projection(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_projection
+
+    rows = bench_projection(args.n, snapshots=args.snapshots)
+    lines = ["| projection | n | seconds |", "|---|---:|---:|"]
+    lines += [f"| {r['projection']} | {r['n']} | {r['seconds']:.2f} |" for r in rows]
+    _emit(rows, "\n".join(lines), args.json)
+    return 0
+
+
 def cmd_bench_methods(args: argparse.Namespace) -> int:
     from perco_viz import compare
 
@@ -206,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-dim", type=int, default=512)
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--reference-max", type=int, default=1024, help="largest n for the O(n³) reference")
+    p.add_argument("--reference-max", type=int, default=None,
+                   help="largest n for the O(n³) reference (default 1024 ramp, 512 sigmoid)")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     p.set_defaults(func=cmd_bench_loss)
 
@@ -219,7 +270,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="also keep each run's directory under here")
     p.add_argument("--json", default=None, help="write the rows as JSON here")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a field of the shared config, e.g. --set loss.kernel=sigmoid (repeatable)")
     p.set_defaults(func=cmd_bench_methods)
+
+    p = bench.add_parser("engine", help="end-to-end time of perco-viz distill, with its breakdown")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--student-dim", type=int, default=8)
+    p.add_argument("--loss", default="coherence")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench_engine)
+
+    p = bench.add_parser("analysis", help="what the rank-agreement and per-sample pages compute, timed")
+    p.add_argument("--n", type=int, default=2000, help="probe-set size")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench_analysis)
+
+    p = bench.add_parser("projection", help="PCA / UMAP / t-SNE and their aligned sequences on digits")
+    p.add_argument("--n", type=int, default=None, help="rows of digits to project (default all 1,797)")
+    p.add_argument("--snapshots", type=int, default=3)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench_projection)
     return parser
 
 

@@ -43,9 +43,9 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _safe_sqrt(d2: Tensor) -> Tensor:
+def safe_sqrt(d2: Tensor) -> Tensor:
     """sqrt with an exact 0 (and a 0 gradient) at 0, finite gradients elsewhere."""
-    tiny = torch.finfo(d2.dtype).tiny ** 0.5
+    tiny = torch.finfo(d2.dtype).tiny  # sqrt keeps every normal d², so tiny distances keep their order
     return torch.sqrt(d2.clamp_min(tiny)) * (d2 > 0)
 
 
@@ -77,7 +77,7 @@ def pairwise_dissimilarity(x: Tensor, y: Tensor | None = None, metric: MetricLik
         d2 = d2.clamp_min(0.0)
         if same:
             d2 = d2.fill_diagonal_(0.0)
-        return d2 if metric == "sqeuclidean" else _safe_sqrt(d2)
+        return d2 if metric == "sqeuclidean" else safe_sqrt(d2)
     if metric == "cosine":
         xn = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
         yn = xn if same else torch.nn.functional.normalize(y, dim=1, eps=1e-12)
@@ -369,73 +369,218 @@ def soft_ranks_reference(v: Tensor, tau: float, kernel: str) -> Tensor:
     return g.sum(-1) / (v.shape[1] - 1)
 
 
-def _soft_ranks_ramp_fast(v: Tensor, tau: float) -> Tensor:
-    """Exact ramp soft ranks in O(m k log k): sort each row, count the points more than τ
-    below (g = 1), and sum the linear part over the window |v_j − v_l| < τ with prefix sums.
+class _RampSoftRanks(torch.autograd.Function):
+    """Exact ramp soft ranks in O(m k log k), with a hand-written backward (no graph kept).
+
+    In each row's sorted order (values ``s``), the ramp ``clamp((s_j − s_l)/(2τ) + ½, 0, 1)``
+    is 1 for the ``lo_j`` points more than τ below, 0 above ``s_j + τ``, and linear inside the
+    window ``W_j = {l: |s_j − s_l| < τ}`` (sorted positions ``lo_j ≤ l < hi_j``), so with
+    prefix sums ``P`` of ``s``:
+
+        (k − 1) R̃_j = lo_j + (|W_j| (s_j + τ) − (P[hi_j] − P[lo_j])) / (2τ) − ½   (− g(0) for l = j)
+
+    and, as ``W`` is symmetric (l ∈ W_j ⇔ j ∈ W_l), the gradient of ``Σ_j γ_j R̃_j`` is
+
+        ∂/∂s_l = (|W_l| γ_l − Σ_{j ∈ W_l} γ_j) / (2τ (k − 1)),
+
+    again a window sum of prefix sums. Accumulation in float64.
     """
-    s = v.sort(dim=1).values  # (m, k), differentiable values
-    zero = torch.zeros_like(s[:, :1], dtype=torch.float64)
-    prefix = torch.cat([zero, s.double().cumsum(1)], 1)  # (m, k + 1), float64 accumulators
-    below = torch.searchsorted(s, v - tau, right=True)  # #{l: s_l ≤ v_j − τ}: g = 1
-    above = torch.searchsorted(s, v + tau, right=False)  # #{l: s_l < v_j + τ}
-    count = (above - below).double()
-    window = count * (v.double() + tau) - (prefix.gather(1, above) - prefix.gather(1, below))
-    total = below.double() + window / (2.0 * tau) - 0.5  # − g(0) = ½ for l = j itself
-    return (total / (v.shape[1] - 1)).to(v.dtype)
+
+    @staticmethod
+    def forward(ctx, v: Tensor, tau: float) -> Tensor:
+        k = v.shape[1]
+        # Ranks depend on differences only: start each row at 0, so that s ± τ stays
+        # resolvable when a row's values are huge (a row of equal distances has std 0 and is
+        # divided by 1e-12); ties then meet exactly, as in the reference.
+        s, perm = (v - v.amin(dim=1, keepdim=True)).sort(dim=1)  # (m, k)
+        lo, hi = window_bounds(s, tau)
+        sd = s.double()
+        window = (hi - lo) * (sd + tau) - _window_sum(sd, lo, hi)
+        ranks = ((lo + window / (2.0 * tau) - 0.5) / (k - 1)).to(v.dtype)
+        ctx.save_for_backward(perm, lo, hi)
+        ctx.tau = tau
+        return torch.empty_like(ranks).scatter_(1, perm, ranks)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        perm, lo, hi = ctx.saved_tensors
+        g = grad.gather(1, perm).double()  # (m, k), sorted order
+        d = ((hi - lo) * g - _window_sum(g, lo, hi)) / (2.0 * ctx.tau * (grad.shape[1] - 1))
+        return torch.empty_like(grad).scatter_(1, perm, d.to(grad.dtype)), None
 
 
-_SIGMOID_NEAR = 2.0  # |v_j − v_l| < 2τ is summed directly
-_SIGMOID_TERMS = 10  # far-field series error ≤ e^{−2·11} ≈ 3e-10 per pair
-_CHUNK_ELEMENTS = 1 << 22  # near-field elements per chunk: bounds memory (~16 MiB per buffer)
+@numba.njit(cache=True, nogil=True)
+def _window_bounds_rows(s: np.ndarray, half: float, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Two pointers per sorted row: lo_j = #{l: s_l ≤ s_j − half}, hi_j = #{l: s_l < s_j + half}."""
+    m, k = s.shape
+    for r in range(m):
+        row, row_lo, row_hi = s[r], lo[r], hi[r]
+        a = 0
+        b = 0
+        for j in range(k):
+            x = row[j]
+            below, above = x - half, x + half
+            while a < k and row[a] <= below:
+                a += 1
+            while b < k and row[b] < above:
+                b += 1
+            row_lo[j] = a
+            row_hi[j] = b
+
+
+def window_bounds(s: Tensor, half: float) -> tuple[Tensor, Tensor]:
+    """Sorted positions [lo_j, hi_j) of the window ``|s_l − s_j| < half`` of each j.
+
+    Args:
+        s: (m, k) rows sorted ascending.
+        half: the window's half-width.
+
+    Returns:
+        ``(lo, hi)``, two (m, k) int64 tensors on ``s``'s device: ``lo_j = #{l: s_l ≤ s_j −
+        half}``, ``hi_j = #{l: s_l < s_j + half}``. On the CPU a linear two-pointer sweep
+        (numba); elsewhere ``torch.searchsorted`` (O(k log k) per row, same result).
+    """
+    if s.device.type != "cpu":
+        return (torch.searchsorted(s, s - half, right=True), torch.searchsorted(s, s + half, right=False))
+    a = s.detach().contiguous().numpy()
+    lo, hi = np.empty(a.shape, dtype=np.int64), np.empty(a.shape, dtype=np.int64)
+    _window_bounds_rows(a, a.dtype.type(half), lo, hi)
+    return torch.from_numpy(lo), torch.from_numpy(hi)
+
+
+def _window_sum(x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """Per row, Σ_{lo_j ≤ l < hi_j} x_l by prefix sums: (m, k) → (m, k)."""
+    prefix = torch.cat([torch.zeros_like(x[:, :1]), x.cumsum(1)], 1)  # (m, k + 1)
+    return prefix.gather(1, hi) - prefix.gather(1, lo)
+
+
+def _soft_ranks_ramp_fast(v: Tensor, tau: float) -> Tensor:
+    """Exact ramp soft ranks in O(m k log k) (see :class:`_RampSoftRanks`)."""
+    return _RampSoftRanks.apply(v, tau)
+
+
+_SIGMOID_ERROR = 21.0  # far-field series: error ≤ e^{−21} ≈ 8e-10 per pair
+_EXP_RANGE = 1300.0  # float64 holds e^{±650}: the most that m·(u_max − u_min) may span
+_CHUNK_ELEMENTS = 1 << 22  # elements per chunk: bounds memory (~32 MiB per float64 buffer)
 _SIGMOID_DIRECT_BELOW = 384  # rows shorter than this: the direct sum is faster (measured)
 
 
-def _sigmoid_far_field(s: Tensor, v: Tensor, lo: Tensor, hi: Tensor, tau: float) -> Tensor:
-    """Σ over l with |v_j − v_l| ≥ wτ of σ((v_j − v_l)/τ), by the separable series
-    ``σ(y) = Σ_{m≥1} (−1)^{m+1} e^{m y}`` for y ≤ −w (and 1 − σ(−y) above), with suffix and
-    prefix log-sum-exps so nothing overflows.
+def _sigmoid_split(k: int, tau: float, span: float) -> tuple[float, int]:
+    """Near-window half-width w (in units of τ) and number T of series terms.
+
+    The series needs T + 1 ≥ 21 / w terms; the near window holds about 0.8 wτk points (row
+    values have unit spread). Balancing the two, w ∝ 1/√(τk), makes the cost per row
+    O(k √(k τ)) — O(n^2.5) in all, sub-cubic. Every term must also stay within float64's
+    exponent range (T · span / τ ≤ 1300, ``span`` = the widest row's range): rows with far
+    outliers get fewer terms and a wider window instead (slower, still exact).
     """
-    u, vu = s / tau, v / tau
-    edge = torch.full_like(u[:, :1], -math.inf)
-    far = lo.to(v.dtype)  # each l below contributes 1 − (series)
-    for m in range(1, _SIGMOID_TERMS + 1):
-        sign = 1.0 if m % 2 else -1.0
-        suffix = torch.cat([torch.logcumsumexp((-m * u).flip(1), 1).flip(1), edge], 1)  # LSE_{l ≥ t}
-        prefix = torch.cat([edge, torch.logcumsumexp(m * u, 1)], 1)  # LSE_{l < t}
-        far = far + sign * torch.exp(m * vu + suffix.gather(1, hi))
-        far = far - sign * torch.exp(-m * vu + prefix.gather(1, lo))
-    return far
+    t_max = int(min(_EXP_RANGE * tau / max(span, 1e-300), 1e6))
+    if t_max < 1:  # not even one term fits: sum every pair directly (cubic, but exact)
+        return math.inf, 0
+    w = max(0.2, math.sqrt(40.0 / (tau * k)), _SIGMOID_ERROR / (t_max + 1))
+    return w, max(0, math.ceil(_SIGMOID_ERROR / w) - 1)
 
 
-def _sigmoid_near_field(s: Tensor, v: Tensor, lo: Tensor, hi: Tensor, tau: float) -> Tensor:
-    """Σ over l with |v_j − v_l| < wτ (sorted positions lo ≤ l < hi) of σ((v_j − v_l)/τ),
-    directly, over a padded window; includes l = j."""
-    width = int((hi - lo).max().item()) if hi.numel() else 0
-    if width == 0:
-        return torch.zeros_like(v)
-    m, k = v.shape
-    idx = lo[:, :, None] + torch.arange(width, device=v.device)  # (m, k, W)
+def _series_sums(u: Tensor, lo: Tensor, hi: Tensor, terms: int, weights: Tensor | None = None,
+                 slope: bool = False) -> Tensor:
+    """The far field of ``Σ_l x_l K(u_j − u_l)`` over the l with |u_j − u_l| ≥ w, by the
+    separable series of σ: ``σ(y) = Σ_{m≥1} (−1)^{m+1} e^{m y}`` for y ≤ −w (and 1 − σ(−y)
+    above); ``slope``: of σ' instead, ``σ'(y) = Σ_{m≥1} (−1)^{m+1} m e^{−m|y|}``.
+
+    Args:
+        u: (r, k) sorted values / τ, float64, centred on each row's middle so that every
+            factor e^{±m u} stays within float64 (see :func:`_sigmoid_split`).
+        lo, hi: (r, k) sorted positions of the near window of each j: [lo_j, hi_j).
+        terms: T.
+        weights: (r, k) x_l in sorted order (``None``: 1).
+
+    Returns:
+        (r, k) float64 sums (without the ``lo_j`` ones of σ's saturated lower side).
+    """
+    zero = torch.zeros_like(u[:, :1])
+    out = torch.zeros_like(u)
+    for m in range(1, terms + 1):
+        coef = (1.0 if m % 2 else -1.0) * (m if slope else 1.0)
+        e_up, e_down = (-m * u).exp(), (m * u).exp()  # (r, k)
+        above = torch.cat([(e_up if weights is None else weights * e_up).flip(1).cumsum(1).flip(1), zero], 1)
+        below = torch.cat([zero, (e_down if weights is None else weights * e_down).cumsum(1)], 1)
+        # l above j: e^{m (u_j − u_l)}; l below: e^{−m (u_j − u_l)} (σ: with a minus, from 1 − σ(−y))
+        out += coef * (e_down * above.gather(1, hi) + (1.0 if slope else -1.0) * e_up * below.gather(1, lo))
+    return out
+
+
+def _near_window(u: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(r, k, W) differences u_j − u_l over each near window, the valid mask, the positions l."""
+    width = max(1, int((hi - lo).max().item()) if hi.numel() else 1)
+    r, k = u.shape
+    idx = lo[:, :, None] + torch.arange(width, device=u.device)  # (r, k, W)
     valid = idx < hi[:, :, None]
-    vals = s.gather(1, idx.clamp(max=k - 1).view(m, -1)).view(m, k, width)
-    return (torch.sigmoid((v[:, :, None] - vals) / tau) * valid).sum(-1)
+    idx = idx.clamp_(max=k - 1)
+    diff = u[:, :, None] - u.gather(1, idx.view(r, -1)).view(r, k, width)
+    return diff, valid, idx
+
+
+class _SigmoidSoftRanks(torch.autograd.Function):
+    """Sigmoid soft ranks ``(k − 1) R̃_j = Σ_{l ≠ j} σ((v_j − v_l)/τ)`` in O(k (log k + T + W))
+    per row, with a hand-written backward.
+
+    In each row's sorted order, the l within wτ of j (the near window, W points) are summed
+    directly; the others by a T-term separable series (error ≤ 1e-9 per pair), i.e. prefix
+    sums; w is balanced so that W ≈ T ∝ √(kτ) (see :func:`_sigmoid_split`). As σ' is even,
+
+        ∂/∂v_p Σ_j γ_j R̃_j = Σ_l σ'((v_p − v_l)/τ) (γ_p − γ_l) / (τ (k − 1)),
+
+    computed the same way. Rows are processed in chunks, so memory stays O(m k); nothing of
+    the computation is kept for the backward pass but the sort and the windows.
+    """
+
+    @staticmethod
+    def forward(ctx, v: Tensor, tau: float) -> Tensor:
+        m, k = v.shape
+        s, perm = (v - v.amin(dim=1, keepdim=True)).sort(dim=1)  # (m, k); rows start at 0
+        w, terms = _sigmoid_split(k, tau, float((s[:, -1] - s[:, 0]).max()) if m else 0.0)
+        lo, hi = window_bounds(s, w * tau)
+        u = s.double() / tau
+        u = u - 0.5 * (u[:, :1] + u[:, -1:])  # centred: e^{±m u} stays in range
+        out = torch.empty_like(u)
+        for a, b in _chunks(m, k, lo, hi, terms):
+            diff, valid, _ = _near_window(u[a:b], lo[a:b], hi[a:b])
+            near = (torch.sigmoid(diff) * valid).sum(-1)  # includes l = j: σ(0) = ½
+            out[a:b] = lo[a:b] + _series_sums(u[a:b], lo[a:b], hi[a:b], terms) + near
+        ranks = ((out - 0.5) / (k - 1)).to(v.dtype)
+        ctx.save_for_backward(perm, u, lo, hi)
+        ctx.tau, ctx.terms = tau, terms
+        return torch.empty_like(ranks).scatter_(1, perm, ranks)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        perm, u, lo, hi = ctx.saved_tensors
+        m, k = grad.shape
+        g = grad.gather(1, perm).double()  # (m, k), sorted order
+        d = torch.empty_like(g)
+        for a, b in _chunks(m, k, lo, hi, ctx.terms):
+            diff, valid, idx = _near_window(u[a:b], lo[a:b], hi[a:b])
+            sig = torch.sigmoid(diff)
+            slope = sig * (1.0 - sig) * valid  # σ'(y), (r, k, W)
+            g_l = g[a:b].gather(1, idx.view(b - a, -1)).view_as(slope)
+            total = _series_sums(u[a:b], lo[a:b], hi[a:b], ctx.terms, slope=True) + slope.sum(-1)
+            weighted = _series_sums(u[a:b], lo[a:b], hi[a:b], ctx.terms, g[a:b], slope=True) + (slope * g_l).sum(-1)
+            d[a:b] = (g[a:b] * total - weighted) / (ctx.tau * (k - 1))
+        return torch.empty_like(grad).scatter_(1, perm, d.to(grad.dtype)), None
+
+
+def _chunks(m: int, k: int, lo: Tensor, hi: Tensor, terms: int) -> list[tuple[int, int]]:
+    """Row ranges whose near windows and series buffers fit in ``_CHUNK_ELEMENTS``."""
+    width = int((hi - lo).max().item()) if hi.numel() else 1
+    rows = max(1, _CHUNK_ELEMENTS // (k * max(width, 8)))
+    return [(a, min(a + rows, m)) for a in range(0, m, rows)]
 
 
 def _soft_ranks_sigmoid_fast(v: Tensor, tau: float) -> Tensor:
-    """Sigmoid soft ranks in O(m k (log k + T + W)): a direct sum over the near window
-    (W = points within 2τ) plus a T-term separable series for the rest (error ≤ 3e-10)."""
-    k = v.shape[1]
-    out = []
-    s_all = v.sort(dim=1).values
-    lo_all = torch.searchsorted(s_all, v - _SIGMOID_NEAR * tau, right=True)
-    hi_all = torch.searchsorted(s_all, v + _SIGMOID_NEAR * tau, right=False)
-    width = int((hi_all - lo_all).max().item())
-    rows = max(1, _CHUNK_ELEMENTS // (k * max(width, 1)))
-    for a in range(0, v.shape[0], rows):
-        sl = slice(a, a + rows)
-        s, vv, lo, hi = s_all[sl], v[sl], lo_all[sl], hi_all[sl]
-        total = _sigmoid_far_field(s, vv, lo, hi, tau) + _sigmoid_near_field(s, vv, lo, hi, tau)
-        out.append((total - 0.5) / (k - 1))  # − σ(0) for l = j itself
-    return torch.cat(out, 0)
+    """Sigmoid soft ranks, sub-cubic (see :class:`_SigmoidSoftRanks`)."""
+    return _SigmoidSoftRanks.apply(v, tau)
 
 
 _FAST = {"ramp": _soft_ranks_ramp_fast, "sigmoid": _soft_ranks_sigmoid_fast}

@@ -206,12 +206,32 @@ def evaluate_student(source: RunDir | str | Path | nn.Module, *, held: HeldOut |
 
 
 # --------------------------------------------------------------------------- the benchmark
-def bench_config(dataset: str, student_dim: int, epochs: int, *, device: str = "auto") -> RunConfig:
-    """The shared configuration of every benchmarked student (class-unaware; seed set per run)."""
+def bench_config(dataset: str, student_dim: int, epochs: int, *, device: str = "auto",
+                 overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The shared configuration of every benchmarked student (class-unaware; seed set per run).
+
+    ``overrides`` (``{"loss.kernel": "sigmoid"}``) change it for every method alike; the
+    class-unaware weights stay 0.
+    """
+    extra = dict(overrides or {})
+    for key in ("loss.ce_weight", "loss.kd_weight", "loss.name", "train.seed"):
+        if key in extra:
+            raise ValueError(f"{key} is set by the benchmark itself; remove it from the overrides")
     return RunConfig().override(**{
         "data.name": dataset, "data.seed": 0, "student.dim": student_dim, "train.epochs": epochs,
-        "train.device": device, "loss.ce_weight": 0.0, "loss.kd_weight": 0.0,
+        "train.device": device, "loss.ce_weight": 0.0, "loss.kd_weight": 0.0, **extra,
     })
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["loss.kernel=sigmoid", ...]`` → ``{"loss.kernel": "sigmoid"}`` (values typed by the config)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes FIELD=VALUE (e.g. loss.kernel=sigmoid), got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def protocol(config: RunConfig, seeds: int, methods: Iterable[str]) -> str:
@@ -264,7 +284,8 @@ def _train_one(config: RunConfig, held: HeldOut, out: str | Path | None,
 def bench_methods(dataset: str, student_dim: int, seeds: int, epochs: int, methods: Iterable[str] | None = None,
                   device: str = "auto", out: str | Path | None = None,
                   progress: Callable[[str], None] | None = None,
-                  cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+                  cache_dir: str | Path | None = None,
+                  overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train one student per transfer loss and seed on the same pair; score all on held-out data.
 
     Args:
@@ -278,6 +299,7 @@ def bench_methods(dataset: str, student_dim: int, seeds: int, epochs: int, metho
             whole benchmark as ``bench_methods.json`` there (``None``: keep nothing).
         progress: receives one line per finished student.
         cache_dir: teacher cache.
+        overrides: config fields changed for every method alike (see :func:`bench_config`).
 
     Returns:
         Rows with the keys of :data:`ROW_KEYS` (``error`` too when a run failed): one
@@ -293,7 +315,7 @@ def bench_methods(dataset: str, student_dim: int, seeds: int, epochs: int, metho
     if seeds < 1 or epochs < 1:
         raise ValueError(f"seeds and epochs must be >= 1, got {seeds} and {epochs}")
     say = progress or (lambda _line: None)
-    base = bench_config(dataset, student_dim, epochs, device=device)
+    base = bench_config(dataset, student_dim, epochs, device=device, overrides=overrides)
     held = held_out(base, device=device, cache_dir=cache_dir)
     rows = [_row("teacher", None, score_features(held.teacher_test, held.teacher_train, held), None)]
     for seed in range(seeds):
@@ -438,10 +460,12 @@ def main(args) -> int:
     from perco_viz.losses import LOSS_NAMES
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    overrides = parse_overrides(getattr(args, "set", None) or [])
+    base = bench_config(args.dataset, args.student_dim, args.epochs, device=args.device, overrides=overrides)
     rows = bench_methods(args.dataset, args.student_dim, args.seeds, args.epochs, methods, device=args.device,
-                         out=args.out, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    text = protocol(bench_config(args.dataset, args.student_dim, args.epochs, device=args.device), args.seeds,
-                    methods or LOSS_NAMES)
+                         out=args.out, progress=lambda line: print(line, file=sys.stderr, flush=True),
+                         overrides=overrides)
+    text = protocol(base, args.seeds, methods or LOSS_NAMES)
     print(f"machine: {machine_description()}\nprotocol: {text}\n")
     print(summary_table(rows))
     if args.json:

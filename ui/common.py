@@ -14,11 +14,31 @@ import streamlit as st
 APP_TITLE = "perco_viz"
 ICON = "🔭"
 
+# The app's pages, in order: (script, label, icon, what it answers). The sidebar and the home
+# page's "Where to go" list are both drawn from it.
+PAGES: list[tuple[str, str, str, str]] = [
+    ("app.py", "Home", ":material/home:", "what perception coherence is; the demo in one click"),
+    ("pages/1_Setup.py", "Setup", ":material/tune:", "choose data, teacher, student, loss"),
+    ("pages/2_Distill.py", "Distill", ":material/monitoring:", "train and watch it live"),
+    ("pages/3_Embeddings.py", "Embeddings", ":material/scatter_plot:", "teacher and student side by side"),
+    ("pages/4_Rank_agreement.py", "Rank agreement", ":material/grid_view:", "where perception differs"),
+    ("pages/5_Per_sample_coherence.py", "Per-sample coherence", ":material/my_location:",
+     "which inputs go wrong"),
+    ("pages/6_Diagnose.py", "Diagnose", ":material/stethoscope:", "any student, no training needed"),
+    ("pages/7_Compare.py", "Compare", ":material/balance:", "coherence against the baselines"),
+    ("pages/8_Teaching_view.py", "Teaching view", ":material/school:", "one mini-batch, step by step"),
+]
+
 
 # --------------------------------------------------------------------------- page & session
 def page(title: str, caption: str | None = None) -> None:
-    """Page config, title and the one-line purpose of the page."""
+    """Page config, the sidebar's navigation, the title and the one-line purpose of the page."""
     st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=ICON, layout="wide")
+    with st.sidebar:
+        st.markdown(f"### {ICON} {APP_TITLE}")
+        for script, label, icon, _ in PAGES:
+            st.page_link(script, label=label, icon=icon)
+        st.caption("See knowledge transfer happen: a student learns to rank like its teacher.")
     st.title(title)
     if caption:
         st.caption(caption)
