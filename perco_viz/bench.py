@@ -190,7 +190,7 @@ def bench_engine(*, dataset: str = "digits", epochs: int = 20, student_dim: int 
     cache = Path(models.default_cache_dir())
     data = load_dataset(cfg.data)
     t0 = time.perf_counter()
-    had = any(cache.glob("*.safetensors"))
+    had = models.teacher_cache_path(data, cache).is_file()
     models.load_teacher(cfg.teacher, data, cache_dir=cache)
     teacher_s = time.perf_counter() - t0
     out = out or tempfile.mkdtemp(prefix="perco-viz-bench-engine-")

@@ -157,6 +157,25 @@ def aligned_projections(
     return AlignedProjections(method, dim, t_xy, seq, seconds=time.perf_counter() - start)
 
 
+def run_projections(path: str, method: str, dim: int, rows_key: tuple[int, int | None, int], *,
+                    progress: Callable[[int, int], None] | None = None) -> AlignedProjections:
+    """:func:`aligned_projections` of a run directory's displayed rows, read from disk.
+
+    Args:
+        path: run directory.
+        method: ``pca``, ``umap`` or ``tsne``; dim: 2 or 3.
+        rows_key: ``(n_total, max_points, seed)`` of :func:`display_rows` (the rows drawn).
+        progress: optional ``progress(done, total)``.
+    """
+    from perco_viz.runs import RunDir
+
+    run = RunDir(path)
+    probe = run.teacher_probe()
+    rows, _ = display_rows(probe.get("labels"), rows_key[0], rows_key[1], seed=rows_key[2])
+    students = [run.load_snapshot(i).student[rows] for i in run.snapshot_indices()]
+    return aligned_projections(probe["features"][rows], students, method, dim, seed=0, progress=progress)
+
+
 def umap_chain(xs: Sequence[np.ndarray], *, dim: int = 2, seed: int | None = 0,
                progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
     """UMAP of each snapshot initialised from the previous snapshot's layout (then Procrustes

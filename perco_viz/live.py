@@ -1,13 +1,22 @@
-"""Trainings running in background threads, for an interactive front end.
+"""Trainings running in background processes, for an interactive front end.
 
 No UI code here: a front end keeps one :class:`RunRegistry` for the whole server process (in
 Streamlit, through ``st.cache_resource``), starts runs for a session, and reads a run's
 latest state with :meth:`LiveRun.info` — a thread-safe copy — or from the run directory.
-The training thread never touches the UI.
+
+Each training runs in a process of its own (forked from a server that has already imported
+torch, so it starts in a fraction of a second), never in the UI's process: it neither holds
+the UI's GIL nor waits for it (a plot being built, numba compiling UMAP), trainings of
+different users run in parallel on different cores, and a crash in one cannot take the server
+down. The child reports through a queue (progress, snapshots, the final status) and through
+the run directory, which is all a run made by the CLI offers too.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+import queue
 import threading
 import time
 import uuid
@@ -16,73 +25,225 @@ from pathlib import Path
 from typing import Any
 
 from perco_viz.config import RunConfig
-from perco_viz.runs import RunDir, Snapshot
+from perco_viz.runs import RunDir
+
+_PRELOAD = ["perco_viz.distill", "perco_viz.data", "perco_viz.models", "perco_viz.metrics", "perco_viz.losses"]
+_CONTEXT: list[Any] = []
+_CONTEXT_LOCK = threading.Lock()
+PROGRESS_EVERY_S = 0.1  # the child sends at most ten progress messages a second
 
 
 class RegistryFull(RuntimeError):
     """Too many trainings at once; the message says what to do."""
 
 
+def _context():
+    """The multiprocessing context of our processes: ``forkserver`` (preloaded) where it
+    exists, ``spawn`` elsewhere; its processes never re-run the main script (see
+    :func:`_without_main_script`)."""
+    with _CONTEXT_LOCK:
+        if not _CONTEXT:
+            if "forkserver" in mp.get_all_start_methods():
+                ctx = mp.get_context("forkserver")
+                ctx.set_forkserver_preload(_PRELOAD)
+            else:  # Windows
+                ctx = mp.get_context("spawn")
+            _without_main_script()
+            _CONTEXT.append(_NamedContext(ctx))
+        return _CONTEXT[0]
+
+
+PROCESS_PREFIX = "perco-viz-"
+
+
+def _without_main_script() -> None:
+    """Keep our child processes from importing the parent's ``__main__`` script.
+
+    A spawned or fork-server child normally re-runs the parent's main script first (so that
+    functions defined there unpickle). Streamlit installs the page being run as ``__main__``:
+    a child would run the page, and a page that starts processes would start them again,
+    without end. Our children run library functions only, so for processes named
+    ``perco-viz-*`` the main script is left out of what the child prepares.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+    if getattr(original, "_perco_viz", False):
+        return
+
+    def preparation_data(name: str) -> dict[str, Any]:
+        data = original(name)
+        if str(name).startswith(PROCESS_PREFIX):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    preparation_data._perco_viz = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = preparation_data
+
+
+class _NamedContext:
+    """A multiprocessing context whose processes are named ``perco-viz-*`` (also those a
+    ``ProcessPoolExecutor`` starts through it)."""
+
+    def __init__(self, ctx) -> None:
+        self._ctx = ctx
+
+    def Process(self, *args: Any, name: str | None = None, **kwargs: Any):  # noqa: N802 — the mp API
+        if not (name or "").startswith(PROCESS_PREFIX):
+            name = f"{PROCESS_PREFIX}{name or 'worker'}"
+        return self._ctx.Process(*args, name=name, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._ctx, attr)
+
+
+def _noop() -> None:
+    pass
+
+
+def prestart() -> None:
+    """Start the process server now (imports torch once), so the first training starts fast."""
+    ctx = _context()
+    proc = ctx.Process(target=_noop, daemon=True)
+    proc.start()
+    proc.join()
+
+
+def prepare_demo_teacher() -> None:
+    """Load the demo's teacher, training and caching it first if needed (run it in a worker)."""
+    from perco_viz import models
+    from perco_viz.config import RunConfig
+    from perco_viz.data import load_dataset
+
+    cfg = RunConfig()
+    models.load_teacher(cfg.teacher, load_dataset(cfg.data), cache_dir=models.default_cache_dir())
+
+
+def _child_env() -> dict[str, str]:
+    """What a child must see of this process's environment (the fork server's may be older)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("PERCO_VIZ_", "NUMBA_", "TORCH_", "CUDA_"))}
+
+
+def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
+    """The child process: run the distillation, report through ``messages``."""
+    os.chdir(job["cwd"])
+    os.environ.update(job["env"])
+    import torch
+
+    from perco_viz.distill import Callbacks, Distiller, _setup_and_run
+
+    torch.set_num_threads(job["threads"])
+    last = [0.0]
+
+    def on_progress(p: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if p.get("phase") != "train" or now - last[0] >= PROGRESS_EVERY_S or p.get("step") == p.get("total_steps"):
+            last[0] = now
+            messages.put(("progress", p))
+
+    def on_snapshot(snap) -> None:
+        messages.put(("snapshot", {"index": snap.index, "epoch": snap.epoch, "step": snap.step}))
+
+    def on_status(state: str, error: str | None) -> None:
+        messages.put(("status", {"state": state, "error": error}))
+
+    try:
+        run_dir = RunDir(job["run_dir"])
+        config = RunConfig.from_dict(job["config"])
+        engine = Distiller(config, run_dir, Callbacks(on_snapshot, on_progress, on_status), cancel)
+        _setup_and_run(engine, restore=job["resume"])
+    except BaseException as exc:  # noqa: BLE001 — reported, never a silent death
+        messages.put(("status", {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}))
+        raise
+
+
 @dataclass
 class LiveRun:
-    """One background training. Read it through :meth:`info`."""
+    """One background training (a child process). Read it through :meth:`info`."""
 
     owner: str
     config: RunConfig
     root: Path
     name: str | None = None
     resume_dir: Path | None = None
+    threads: int = 1
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    cancel: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _state: dict[str, Any] = field(default_factory=dict, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
+    _watcher: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> LiveRun:
+        """Create (or reopen) the run directory and start the child process."""
         self._set(state="starting", phase="starting", started=time.time(), snapshots=0, error=None,
                   run_dir=None, progress={}, snapshot=None)
-        self._thread = threading.Thread(target=self._main, name=f"perco-viz-run-{self.id}", daemon=True)
-        self._thread.start()
+        if self.resume_dir is not None:
+            run_dir = RunDir(self.resume_dir)
+            if self.config is None:
+                self.config = run_dir.config()
+            else:
+                run_dir.write_config(self.config)
+        else:
+            run_dir = RunDir.create(self.root, self.config, self.name)
+        self._set(run_dir=str(run_dir.path), state="running")
+        ctx = _context()
+        self.cancel = ctx.Event()
+        self._messages = ctx.Queue()
+        job = {"config": self.config.to_dict(), "run_dir": str(Path(run_dir.path).resolve()),
+               "resume": self.resume_dir is not None, "cwd": os.getcwd(), "env": _child_env(),
+               "threads": self.threads}
+        self._process = ctx.Process(target=_train_in_child, args=(job, self.cancel, self._messages),
+                                    name=f"{PROCESS_PREFIX}run-{self.id}", daemon=True)
+        self._process.start()
+        self._watcher = threading.Thread(target=self._watch, name=f"perco-viz-watch-{self.id}", daemon=True)
+        self._watcher.start()
         return self
 
-    def _main(self) -> None:
-        from perco_viz.distill import Callbacks, Distiller, _setup_and_run
+    # ------------------------------------------------------------------ the child's reports
+    def _watch(self) -> None:
+        while True:
+            try:
+                self._handle(*self._messages.get(timeout=0.2))
+            except queue.Empty:
+                if not self._process.is_alive():
+                    break
+        while True:  # what the child sent just before it ended
+            try:
+                self._handle(*self._messages.get(timeout=0.2))
+            except (queue.Empty, EOFError, OSError):
+                break
+        self._process.join(5)
+        if self.info().get("state") in ("starting", "running"):
+            self._died(self._process.exitcode)
 
-        try:
-            if self.resume_dir is not None:
-                run_dir = RunDir(self.resume_dir)
-                config = run_dir.config() if self.config is None else self.config
-                if self.config is not None:
-                    run_dir.write_config(config)
-            else:
-                run_dir = RunDir.create(self.root, self.config, self.name)
-                config = self.config
-            self._set(run_dir=str(run_dir.path), state="running")
-            callbacks = Callbacks(on_snapshot=self._on_snapshot, on_progress=self._on_progress,
-                                  on_status=self._on_status)
-            engine = Distiller(config, run_dir, callbacks, self.cancel)
-            _setup_and_run(engine, restore=self.resume_dir is not None)
-        except Exception as exc:  # noqa: BLE001 — shown to the user, never a silent thread death
-            self._set(state="failed", error=str(exc))
-
-    def _on_snapshot(self, snap: Snapshot) -> None:
+    def _handle(self, kind: str, body: dict[str, Any]) -> None:
         with self._lock:
-            self._state["snapshot"] = snap
-            self._state["snapshots"] = self._state.get("snapshots", 0) + 1
-            self._state["updated"] = time.time()
+            if kind == "progress":
+                self._state["progress"] = body
+                self._state["phase"] = body.get("phase")
+            elif kind == "snapshot":
+                self._state["snapshot"] = body
+                self._state["snapshots"] = self._state.get("snapshots", 0) + 1
+                self._state["updated"] = time.time()
+            elif kind == "status":
+                self._state.update(state=body["state"], error=body["error"], finished=time.time())
 
-    def _on_progress(self, progress: dict[str, Any]) -> None:
-        with self._lock:
-            self._state["progress"] = progress
-            self._state["phase"] = progress.get("phase")
-
-    def _on_status(self, state: str, error: str | None) -> None:
-        self._set(state=state, error=error, finished=time.time())
+    def _died(self, code: int | None) -> None:
+        """The child ended without a final status (killed, out of memory, a crash)."""
+        error = f"the training process stopped unexpectedly (exit code {code}); resume the run to continue"
+        self._set(state="failed", error=error, finished=time.time())
+        run_dir = self.run_dir
+        if run_dir is not None and run_dir.status().get("state") in ("running", "stale"):
+            try:
+                run_dir.write_status("failed", error=error)
+            except Exception:  # noqa: BLE001 — the in-memory state already says so
+                pass
 
     def _set(self, **values: Any) -> None:
         with self._lock:
             self._state.update(values)
 
+    # ------------------------------------------------------------------ what a front end reads
     def info(self) -> dict[str, Any]:
         """A consistent copy: state, phase, progress, latest snapshot, run_dir, error."""
         with self._lock:
@@ -90,7 +251,12 @@ class LiveRun:
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """True until the child has ended and its last reports are read."""
+        return self._watcher is not None and self._watcher.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return getattr(getattr(self, "_process", None), "pid", None)
 
     @property
     def run_dir(self) -> RunDir | None:
@@ -99,10 +265,16 @@ class LiveRun:
         return RunDir(path) if path else None
 
     def stop(self, wait: float = 0.0) -> None:
-        """Ask the run to stop within one batch; optionally wait for the thread."""
-        self.cancel.set()
-        if wait and self._thread is not None:
-            self._thread.join(wait)
+        """Ask the run to stop within one batch; optionally wait for it to end."""
+        if getattr(self, "cancel", None) is not None:
+            self.cancel.set()
+        if wait and self._watcher is not None:
+            self._watcher.join(wait)
+
+    def kill(self) -> None:
+        """End the child at once (it is marked failed; its completed snapshots are kept)."""
+        if getattr(self, "_process", None) is not None and self._process.is_alive():
+            self._process.kill()
 
 
 class RunRegistry:
@@ -131,9 +303,12 @@ class RunRegistry:
             if self.active_count_unlocked() >= self.max_concurrent:
                 raise RegistryFull(f"the server is running its limit of {self.max_concurrent} trainings at once; "
                                    "try again when one finishes")
-            run = LiveRun(owner, config, Path(root), name, Path(resume_dir) if resume_dir else None)
+            cores = os.cpu_count() or 1
+            threads = max(1, cores // (self.active_count_unlocked() + 1))  # no oversubscription
+            run = LiveRun(owner, config, Path(root), name, Path(resume_dir) if resume_dir else None, threads)
+            run.start()
             mine.append(run)
-            return run.start()
+            return run
 
     def latest(self, owner: str) -> LiveRun | None:
         """The owner's most recent run (running or not)."""

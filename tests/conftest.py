@@ -15,6 +15,9 @@ sys.path.insert(0, str(ROOT))  # the app's `ui` package, as `streamlit run app.p
 
 # Keep the suite's caches (teacher weights) out of the user's home; shared across the session.
 os.environ.setdefault("PERCO_VIZ_CACHE", str(ROOT / ".perco_viz_cache"))
+# No start-up warm-up in test servers and AppTests: UMAP's 25 s compile per process would only
+# compete with the tests for the CPU (the tests that use UMAP compile it when they need it).
+os.environ.setdefault("PERCO_VIZ_WARMUP", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

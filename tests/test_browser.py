@@ -81,6 +81,18 @@ def _shots() -> Path:
     return out
 
 
+def _settle(page, timeout_s: float = 90.0) -> None:
+    """Wait until the page's script has run to its end and no spinner is left."""
+    page.locator('[data-testid="stApp"]').first.wait_for(timeout=timeout_s * 1000)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').count()
+        if idle and not page.locator('[data-testid="stSpinner"]').count():
+            break
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(1000)  # let plotly draw
+
+
 def _assert_no_exception(page, name: str) -> None:
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:500]}"
@@ -89,8 +101,8 @@ def _assert_no_exception(page, name: str) -> None:
 def test_demo_in_a_real_browser(server, browser_page):
     page = browser_page
     t0 = time.time()
-    page.goto(server, wait_until="networkidle")
-    page.get_by_role("button", name="Run the demo").click()
+    page.goto(server)
+    page.get_by_role("button", name="Run the demo").click(timeout=60_000)
     clicked = time.time()
     page.wait_for_url("**/Distill**", timeout=30_000)
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=120_000)
@@ -103,11 +115,11 @@ def test_demo_in_a_real_browser(server, browser_page):
 
 @pytest.mark.parametrize("name", PAGES)
 def test_every_page_renders(server, browser_page, name):
+    """Each page in the demo's session (its ``?sid=`` kept, as after a click in the sidebar)."""
     page = browser_page
-    page.goto(f"{server}/{name}", wait_until="networkidle")
-    page.locator('[data-testid="stMainBlockContainer"], [data-testid="block-container"]').first.wait_for(
-        timeout=60_000)
-    page.wait_for_timeout(2500)  # let spinners settle
+    query = page.url.partition("?")[2]
+    page.goto(f"{server}/{name}?{query}")
+    _settle(page)
     page.screenshot(path=str(_shots() / f"{name}.png"), full_page=True)
     _assert_no_exception(page, name)
 

@@ -92,16 +92,17 @@ def _epoch_on_page(page) -> float | None:
     return None
 
 
-def settle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until no spinner or running-status widget is on the page."""
-    page.wait_for_timeout(800)
+def settle(page, timeout_ms: int = 90_000) -> None:
+    """Wait until the page's script has finished and no spinner is left on it."""
+    page.wait_for_timeout(500)
     deadline = time.time() + timeout_ms / 1000
     while time.time() < deadline:
-        busy = page.locator('[data-testid="stSpinner"], [data-testid="stStatusWidget"] svg').count()
-        if busy == 0:
+        idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').count()
+        busy = page.locator('[data-testid="stSpinner"]').count()
+        if idle and not busy:
             break
         page.wait_for_timeout(200)
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(1000)  # let plotly draw
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -165,11 +166,12 @@ def run(args: argparse.Namespace) -> dict:
                 out = Path(args.screenshots)
                 out.mkdir(parents=True, exist_ok=True)
                 page.set_viewport_size({"width": 1440, "height": args.height})
-                page.goto(url)
+                query = page.url.partition("?")[2]  # ?sid=…: the same session, as after a click
+                page.goto(f"{url}/?{query}")
                 settle(page)
                 page.screenshot(path=str(out / "Home.png"))
                 for name in PAGES:
-                    page.goto(f"{url}/{name}")
+                    page.goto(f"{url}/{name}?{query}")
                     settle(page)
                     page.screenshot(path=str(out / f"{name}.png"))
                     errors = page.locator('[data-testid="stException"]').count()

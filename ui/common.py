@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 APP_TITLE = "perco_viz"
-ICON = "🔭"
+ICON = ":material/blur_on:"  # material icons come with the app: drawn offline
+FAVICON = str(Path(__file__).resolve().parent.parent / "assets" / "favicon.png")  # a file: no CDN
 
 # The app's pages, in order: (script, label, icon, what it answers). The sidebar and the home
 # page's "Where to go" list are both drawn from it.
@@ -33,11 +35,14 @@ PAGES: list[tuple[str, str, str, str]] = [
 # --------------------------------------------------------------------------- page & session
 def page(title: str, caption: str | None = None) -> None:
     """Page config, the sidebar's navigation, the title and the one-line purpose of the page."""
-    st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=ICON, layout="wide")
+    st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=FAVICON, layout="wide")
     with st.sidebar:
         st.markdown(f"### {ICON} {APP_TITLE}")
-        for script, label, icon, _ in PAGES:
-            st.page_link(script, label=label, icon=icon)
+        try:
+            for script, label, icon, _ in PAGES:
+                st.page_link(script, label=label, icon=icon)
+        except StreamlitPageNotFoundError:  # a page run as its own entry point has no app around it
+            pass
         st.caption("See knowledge transfer happen: a student learns to rank like its teacher.")
     st.title(title)
     if caption:

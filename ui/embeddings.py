@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,29 +47,10 @@ def pca_projections(path: str, signature: tuple, dim: int, rows_key: tuple) -> A
 
 def compute(path: str, signature: tuple, method: str, dim: int, rows_key: tuple,
             progress=None) -> Any:
-    """The aligned projections of a run's displayed rows (what the worker runs).
+    """The aligned projections of a run's displayed rows (``signature`` only keys caches)."""
+    from perco_viz.embedding_view import run_projections
 
-    Args:
-        path: run directory.
-        signature: :func:`common.run_signature` of the run (cache key).
-        method: ``pca``, ``umap`` or ``tsne``; dim: 2 or 3.
-        rows_key: ``(n_total, max_points, seed)``: the stratified rows drawn.
-        progress: optional ``progress(done, total)``.
-    """
-    from perco_viz.embedding_view import aligned_projections, display_rows
-    from perco_viz.runs import RunDir
-
-    run = RunDir(path)
-    probe = run.teacher_probe()
-    seq = _read_sequence(run)
-    rows, _ = display_rows(probe.get("labels"), rows_key[0], rows_key[1], seed=rows_key[2])
-    return aligned_projections(probe["features"][rows], [s[rows] for s in seq], method, dim,
-                               seed=0, progress=progress)
-
-
-def _read_sequence(run) -> list[np.ndarray]:
-    """Student features of every snapshot, read straight from disk (no Streamlit cache: worker thread)."""
-    return [run.load_snapshot(i).student for i in run.snapshot_indices()]
+    return run_projections(path, method, dim, rows_key, progress=progress)
 
 
 # --------------------------------------------------------------------------- background worker
@@ -88,20 +69,26 @@ class Job:
 
 
 class ProjectionWorker:
-    """One background thread computing UMAP/t-SNE projections, with their results kept.
+    """UMAP/t-SNE projections computed in a worker process, with their results kept.
 
-    Keyed by ``(run path, run signature, method, dim, rows_key)``: a finished projection is
-    computed once per server and shared by every session looking at that run.
+    The worker is a process of its own (:class:`perco_viz.background.WorkerProcess`): UMAP's
+    numba compilation and the projections never hold this server's GIL, so every page of every
+    session stays responsive meanwhile. Keyed by ``(run path, run signature, method, dim,
+    rows_key)``: a finished projection is computed once per server and shared by every session
+    looking at that run.
     """
 
     def __init__(self, max_jobs: int = MAX_JOBS) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perco-viz-projection")
+        from perco_viz.background import shared_worker
+
+        self.pool = shared_worker()
         self.jobs: OrderedDict[tuple, Job] = OrderedDict()
         self.max_jobs = max_jobs
         self.lock = threading.Lock()
 
     def submit(self, key: tuple, fn, *args) -> Job:
-        """The job for ``key``, started (``fn(*args, progress=...)``) if it is not known yet."""
+        """The job for ``key``, started (``fn(*args, progress=...)`` in the worker process; ``fn``
+        a module-level function of plain arguments) if it is not known yet."""
         with self.lock:
             job = self.jobs.get(key)
             if job is not None:  # running, finished or failed: failed jobs stay until forgotten
@@ -112,11 +99,7 @@ class ProjectionWorker:
             def progress(done: int, total: int, job=job) -> None:
                 job.progress = (done, total)
 
-            def run(job=job):
-                job.started = time.perf_counter()
-                return fn(*args, progress=progress)
-
-            job.future = self.pool.submit(run)
+            job.future = self.pool.submit(fn, *args, progress=progress)
             self.jobs[key] = job
             while len(self.jobs) > self.max_jobs:
                 old_key, old = next(iter(self.jobs.items()))
@@ -162,7 +145,9 @@ def projections(path: str, signature: tuple, method: str, dim: int, rows_key: tu
     if method == "pca":
         return pca_projections(path, signature, dim, rows_key), None
     key = job_key(path, signature, method, dim, rows_key)
-    job = worker().submit(key, compute, path, signature, method, dim, rows_key)
+    from perco_viz.embedding_view import run_projections
+
+    job = worker().submit(key, run_projections, path, method, dim, rows_key)
     if job.future.done():
         if job.future.exception() is not None:
             worker().forget(key)

@@ -1,51 +1,50 @@
-"""Background warm-up at server start: numba's JIT (UMAP, the coherence kernels) and the
-demo's teacher, so the first click is fast. Runs once per server process, never blocks a page."""
+"""Background warm-up at server start, so the first click is fast: the process server that
+trainings fork from (torch imported once), the demo's teacher (trained and cached on first
+use), and UMAP's numba kernels (compiled in the projection worker process, never in this one).
+
+Runs once per server process and never blocks a page.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 
-import streamlit as st
-
-_STATE = {"numba": "pending", "teacher": "pending"}
+_STATE = {"trainings": "pending", "teacher": "pending", "numba": "pending"}
 
 
 def _warm() -> None:
+    from perco_viz import live
+
     try:
-        import numpy as np
-
-        from perco_viz.coherence import perception_coherence
-
-        rng = np.random.default_rng(0)
-        perception_coherence(rng.normal(size=(8, 2)), rng.normal(size=(8, 3)))
-        from perco_viz.projection import warm_up_numba
-
-        warm_up_numba()
-        _STATE["numba"] = "ready"
+        live.prestart()
+        _STATE["trainings"] = "ready"
     except Exception as exc:  # noqa: BLE001 — warm-up is an optimisation only
-        _STATE["numba"] = f"failed: {exc}"
-    try:
-        from perco_viz import models
-        from perco_viz.config import RunConfig
-        from perco_viz.data import load_dataset
+        _STATE["trainings"] = f"failed: {exc}"
+    from perco_viz.background import shared_worker
+    from perco_viz.projection import warm_up_numba
 
-        cfg = RunConfig()
-        models.load_teacher(cfg.teacher, load_dataset(cfg.data), cache_dir=models.default_cache_dir())
-        _STATE["teacher"] = "ready"
-    except Exception as exc:  # noqa: BLE001
-        _STATE["teacher"] = f"failed: {exc}"
+    pool = shared_worker()
+    for key, fn in (("teacher", live.prepare_demo_teacher), ("numba", warm_up_numba)):
+        try:
+            pool.submit(fn).result()
+            _STATE[key] = "ready"
+        except Exception as exc:  # noqa: BLE001
+            _STATE[key] = f"failed: {exc}"
 
 
-@st.cache_resource
-def _thread() -> threading.Thread:
-    t = threading.Thread(target=_warm, name="perco-viz-warmup", daemon=True)
-    t.start()
-    return t
+_STARTED: list[threading.Thread] = []  # module state: once per server process, whatever the sessions
+_LOCK = threading.Lock()
 
 
 def start() -> None:
-    """Start the warm-up once per server process."""
-    _thread()
+    """Start the warm-up once per server process (``PERCO_VIZ_WARMUP=0`` turns it off)."""
+    if os.environ.get("PERCO_VIZ_WARMUP", "1") == "0":
+        return
+    with _LOCK:
+        if not _STARTED:
+            _STARTED.append(threading.Thread(target=_warm, name="perco-viz-warmup", daemon=True))
+            _STARTED[0].start()
 
 
 def status() -> dict[str, str]:
