@@ -6,8 +6,16 @@ import streamlit as st
 
 from ui import common, warmup
 
+
+@st.cache_data(show_spinner=False)
+def _two_students():
+    from perco_viz.teaching import two_students_figure
+
+    return two_students_figure()
+
+
 common.page("perco_viz", "Watch a small student learn to perceive its inputs the way a large teacher does.")
-warmup.start()  # numba and the demo teacher, in the background: the page does not wait
+warmup.start()  # process servers, the demo teacher and UMAP, in the background: the page does not wait
 
 left, right = st.columns([3, 2], gap="large")
 with left:
@@ -39,6 +47,10 @@ the teacher's geometry, as long as what is nearer stays nearer.
         st.info("A training of yours is running.")
         st.page_link("pages/2_Distill.py", label="Watch it live →", icon=":material/monitoring:")
     st.caption("Built-in demo: digits · CNN teacher (128-d) · MLP student (8-d) · coherence loss · CPU or GPU.")
+    st.plotly_chart(_two_students(), key="home-two-students", width="stretch")
+    st.caption("Student A stretches and turns the teacher's picture, yet from almost every point the others "
+               "keep their order of nearness: high PC. Student B keeps the scale but shuffles who is near whom: "
+               "PC falls toward 0.5, chance.")
 
 with right:
     st.markdown("#### Where to go")

@@ -25,12 +25,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from perco_viz.live import _child_env, _context
+from perco_viz.live import _apply_env, _child_env, _context, exit_with
 
 _PROGRESS: list[Any] = []  # in the worker: the queue its tasks report progress on
 
 
-def _init(progress_queue) -> None:
+def _init(progress_queue, server_pid: int) -> None:
+    exit_with(server_pid)
     _PROGRESS[:] = [progress_queue]
     if hasattr(os, "nice"):  # background work: the trainings and the pages go first
         os.nice(10)
@@ -41,7 +42,7 @@ def _call(task_id: int, fn: Callable[..., Any], args: tuple, with_progress: bool
     """In the worker: ``fn(*args)``, with ``progress=`` sending ``(task_id, done, total)``, in the
     caller's working directory and perco_viz environment (the fork server's may be older)."""
     os.chdir(cwd)
-    os.environ.update(env)
+    _apply_env(env)
     if not with_progress:
         return fn(*args)
 
@@ -73,7 +74,7 @@ class WorkerProcess:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=_context(), initializer=_init,
-                                   initargs=(self._progress,))
+                                   initargs=(self._progress, os.getpid()))
 
     def submit(self, fn: Callable[..., Any], *args: Any,
                progress: Callable[[int, int], None] | None = None) -> Future:

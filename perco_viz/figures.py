@@ -2,8 +2,9 @@
 
 No I/O and no Streamlit here. Every figure uses :data:`TEMPLATE` (white background, the purple
 :data:`PRIMARY`, the class palette :data:`PALETTE`) and :data:`COHERENCE_SCALE` for c_i and A, on
-which low values are red (alarming) and high values green. 2-D scatters are ``go.Scattergl`` (fluid
-up to ~100k points), 3-D ones ``go.Scatter3d``. Words as in DESIGN.md §3: teacher, student, PC,
+which low values are red (alarming) and high values green. 2-D scatters are SVG ``go.Scatter`` up
+to :data:`WEBGL_ABOVE` points and ``go.Scattergl`` beyond (fluid up to ~100k points; WebGL costs a
+context per plot and is slow where the browser has no GPU), 3-D ones ``go.Scatter3d``. Words as in DESIGN.md §3: teacher, student, PC,
 c_i (per-sample coherence), R (normalized ranks), A (rank agreement), τ, kernel.
 
 >>> import numpy as np
@@ -32,6 +33,7 @@ from plotly.subplots import make_subplots
 
 # ----------------------------------------------------------------------------- look
 PRIMARY = "#6C4AB6"
+WEBGL_ABOVE = 3000  # 2-D embedding plots switch from SVG to WebGL above this many points
 PALETTE = ["#6C4AB6", "#E69F00", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#56B4E9", "#8C6D31",
            "#999999", "#117733", "#882255", "#44AA99"]  # classes; colour-blind-safe after the primary
 # c_i and A: 0.5 (chance) dark red, 0.75 orange, 0.9 yellow, 1 green.
@@ -133,7 +135,7 @@ def _scatter_traces(xyz: np.ndarray, *, color, color_kind: str, labels_text, hov
         raise ValueError(f"color, hover and ids must have one entry per point ({n})")
     text = None if hover is None else np.asarray(hover, dtype=object)
     size = point_size or _point_size(n, dim)
-    scatter = go.Scatter3d if dim == 3 else go.Scattergl
+    scatter = go.Scatter3d if dim == 3 else (go.Scattergl if n > WEBGL_ABOVE else go.Scatter)
     what = {"label": "class %{meta}", "continuous": color_title + " %{marker.color:.3f}"}.get(color_kind, "")
 
     def trace(idx: np.ndarray, marker: dict, **kw):

@@ -98,6 +98,26 @@ class _NamedContext:
         return getattr(self._ctx, attr)
 
 
+def exit_with(pid: int, every_s: float = 1.0) -> None:
+    """In a child: end this process soon after process ``pid`` (the server) is gone.
+
+    A fork-server child's parent is the fork server, which itself lives as long as any child
+    does; so a child watches the server that asked for it instead, from a daemon thread.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:  # exists, but not ours to signal
+                pass
+
+    threading.Thread(target=watch, name="perco-viz-exit-with-server", daemon=True).start()
+
+
 def _noop() -> None:
     pass
 
@@ -120,15 +140,27 @@ def prepare_demo_teacher() -> None:
     models.load_teacher(cfg.teacher, load_dataset(cfg.data), cache_dir=models.default_cache_dir())
 
 
+_ENV_PREFIXES = ("PERCO_VIZ_", "NUMBA_", "TORCH_", "CUDA_")
+
+
 def _child_env() -> dict[str, str]:
     """What a child must see of this process's environment (the fork server's may be older)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(("PERCO_VIZ_", "NUMBA_", "TORCH_", "CUDA_"))}
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+
+
+def _apply_env(env: dict[str, str]) -> None:
+    """In a child: make our variables exactly the caller's (set, changed or removed since the
+    fork server started)."""
+    for key in [k for k in os.environ if k.startswith(_ENV_PREFIXES) and k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
 
 
 def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
     """The child process: run the distillation, report through ``messages``."""
+    exit_with(job["server_pid"])
     os.chdir(job["cwd"])
-    os.environ.update(job["env"])
+    _apply_env(job["env"])
     import torch
 
     from perco_viz.distill import Callbacks, Distiller, _setup_and_run
@@ -191,7 +223,7 @@ class LiveRun:
         self._messages = ctx.Queue()
         job = {"config": self.config.to_dict(), "run_dir": str(Path(run_dir.path).resolve()),
                "resume": self.resume_dir is not None, "cwd": os.getcwd(), "env": _child_env(),
-               "threads": self.threads}
+               "threads": self.threads, "server_pid": os.getpid()}
         self._process = ctx.Process(target=_train_in_child, args=(job, self.cancel, self._messages),
                                     name=f"{PROCESS_PREFIX}run-{self.id}", daemon=True)
         self._process.start()

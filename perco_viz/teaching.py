@@ -501,3 +501,60 @@ def loss_history_figure(history: list[float]):
     fig.update_xaxes(title_text="optimizer steps", rangemode="tozero")
     fig.update_yaxes(title_text="coherence loss", rangemode="tozero")
     return fig
+
+
+# --------------------------------------------------------------------------- the idea, in one picture
+def two_students(n: int = 30, seed: int = 0) -> dict:
+    """One teacher and two students of it, for the home page: what coherence asks for.
+
+    The teacher is ``n`` points on two arcs in 2-D. The *bent* student warps them
+    (a radial stretch, then a turn): its geometry differs, but each anchor still orders the
+    others almost as the teacher does. The *scrambled* student keeps the teacher's scale and spread but
+    moves every point a random distance: its perception is largely lost. PC is computed with
+    :func:`perco_viz.coherence.perception_coherence`.
+
+    Returns:
+        ``{"teacher": (n, 2), "bent": (n, 2), "scrambled": (n, 2), "order": (n,), "pc_bent",
+        "pc_scrambled"}``; ``order`` is each point's position along the arcs (for colour).
+    """
+    from perco_viz.coherence import perception_coherence
+
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0.0, 1.0, n))
+    angle = np.pi * (0.15 + 1.4 * t)
+    arc = np.where(t < 0.5, 1.0, 1.8)
+    teacher = np.column_stack([arc * np.cos(angle), arc * np.sin(angle)])
+    radius = np.linalg.norm(teacher, axis=1, keepdims=True)
+    turn = np.deg2rad(40.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    bent = (teacher * radius**0.8) @ rotation  # radial stretch (far points move farther out), turned
+    scrambled = teacher + rng.normal(scale=0.9, size=teacher.shape)
+    return {"teacher": teacher, "bent": bent, "scrambled": scrambled, "order": t,
+            "pc_bent": perception_coherence(bent, teacher), "pc_scrambled": perception_coherence(scrambled, teacher)}
+
+
+def two_students_figure(example: dict | None = None, *, height: int = 330):
+    """Teacher | bent student | scrambled student, each point coloured by its place on the arcs.
+
+    Args:
+        example: a :func:`two_students` result (default: ``two_students()``).
+        height: px.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+
+    ex = example or two_students()
+    titles = ("teacher", f"student A: bent geometry · PC {ex['pc_bent']:.2f}",
+              f"student B: scrambled · PC {ex['pc_scrambled']:.2f}")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
+    for col, key in enumerate(("teacher", "bent", "scrambled"), start=1):
+        xy = ex[key]
+        fig.add_trace(go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name=titles[col - 1], showlegend=False,
+            marker={"size": 9, "color": ex["order"], "colorscale": "Viridis", "line": {"width": 0.6, "color": "white"}},
+            customdata=np.arange(len(xy)), hovertemplate="point %{customdata}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(showticklabels=False, title_text=None, row=1, col=col)
+        fig.update_yaxes(showticklabels=False, title_text=None, scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+    _layout(fig, "One teacher, two students", "colour: each point's place on the teacher's arcs", height=height)
+    return fig

@@ -49,7 +49,7 @@ def test_page_widgets_and_figures(app_env, finished_run):
     specs = _specs(at)
     assert len(specs) == 2
     teacher, student = specs
-    assert {t["type"] for t in teacher["data"]} == {"scattergl"}
+    assert {t["type"] for t in teacher["data"]} == {"scatter"}  # SVG below figures.WEBGL_ABOVE points
     assert teacher["layout"]["xaxis"]["title"]["text"] == "PC 1"
     assert "Teacher" in teacher["layout"]["title"]["text"] and "Student" in student["layout"]["title"]["text"]
     n_probe = len(finished_run.teacher_probe()["indices"])

@@ -164,7 +164,7 @@ def test_embedding_panel_2d_and_highlight(sequence):
                              hover=ev.hover_text(np.arange(60), labels=labels), highlight=[1000, 1001, 1059],
                              ranges=proj.ranges()["teacher"])
     classes = [t for t in fig.data if t.name != "selected"]
-    assert {t.type for t in fig.data} == {"scattergl"} and [t.name for t in classes] == ["a", "b", "c"]
+    assert {t.type for t in fig.data} == {"scatter"} and [t.name for t in classes] == ["a", "b", "c"]  # SVG: few points
     assert fig.layout.xaxis.title.text == "PC 1" and fig.layout.yaxis.title.text == "PC 2"
     assert fig.layout.title.text == "Teacher" and fig.layout.legend.title.text == "class"
     faded = sorted(int(t.customdata[i][0]) for t in classes for i in t.selectedpoints)

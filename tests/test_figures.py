@@ -41,7 +41,7 @@ def test_embedding_by_label_has_one_trace_per_class(probe):
     fig = F.embedding_figure(xy, color=labels, labels_text=["a", "b", "c", "d"], title="probe set")
     _titled(fig, "xaxis", "yaxis")
     assert [t.name for t in fig.data] == ["a", "b", "c", "d"]
-    assert all(isinstance(t, go.Scattergl) for t in fig.data) and _points(fig) == 120
+    assert all(isinstance(t, go.Scatter) for t in fig.data) and _points(fig) == 120  # SVG: few points
     ids = np.concatenate([np.asarray(t.customdata)[:, 0] for t in fig.data])
     np.testing.assert_array_equal(np.sort(ids), np.arange(120))  # customdata[:, 0] = the point's id
     assert fig.layout.legend.title.text == "class"
@@ -326,3 +326,12 @@ def test_every_figure_uses_the_template(probe, rng):
     for fig in figs:
         assert fig.layout.template.layout.colorway[0] == F.PRIMARY
         assert fig.layout.template.layout.paper_bgcolor == "white"
+
+
+def test_embedding_plots_are_svg_for_few_points_and_webgl_for_many():
+    from perco_viz.figures import WEBGL_ABOVE, embedding_figure
+
+    few = embedding_figure(np.zeros((WEBGL_ABOVE, 2)), color=np.arange(WEBGL_ABOVE) % 3)
+    many = embedding_figure(np.zeros((WEBGL_ABOVE + 1, 2)), color=np.arange(WEBGL_ABOVE + 1) % 3)
+    assert {t.type for t in few.data} == {"scatter"}
+    assert {t.type for t in many.data} == {"scattergl"}

@@ -122,3 +122,22 @@ def _die() -> None:
     import os
 
     os._exit(3)
+
+
+def _env(key: str) -> str | None:
+    import os
+
+    return os.environ.get(key)
+
+
+def test_children_see_the_callers_environment_now(monkeypatch):
+    """The fork server (and a long-lived worker) started earlier, with other variables: a call
+    sees exactly the caller's PERCO_VIZ_* variables, set or removed since."""
+    pool = WorkerProcess()
+    try:
+        monkeypatch.setenv("PERCO_VIZ_STALE_TEST", "1")
+        assert pool.submit(_env, "PERCO_VIZ_STALE_TEST").result(timeout=60) == "1"
+        monkeypatch.delenv("PERCO_VIZ_STALE_TEST")
+        assert pool.submit(_env, "PERCO_VIZ_STALE_TEST").result(timeout=60) is None
+    finally:
+        pool.shutdown()

@@ -167,7 +167,7 @@ def wait_status(job: Job, method_label: str, n_points: int, n_snapshots: int) ->
 
         done, total = job.progress
         total = max(total, n_snapshots + 1)  # teacher + every snapshot
-        compiling = method_label == "UMAP" and warmup.status().get("numba") != "ready"
+        compiling = method_label == "UMAP" and not warmup.status().get("numba", "").startswith("ready")
         hint = " The first UMAP in a server also compiles its kernels (about 15 s)." if compiling else ""
         st.progress(min(1.0, done / total),
                     text=f"Computing {method_label} in the background: {done} of {total} projections "
