@@ -47,10 +47,6 @@ the teacher's geometry, as long as what is nearer stays nearer.
         st.info("A training of yours is running.")
         st.page_link("pages/2_Distill.py", label="Watch it live →", icon=":material/monitoring:")
     st.caption("Built-in demo: digits · CNN teacher (128-d) · MLP student (8-d) · coherence loss · CPU or GPU.")
-    st.plotly_chart(_two_students(), key="home-two-students", width="stretch")
-    st.caption("Student A stretches and turns the teacher's picture, yet from almost every point the others "
-               "keep their order of nearness: high PC. Student B keeps the scale but shuffles who is near whom: "
-               "PC falls toward 0.5, chance.")
 
 with right:
     st.markdown("#### Where to go")
@@ -60,3 +56,8 @@ with right:
         "Method: Nguyen et al., *Feature Representation Transferring to Lightweight Models via "
         "Perception Coherence*, arXiv:2505.06595 (TMLR 2026)."
     )
+
+st.plotly_chart(_two_students(), key="home-two-students", width="stretch")
+st.caption("Student A stretches and turns the teacher's picture, yet from almost every point the others keep their "
+           "order of nearness: a high PC, and the coherence loss is content. Student B keeps the scale but shuffles "
+           "who is near whom: PC falls toward 0.5, chance.")

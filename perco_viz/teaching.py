@@ -533,7 +533,7 @@ def two_students(n: int = 30, seed: int = 0) -> dict:
             "pc_bent": perception_coherence(bent, teacher), "pc_scrambled": perception_coherence(scrambled, teacher)}
 
 
-def two_students_figure(example: dict | None = None, *, height: int = 330):
+def two_students_figure(example: dict | None = None, *, height: int = 400):
     """Teacher | bent student | scrambled student, each point coloured by its place on the arcs.
 
     Args:
@@ -545,9 +545,9 @@ def two_students_figure(example: dict | None = None, *, height: int = 330):
 
 
     ex = example or two_students()
-    titles = ("teacher", f"student A: bent geometry · PC {ex['pc_bent']:.2f}",
-              f"student B: scrambled · PC {ex['pc_scrambled']:.2f}")
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
+    titles = ("<b>teacher</b>", f"<b>student A</b> · PC {ex['pc_bent']:.2f}<br>geometry bent, order kept",
+              f"<b>student B</b> · PC {ex['pc_scrambled']:.2f}<br>scale kept, order shuffled")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.05)
     for col, key in enumerate(("teacher", "bent", "scrambled"), start=1):
         xy = ex[key]
         fig.add_trace(go.Scatter(
@@ -556,5 +556,7 @@ def two_students_figure(example: dict | None = None, *, height: int = 330):
             customdata=np.arange(len(xy)), hovertemplate="point %{customdata}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(showticklabels=False, title_text=None, row=1, col=col)
         fig.update_yaxes(showticklabels=False, title_text=None, scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
-    _layout(fig, "One teacher, two students", "colour: each point's place on the teacher's arcs", height=height)
+    _layout(fig, "One teacher, two students", "colour: each point's place along the teacher's arcs", height=height)
+    fig.update_layout(margin={"t": 110, "b": 10, "l": 10, "r": 10})
+    fig.update_annotations(font_size=13)
     return fig

@@ -199,10 +199,10 @@ def download_figure(fig, name: str, *, key: str) -> None:
 
     row = st.container(horizontal=True, gap="small")
     row.download_button("HTML", lambda: figure_html(fig), file_name=f"{name}.html", mime="text/html",
-                        key=f"{key}-html", help="Interactive figure, works offline", type="tertiary",
-                        icon=":material/download:", on_click="ignore")
+                        key=f"{key}-html", type="tertiary", icon=":material/download:", on_click="ignore",
+                        help="The interactive figure as one file that works offline. For a PNG, use the camera "
+                             "icon in the figure's toolbar (or `pip install kaleido` for PNG/SVG buttons here).")
     if importlib.util.find_spec("kaleido") is None:
-        row.caption("PNG/SVG: `pip install kaleido`")
         return
     for fmt, mime in (("png", "image/png"), ("svg", "image/svg+xml")):
         row.download_button(fmt.upper(), lambda fmt=fmt: figure_image(fig, fmt), file_name=f"{name}.{fmt}",

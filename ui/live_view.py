@@ -34,6 +34,11 @@ def _phase_line(run) -> None:
         if phase == "teacher" and prog.get("total"):
             extra = f" epoch {prog.get('epoch')}/{prog.get('total')}, test accuracy {prog.get('acc', 0):.1%}"
         st.info(_PHASES[phase] + extra)
+    elif info.get("state") in ("finished", "cancelled") and not live.alive:
+        steps, secs = prog.get("step", 0), prog.get("elapsed_s")
+        took = f" in {secs:.1f} s" if secs is not None else ""
+        st.success(f"{info['state'].capitalize()}: {steps} steps{took}. Explore it on **Embeddings**, "
+                   "**Rank agreement** and **Per-sample coherence**.", icon=":material/check_circle:")
     elif phase == "train" and prog.get("total_steps"):
         frac = min(1.0, prog["step"] / max(1, prog["total_steps"]))
         eta = prog.get("eta_s")
