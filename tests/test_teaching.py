@@ -155,3 +155,18 @@ def test_figures_of_the_page(points):
     assert len(fig.data[1].x) == 15
     hist = teaching.loss_history_figure([0.1, 0.05, 0.02])
     assert list(hist.data[0].y) == [0.1, 0.05, 0.02] and hist.layout.xaxis.title.text == "optimizer steps"
+
+
+def test_two_students_bent_keeps_the_order_scrambled_does_not():
+    from perco_viz import coherence
+    from perco_viz.teaching import two_students, two_students_figure
+
+    ex = two_students()
+    assert ex["pc_bent"] > 0.95 > 0.75 > ex["pc_scrambled"] > 0.5
+    assert ex["pc_bent"] == coherence.perception_coherence(ex["bent"], ex["teacher"])
+    # the bent student really is another geometry: its distances are no scaled copy of the teacher's
+    d_t, d_b = (coherence.pairwise_dissimilarity(torch.tensor(ex[k])).numpy() for k in ("teacher", "bent"))
+    ratio = d_b[d_t > 0] / d_t[d_t > 0]
+    assert ratio.max() / ratio.min() > 1.5
+    fig = two_students_figure(ex)
+    assert len(fig.data) == 3 and "PC 0.98" in fig.layout.annotations[1].text
