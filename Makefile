@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app test lint bench load-test browser-deps clean
+.PHONY: setup app test lint bench bench-app load-test load-test-browser browser-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,9 +40,16 @@ lint: setup
 bench: setup
 	$(BIN)/perco-viz bench loss
 
-# 20 concurrent sessions, 4 of them running the demo (docs/reliability.md)
+# the app in a real browser: cold start, the demo's first figure, snapshot latency (docs/benchmarks.md)
+bench-app: setup
+	$(BIN)/python tools/bench_app.py --screenshots screenshots
+
+# 20 concurrent sessions, 4 of them running the demo (docs/reliability.md): server side, then browsers
 load-test: setup
 	$(BIN)/python tools/load_test.py --sessions 20 --demos 4 --epochs 20 --json docs/load.json
+
+load-test-browser: setup
+	$(BIN)/python tools/load_test_browser.py --sessions 20 --demos 4 --json docs/load_browser.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

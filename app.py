@@ -50,8 +50,7 @@ the teacher's geometry, as long as what is nearer stays nearer.
 
 with right:
     st.markdown("#### Where to go")
-    for script, label, icon, blurb in common.PAGES[1:]:
-        st.page_link(script, label=f"{label} — {blurb}", icon=icon)
+    common.page_links([(script, f"{label} — {blurb}", icon) for script, label, icon, blurb in common.PAGES[1:]])
     st.caption(
         "Method: Nguyen et al., *Feature Representation Transferring to Lightweight Models via "
         "Perception Coherence*, arXiv:2505.06595 (TMLR 2026)."

@@ -3,78 +3,76 @@
 UMAP compiles its numba kernels on first use (~25 s here, every new process) and, like
 t-SNE, runs for seconds in Python and numba. Done in the front end's process, that would hold
 its GIL and freeze every page of every session meanwhile. :class:`WorkerProcess` runs such
-calls in one long-lived child process instead (started from the same fork server as the
-trainings, see :mod:`perco_viz.live`) and reports their progress back.
+calls in one long-lived, low-priority child process instead (started from the same fork server
+as the trainings, see :mod:`perco_viz.live`), one after the other, and relays their progress.
 
 >>> pool = WorkerProcess()                           # doctest: +SKIP
->>> future = pool.submit(sum, [1, 2, 3])             # doctest: +SKIP
->>> future.result()                                  # doctest: +SKIP
+>>> pool.submit(sum, [1, 2, 3]).result()             # doctest: +SKIP
 6
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
+import pickle
 import queue
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from typing import Any
 
 from perco_viz.live import _apply_env, _child_env, _context, exit_with
 
-_PROGRESS: list[Any] = []  # in the worker: the queue its tasks report progress on
+
+class WorkerDied(RuntimeError):
+    """The worker process ended while running a call (out of memory, a crash)."""
 
 
-def _init(progress_queue, server_pid: int) -> None:
+def _serve(tasks, events, server_pid: int) -> None:
+    """The worker process: run each ``(task, fn, args, with_progress, cwd, env)`` in order."""
     exit_with(server_pid)
-    _PROGRESS[:] = [progress_queue]
     if hasattr(os, "nice"):  # background work: the trainings and the pages go first
         os.nice(10)
-
-
-def _call(task_id: int, fn: Callable[..., Any], args: tuple, with_progress: bool, cwd: str,
-          env: dict[str, str]) -> Any:
-    """In the worker: ``fn(*args)``, with ``progress=`` sending ``(task_id, done, total)``, in the
-    caller's working directory and perco_viz environment (the fork server's may be older)."""
-    os.chdir(cwd)
-    _apply_env(env)
-    if not with_progress:
-        return fn(*args)
-
-    def progress(done: int, total: int) -> None:
-        _PROGRESS[0].put((task_id, done, total))
-
-    return fn(*args, progress=progress)
+    while True:
+        task, fn, args, with_progress, cwd, env = tasks.get()
+        os.chdir(cwd)
+        _apply_env(env)  # the caller's, not the fork server's (older) environment
+        try:
+            if with_progress:
+                result = fn(*args, progress=lambda done, total, task=task: events.put(("progress", task, done, total)))
+            else:
+                result = fn(*args)
+            events.put(("done", task, result))
+        except BaseException as exc:  # noqa: BLE001 — handed to the caller's future
+            try:
+                pickle.dumps(exc)
+            except Exception:  # noqa: BLE001 — an exception that does not pickle: its text
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            events.put(("error", task, exc))
 
 
 class WorkerProcess:
-    """One child process that runs submitted calls in order.
+    """One child process that runs submitted calls one after the other.
 
-    Args:
-        workers: child processes (1: calls run one after the other, numba compiles once).
-
-    A call that kills its worker (out of memory, a crash) fails its future with
-    ``BrokenProcessPool``; the next :meth:`submit` starts a fresh worker.
+    A call that kills the worker fails its future (and those queued behind it) with
+    :class:`WorkerDied`; the next :meth:`submit` starts a fresh worker. The worker is a daemon
+    and watches this process: it never outlives it.
     """
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = workers
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self._listeners: dict[int, Callable[[int, int], None]] = {}
-        self._finished: collections.deque[tuple[float, int]] = collections.deque()
-        self._progress = _context().Queue()
-        self._pool = self._new_pool()
-        threading.Thread(target=self._relay, name="perco-viz-worker-progress", daemon=True).start()
+        self._pending: dict[int, tuple[Future, Callable[[int, int], None] | None, Any]] = {}  # task → (…, its process)
+        self._start()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=_context(), initializer=_init,
-                                   initargs=(self._progress, os.getpid()))
+    def _start(self) -> None:
+        ctx = _context()
+        self._tasks, events = ctx.Queue(), ctx.Queue()
+        self._proc = ctx.Process(target=_serve, args=(self._tasks, events, os.getpid()), name="worker", daemon=True)
+        self._proc.start()
+        threading.Thread(target=self._relay, args=(self._proc, events), name="perco-viz-worker-relay",
+                         daemon=True).start()
 
     def submit(self, fn: Callable[..., Any], *args: Any,
                progress: Callable[[int, int], None] | None = None) -> Future:
@@ -82,42 +80,52 @@ class WorkerProcess:
 
         ``fn`` and ``args`` must be picklable (a module-level function and plain data).
         """
+        future: Future = Future()
         with self._lock:
+            if not self._proc.is_alive():
+                self._start()
             task = next(self._ids)
-            if progress is not None:
-                self._listeners[task] = progress
-            call = (task, fn, args, progress is not None, os.getcwd(), _child_env())
-            try:
-                future = self._pool.submit(_call, *call)
-            except BrokenProcessPool:  # the last worker died: start another
-                self._pool = self._new_pool()
-                future = self._pool.submit(_call, *call)
-        future.add_done_callback(lambda _f, task=task: self._finished.append((time.monotonic(), task)))
+            self._pending[task] = (future, progress, self._proc)
+            self._tasks.put((task, fn, args, progress is not None, os.getcwd(), _child_env()))
         return future
 
-    def _relay(self) -> None:
-        """Hand the worker's progress reports to the listeners (a thread of this process)."""
+    def _relay(self, proc, events) -> None:
+        """This process's side: progress to the listeners, results to the futures."""
         while True:
             try:
-                task, done, total = self._progress.get(timeout=1.0)
+                kind, task, *body = events.get(timeout=0.5)
             except queue.Empty:
-                self._forget_finished()
-                continue
+                if proc.is_alive():
+                    continue
+                self._fail_pending(proc)
+                return
             except (EOFError, OSError):  # interpreter shutdown
                 return
-            listener = self._listeners.get(task)
-            if listener is not None:
-                listener(done, total)
-            self._forget_finished()
+            with self._lock:
+                future, listener, _ = self._pending.get(task, (None, None, None))
+                if kind != "progress":
+                    self._pending.pop(task, None)
+            if future is None:
+                continue
+            if kind == "progress":
+                if listener is not None:
+                    listener(*body)
+            elif kind == "done":
+                future.set_result(body[0])
+            else:
+                future.set_exception(body[0])
 
-    def _forget_finished(self, grace_s: float = 10.0) -> None:
-        """Drop the listeners of calls finished a while ago (their last reports may trail the result)."""
-        now = time.monotonic()
-        while self._finished and now - self._finished[0][0] > grace_s:
-            self._listeners.pop(self._finished.popleft()[1], None)
+    def _fail_pending(self, proc) -> None:
+        """The worker died: every call sent to it fails (a later submit starts a new worker)."""
+        with self._lock:
+            failed = [task for task, (_, _, sent_to) in self._pending.items() if sent_to is proc]
+            failed = [self._pending.pop(task)[0] for task in failed]
+        for future in failed:
+            future.set_exception(WorkerDied(f"the worker process ended (exit code {proc.exitcode}); try again"))
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """End the worker now (its running call is abandoned)."""
+        self._proc.kill()
 
 
 _SHARED: list[WorkerProcess] = []
@@ -130,4 +138,3 @@ def shared_worker() -> WorkerProcess:
         if not _SHARED:
             _SHARED.append(WorkerProcess())
         return _SHARED[0]
-

@@ -205,7 +205,7 @@ def bench_engine(*, dataset: str = "digits", epochs: int = 20, student_dim: int 
     snaps = [r for r in run.metrics() if r.get("snapshot") is not None]
     walls = [r["wall_s"] for r in snaps]
     return {
-        "command": " ".join(cmd[2:]), "teacher_cached": had, "teacher_load_or_train_s": teacher_s,
+        "command": "perco-viz " + " ".join(cmd[3:]), "teacher_cached": had, "teacher_load_or_train_s": teacher_s,
         "total_s": total, "first_snapshot_s": walls[0], "train_s": walls[-1] - walls[0],
         "epoch_s": statistics.median(b - a for a, b in zip(walls, walls[1:])) if len(walls) > 1 else None,
         "pc": snaps[-1]["pc"], "pc_untrained": snaps[0]["pc"], "knn_acc": snaps[-1]["knn_acc"],
@@ -224,11 +224,12 @@ def bench_analysis(n: int = 2000, *, teacher_dim: int = 128, student_dim: int = 
     """What the Rank agreement, Per-sample coherence and Diagnose pages compute for an n-point
     probe set, timed step by step (seconds), on synthetic clustered features.
 
-    ``rank_page_s`` sums what the Rank agreement page needs on first view (R_T, R_S, A, the
-    ordering by class, the three heatmaps drawn block-averaged, the Shepard pairs, Spearman's
-    ρ, PC and the Shepard figure); ``per_sample_page_s`` what the Per-sample coherence page
-    needs (c_i, its histogram and per-class figures). Each step runs once after a warm-up on
-    a small set (numba's kernels are then loaded, as the app's warm-up thread does).
+    ``rank_page_s`` sums what the Rank agreement page needs on first view of a new student (R_T,
+    R_S, A, the ordering by class, the three heatmaps drawn block-averaged, the Shepard pairs,
+    Spearman's ρ, the Shepard figure and c_i, whose mean is PC); ``per_sample_page_s`` what the
+    Per-sample coherence page needs (c_i, its histogram and per-class figures). Each step runs
+    once after a warm-up on a small set (numba's kernels and scipy.stats loaded, as the app's
+    warm-up does).
     """
     import numpy as np
 
@@ -241,8 +242,9 @@ def bench_analysis(n: int = 2000, *, teacher_dim: int = 128, student_dim: int = 
     teacher = centres[labels] + rng.normal(size=(n, teacher_dim))
     student = teacher @ rng.normal(size=(teacher_dim, student_dim)) / teacher_dim**0.5
     student = np.tanh(student) + 0.1 * rng.normal(size=(n, student_dim))  # monotone-ish, not linear
-    per_sample_coherence(student[:50], teacher[:50])  # load the numba kernels
-    analysis.rank_matrices(student[:50], teacher[:50])
+    per_sample_coherence(student[:50], teacher[:50])  # load the numba kernels and scipy.stats,
+    analysis.rank_matrices(student[:50], teacher[:50])  # as the app's warm-up does
+    analysis.spearman(np.arange(5.0), np.arange(5.0))
 
     t: dict[str, float] = {}
     (r_t, r_s, agreement), t["rank_matrices"] = _timed(lambda: analysis.rank_matrices(student, teacher))
@@ -260,7 +262,7 @@ def bench_analysis(n: int = 2000, *, teacher_dim: int = 128, student_dim: int = 
     _, t["coherence_figures"] = _timed(lambda: [figures.coherence_histogram(c),
                                                 figures.per_class_coherence(c, labels)])
     rank_keys = ("rank_matrices", "order_by_class", "heatmaps_3", "shepard_pairs", "spearman",
-                 "perception_coherence", "shepard_figure")
+                 "shepard_figure", "per_sample_coherence")  # PC = mean of c_i: no pass of its own
     return {"n": n, "teacher_dim": teacher_dim, "student_dim": student_dim, "steps_s": t,
             "rank_page_s": sum(t[k] for k in rank_keys),
             "per_sample_page_s": t["per_sample_coherence"] + t["coherence_figures"], "pc": pc}
@@ -269,8 +271,10 @@ def bench_analysis(n: int = 2000, *, teacher_dim: int = 128, student_dim: int = 
 # --------------------------------------------------------------------------- projections
 def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[str, Any]]:
     """Projection times (seconds) on scikit-learn's digits (1,797 × 64; ``n`` rows if given):
-    PCA, UMAP (first call in this process, then again), t-SNE, and the aligned sequences over
-    ``snapshots`` noisy copies (PCA + Procrustes, AlignedUMAP, t-SNE from the previous layout).
+    PCA, UMAP (first call in this process, then again), t-SNE, the aligned sequences over
+    ``snapshots`` noisy copies (PCA + Procrustes, umap's AlignedUMAP, t-SNE from the previous
+    layout), and what the Embeddings page computes (:func:`~perco_viz.embedding_view.aligned_projections`:
+    the teacher plus each snapshot, UMAP initialised from the previous one).
 
     Run it in a fresh process to see the first UMAP's numba cost; with a warm on-disk numba
     cache (``NUMBA_CACHE_DIR``, which the app sets and warms) that cost is mostly gone.
@@ -278,6 +282,7 @@ def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[s
     import numpy as np
     from sklearn.datasets import load_digits
 
+    from perco_viz.embedding_view import aligned_projections
     from perco_viz.projection import project, project_sequence
 
     X = load_digits().data.astype(np.float64)[:n]
@@ -292,6 +297,8 @@ def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[s
         (f"pca aligned × {snapshots}", lambda: project_sequence(seq, "pca")),
         (f"AlignedUMAP × {snapshots}", lambda: project_sequence(seq, "umap")),
         (f"tsne aligned × {snapshots}", lambda: project_sequence(seq, "tsne")),
+        (f"Embeddings page, UMAP: teacher + {snapshots} snapshots", lambda: aligned_projections(X, seq, "umap")),
+        (f"Embeddings page, t-SNE: teacher + {snapshots} snapshots", lambda: aligned_projections(X, seq, "tsne")),
     ]:
         _, s = _timed(fn)
         rows.append({"projection": label, "n": len(X), "seconds": s})

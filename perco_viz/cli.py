@@ -186,7 +186,7 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     r = bench_engine(dataset=args.dataset, epochs=args.epochs, student_dim=args.student_dim, loss=args.loss,
                      device=args.device)
     table = "\n".join([
-        f"perco-viz {r['command']}",
+        r["command"],
         f"teacher {'cached' if r['teacher_cached'] else 'trained first'} ({r['teacher_load_or_train_s']:.1f} s)",
         "| end to end (s) | set-up to first snapshot (s) | training + snapshots (s) | per epoch (s) | PC untrained → final | k-NN acc |",
         "|---:|---:|---:|---:|---:|---:|",

@@ -19,7 +19,6 @@ import base64
 import importlib.util
 import math
 import struct
-import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -391,23 +390,30 @@ def block_mean(M, max_cells: int = 400) -> tuple[np.ndarray, int]:
     Returns:
         ``(Z, b)``: Z (m, m) with m = ceil(n / b) ≤ max_cells (M itself when b = 1), and b.
     """
-    M = np.asarray(M, dtype=np.float64)
+    M = np.asarray(M)
+    if not np.issubdtype(M.dtype, np.floating):
+        M = M.astype(np.float64)
     n = len(M)
     b = max(1, math.ceil(n / max(1, int(max_cells))))
     if b == 1:
-        return M, 1
+        return M.astype(np.float64, copy=False), 1
     m = math.ceil(n / b)
-    padded = np.pad(M, ((0, m * b - n), (0, m * b - n)), constant_values=np.nan)
-    with warnings.catch_warnings():  # blocks made only of the diagonal/padding stay NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(padded.reshape(m, b, m, b), axis=(1, 3)), b
+    padded = np.zeros((m * b, m * b), dtype=M.dtype)
+    padded[:n, :n] = M
+    missing = np.ones((m * b, m * b), dtype=bool)
+    missing[:n, :n] = np.isnan(M)
+    padded[missing] = 0.0
+    sums = padded.reshape(m, b, m, b).sum(axis=(1, 3), dtype=np.float64)
+    counts = (~missing).reshape(m, b, m, b).sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):  # blocks of only diagonal/padding: NaN
+        return np.where(counts > 0, sums / counts, np.nan), b
 
 
 def _matrix_figure(M, *, title: str, colorbar_title: str, colorscale, order, labels, class_names,
                    max_cells: int, height: int) -> go.Figure:
     """Heatmap of an (n, n) matrix with rows/cols in ``order`` (default: by label), block-averaged
     above ``max_cells``, class boundaries as lines and class names as ticks. Axes in point positions."""
-    M = np.asarray(M, dtype=np.float64)
+    M = np.asarray(M)
     n = len(M)
     if M.ndim != 2 or M.shape != (n, n) or n < 2:
         raise ValueError(f"expected a square (n, n) matrix with n ≥ 2, got shape {M.shape}")

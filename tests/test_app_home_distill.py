@@ -76,3 +76,26 @@ def test_one_training_per_session(app_env):
             reg.start("b", cfg, app_env / "app-sessions" / "b")
     finally:
         run.stop(wait=60)
+
+
+def test_sessions_never_list_each_others_runs(app_env, monkeypatch):
+    """A's demo lives under A's session folder; B's pickers offer only B's runs and the shared ones."""
+    from ui import common
+
+    cfg = common.demo_config().override(**{"train.epochs": 1, "data.probe_size": 50, "name": "only-mine"})
+    monkeypatch.setattr(common, "demo_config", lambda: cfg)
+    a = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    a.button(key="home-demo").click().run()
+    run = common.registry().latest(a.session_state["sid"])
+    run.stop(wait=0)
+    deadline = time.time() + 120
+    while run.alive and time.time() < deadline:
+        time.sleep(0.2)
+    assert a.session_state["sid"] in str(run.run_dir.path)
+    b = AppTest.from_file(str(ROOT / "pages" / "2_Distill.py"), default_timeout=TIMEOUT).run()
+    assert not b.exception and b.session_state["sid"] != a.session_state["sid"]
+    options = b.selectbox(key="distill-run").options
+    assert options and all(label.endswith("shared") for label in options)
+    assert not any("only-mine" in label for label in options)
+    a.switch_page("pages/2_Distill.py").run()
+    assert any("only-mine" in label and label.endswith("yours") for label in a.selectbox(key="distill-run").options)

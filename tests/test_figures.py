@@ -150,6 +150,11 @@ def test_heatmap_downsamples_by_block_mean(rng):
     Z, b = F.block_mean(A, 100)
     assert b == 11 and Z.shape == (91, 91)  # ceil(1001 / 11)
     np.testing.assert_allclose(Z[1, 2], np.nanmean(A[11:22, 22:33]))
+    np.testing.assert_allclose(Z[0, 0], np.nanmean(A[:11, :11]))  # NaN diagonal left out
+    np.testing.assert_allclose(Z[90, 90], np.nanmean(A[990:, 990:]))  # a partial block: padding left out
+    Z32, _ = F.block_mean(A.astype(np.float32), 100)  # the app's float32 matrices
+    np.testing.assert_allclose(Z32, Z, rtol=1e-5)
+    assert np.isnan(F.block_mean(np.full((4, 4), np.nan), 2)[0]).all()
 
 
 def test_ranks_heatmap_uses_the_same_helper(rng):

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from perco_viz import live
-from perco_viz.background import WorkerProcess
+from perco_viz.background import WorkerDied, WorkerProcess
 from perco_viz.config import RunConfig
 
 
@@ -104,11 +104,25 @@ def test_worker_relays_progress_and_survives_a_dead_worker(tmp_path):
         seen = []
         assert pool.submit(_count, 4, progress=lambda d, t: seen.append((d, t))).result(timeout=60) == 4
         _wait(lambda: (4, 4) in seen, 10)
-        with pytest.raises(Exception):  # noqa: B017 — BrokenProcessPool: the worker died
+        with pytest.raises(WorkerDied, match="exit code 3"):
             pool.submit(_die).result(timeout=60)
         assert pool.submit(_count, 2).result(timeout=60) == 2  # a fresh worker
     finally:
         pool.shutdown()
+
+
+def test_worker_errors_reach_the_caller():
+    pool = WorkerProcess()
+    try:
+        with pytest.raises(ZeroDivisionError):
+            pool.submit(_divide, 1, 0).result(timeout=60)
+        assert pool.submit(_divide, 6, 3).result(timeout=60) == 2  # the worker lives on
+    finally:
+        pool.shutdown()
+
+
+def _divide(a: int, b: int) -> float:
+    return a // b
 
 
 def _count(n: int, progress=None) -> int:

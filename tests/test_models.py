@@ -418,3 +418,66 @@ def test_timm_teacher_from_local_weights(digits, tmp_path):
     save_safetensors(model.state_dict(), tmp_path / "t.safetensors")
     teacher = load_teacher(TeacherConfig(kind="timm", arch="resnet18", path=str(tmp_path / "t.safetensors")), digits)
     assert teacher(digits.X_test[:2]).shape == (2, 512)
+
+
+# ----------------------------------------------------------------------------- torchvision / timm glue
+class _TinyResNet(nn.Module):
+    """What torchvision's and timm's ResNets look like from outside: ``fc`` head after pooling."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=4)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, num_classes)
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        return self.fc(torch.flatten(self.avgpool(torch.relu(self.conv1(x))), 1))
+
+
+def _fake_package(monkeypatch, name: str):
+    """A stand-in for torchvision/timm (not installed in CI: their real tests skip), so that
+    perco_viz's own glue — safe weight loading, strict state dicts, the head, the input
+    adapter, error messages — is tested everywhere."""
+    import types
+
+    made: list[_TinyResNet] = []
+
+    def build(arch, num_classes=1000, **_):
+        if arch != "resnet18":
+            raise (RuntimeError if name == "timm" else ValueError)(f"Unknown model {arch}")
+        made.append(_TinyResNet(num_classes))
+        if name == "timm":
+            made[-1].pretrained_cfg = {"input_size": (3, 64, 64), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+        return made[-1]
+
+    pkg = types.ModuleType(name)
+    if name == "torchvision":
+        pkg.models = types.SimpleNamespace(get_model=lambda arch, weights=None, num_classes=1000: build(arch, num_classes))
+    else:
+        pkg.create_model = lambda arch, pretrained=False, num_classes=1000: build(arch, num_classes)
+    monkeypatch.setitem(__import__("sys").modules, name, pkg)
+    return made
+
+
+@pytest.mark.parametrize("kind, size", [("torchvision", 224), ("timm", 64)])
+def test_pretrained_teacher_glue_with_a_stand_in_package(monkeypatch, digits, tmp_path, kind, size):
+    made = _fake_package(monkeypatch, kind)
+    weights = _TinyResNet(num_classes=10)
+    save_safetensors(weights.state_dict(), tmp_path / "w.safetensors")
+    teacher = load_teacher(TeacherConfig(kind=kind, arch="resnet18", path=str(tmp_path / "w.safetensors")), digits)
+    model = made[-1]
+    assert model.fc.out_features == 10  # the class count read from the weights
+    torch.testing.assert_close(model.conv1.weight, weights.conv1.weight)  # the file's weights, strictly
+    feats = teacher(digits.X_test[:3])
+    assert feats.shape == (3, 16) and teacher.head_name == "fc"  # penultimate layer: before the head
+    assert model.seen[-1] == (3, 3, size, size)  # 1×8×8 digits made 3 channels at the model's size
+    assert teacher.logits(digits.X_test[:3]).shape == (3, 10)
+    with pytest.raises(ValueError, match="resnet99"):
+        load_teacher(TeacherConfig(kind=kind, arch="resnet99", path=str(tmp_path / "w.safetensors")), digits)
+    wrong = _TinyResNet(num_classes=10)
+    wrong.conv1 = nn.Conv2d(3, 8, 3)
+    save_safetensors(wrong.state_dict(), tmp_path / "wrong.safetensors")
+    with pytest.raises(InputFileError):
+        load_teacher(TeacherConfig(kind=kind, arch="resnet18", path=str(tmp_path / "wrong.safetensors")), digits)

@@ -2,8 +2,9 @@
 
 Each session is a ``streamlit.testing.v1.AppTest`` (its own session state, its own session
 id), all in one process that shares the server-wide run registry, as one Streamlit server
-would. Reports sessions held, page latency (p50/p95/max), peak memory and whether every
-demo session got its own, correct run.
+would (each training is a child process of it, as on a server). Reports sessions held, page
+latency (p50/p95/max), peak memory (this process, and the whole process tree with the
+trainings) and whether every demo session got its own, correct run.
 
     python tools/load_test.py --sessions 20 --demos 4 --epochs 20 --json docs/load.json
 """
@@ -28,6 +29,75 @@ sys.path.insert(0, str(ROOT))
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system, with those of reaped children) of ``root``'s process tree."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / tick  # utime stime cutime cstime
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def _tree_rss_mib(root: int) -> float:
+    """Resident memory of process ``root`` and all its descendants (MiB), from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total / 2**20
+
+
+class _MemorySampler:
+    """Samples the resident memory of process ``root``'s whole tree (default: this process, whose
+    trainings and worker are its children) every ``every_s``; ``peak`` in MiB."""
+
+    def __init__(self, every_s: float = 0.5, root: int | None = None) -> None:
+        import threading
+
+        self.peak, self.every_s, self.root = 0.0, every_s, root or os.getpid()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss_mib(self.root))
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def run_load(sessions: int, demos: int, epochs: int, timeout_s: float = 600.0) -> dict:
@@ -55,9 +125,11 @@ def run_load(sessions: int, demos: int, epochs: int, timeout_s: float = 600.0) -
             t2 = time.perf_counter()
             at.run()
             latencies.append(time.perf_counter() - t2)
+            out["exception"] |= bool(at.exception)
         return out
 
     t_start = time.perf_counter()
+    memory = _MemorySampler() if os.path.isdir("/proc") else None
     with ThreadPoolExecutor(sessions) as pool:
         results = list(pool.map(session, range(sessions)))
     reg = common.registry()
@@ -83,6 +155,9 @@ def run_load(sessions: int, demos: int, epochs: int, timeout_s: float = 600.0) -
         "latency_max_s": max(latencies),
         "wall_s": time.perf_counter() - t_start,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_all_processes_mib": memory.stop() if memory is not None else None,
+        "demo_wall_s": [round(run.run_dir.metrics()[-1]["wall_s"], 1) for run in runs.values()
+                        if run is not None and run.run_dir is not None and run.run_dir.metrics()],
     }
 
 

@@ -38,16 +38,22 @@ def page(title: str, caption: str | None = None) -> None:
     st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=FAVICON, layout="wide")
     with st.sidebar:
         st.markdown(f"### {ICON} {APP_TITLE}")
-        try:
-            for script, label, icon, _ in PAGES:
-                st.page_link(script, label=label, icon=icon)
-        except StreamlitPageNotFoundError:  # a page run as its own entry point has no app around it
-            pass
+        page_links([(script, label, icon) for script, label, icon, _ in PAGES])
         st.caption("See knowledge transfer happen: a student learns to rank like its teacher.")
     st.title(title)
     if caption:
         st.caption(caption)
     session_id()
+
+
+def page_links(links: list[tuple[str, str, str]]) -> None:
+    """``st.page_link`` for each ``(script, label, icon)``; none when the pages are unknown (a
+    page run as its own entry point, as in tests, has no app around it)."""
+    try:
+        for script, label, icon in links:
+            st.page_link(script, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        pass
 
 
 def session_id() -> str:

@@ -20,7 +20,7 @@ def _imports() -> None:
     import importlib
 
     t0 = time.perf_counter()
-    for module in ("perco_viz.figures", "perco_viz.projection", "sklearn.decomposition", "torch"):
+    for module in ("perco_viz.figures", "perco_viz.projection", "sklearn.decomposition", "scipy.stats", "torch"):
         importlib.import_module(module)
     _STATE["imports"] = f"ready in {time.perf_counter() - t0:.1f} s"
 
