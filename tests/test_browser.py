@@ -8,29 +8,18 @@ that none shows an exception. Screenshots land in ``$PERCO_VIZ_SCREENSHOTS`` (de
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["Setup", "Distill", "Embeddings", "Rank_agreement", "Per_sample_coherence", "Diagnose", "Compare",
-         "Teaching_view"]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+sys.path.insert(0, str(ROOT / "tools"))
+from bench_app import ARGS, CHROMIUM, PAGES, free_port, settle, start_server, wait_health  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
@@ -38,24 +27,14 @@ def server(tmp_path_factory, finished_run):
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (make setup installs it where apt-get works)")
     pytest.importorskip("playwright.sync_api")
-    port = _free_port()
-    env = {**os.environ, "PERCO_VIZ_RUNS": str(finished_run.path.parent)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless",
-         "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    port = free_port()
+    proc = start_server(port, {**os.environ, "PERCO_VIZ_RUNS": str(finished_run.path.parent)})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
+    try:
+        wait_health(url)
+    except RuntimeError as exc:
         proc.kill()
-        pytest.fail("streamlit did not start within 60 s")
+        pytest.fail(str(exc))
     yield url
     proc.terminate()
     try:
@@ -79,18 +58,6 @@ def _shots() -> Path:
     out = Path(os.environ.get("PERCO_VIZ_SCREENSHOTS", ROOT / "screenshots"))
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def _settle(page, timeout_s: float = 90.0) -> None:
-    """Wait until the page's script has run to its end and no spinner is left."""
-    page.locator('[data-testid="stApp"]').first.wait_for(timeout=timeout_s * 1000)
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').count()
-        if idle and not page.locator('[data-testid="stSpinner"]').count():
-            break
-        page.wait_for_timeout(200)
-    page.wait_for_timeout(1000)  # let plotly draw
 
 
 def _assert_no_exception(page, name: str) -> None:
@@ -119,7 +86,7 @@ def test_every_page_renders(server, browser_page, name):
     page = browser_page
     query = page.url.partition("?")[2]
     page.goto(f"{server}/{name}?{query}")
-    _settle(page)
+    settle(page)
     page.screenshot(path=str(_shots() / f"{name}.png"), full_page=True)
     _assert_no_exception(page, name)
 

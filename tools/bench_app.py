@@ -63,8 +63,8 @@ def wait_health(url: str, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"streamlit did not answer on {url} within {timeout_s:.0f} s")
 
 
-def _snapshot_lines(metrics: Path) -> list[tuple[float, float]]:
-    """(epoch, time first seen) of each complete snapshot line, read now."""
+def _snapshot_lines(metrics: Path) -> list[float]:
+    """The epoch of each complete snapshot line of ``metrics.jsonl``, read now."""
     try:
         text = metrics.read_text()
     except OSError:

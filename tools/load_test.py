@@ -31,11 +31,10 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system, with those of reaped children) of ``root``'s process tree."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _tree_stats(root: int) -> list[list[str]]:
+    """The /proc/<pid>/stat fields (after the command name) of ``root`` and all its descendants."""
     children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
+    stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -45,36 +44,25 @@ def _tree_cpu_s(root: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
-        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / tick  # utime stime cutime cstime
-    total, todo = 0.0, [root]
+        stats[int(entry)] = fields
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
-        total += cpu.get(pid, 0.0)
+        if pid in stats:
+            out.append(stats[pid])
         todo.extend(children.get(pid, []))
-    return total
+    return out
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system, with those of reaped children) of ``root``'s process tree."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(v) for v in f[11:15]) for f in _tree_stats(root)) / tick  # utime stime cutime cstime
 
 
 def _tree_rss_mib(root: int) -> float:
     """Resident memory of process ``root`` and all its descendants (MiB), from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry), int(fields[1])
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / 2**20
+    return sum(int(f[21]) for f in _tree_stats(root)) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class _MemorySampler:
