@@ -35,7 +35,7 @@ test: setup
 	$(BIN)/python -m pytest -q -ra
 
 lint: setup
-	$(BIN)/ruff check perco_viz tests pages app.py
+	$(BIN)/ruff check perco_viz tests pages ui tools app.py
 
 bench: setup
 	$(BIN)/perco-viz bench loss

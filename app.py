@@ -15,7 +15,8 @@ def _two_students():
 
 
 common.page("perco_viz", "Watch a small student learn to perceive its inputs the way a large teacher does.")
-warmup.start()  # process servers, the demo teacher and UMAP, in the background: the page does not wait
+# process servers, the demo teacher and UMAP, in the background: the page does not wait
+warmup.start(busy=common.registry().active_count)
 
 left, right = st.columns([3, 2], gap="large")
 with left:

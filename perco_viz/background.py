@@ -36,9 +36,9 @@ def _serve(tasks, events, server_pid: int) -> None:
         os.nice(10)
     while True:
         task, fn, args, with_progress, cwd, env = tasks.get()
-        os.chdir(cwd)
-        _apply_env(env)  # the caller's, not the fork server's (older) environment
         try:
+            os.chdir(cwd)
+            _apply_env(env)  # the caller's, not the fork server's (older) environment
             if with_progress:
                 result = fn(*args, progress=lambda done, total, task=task: events.put(("progress", task, done, total)))
             else:

@@ -83,8 +83,7 @@ def _without_main_script() -> None:
 
 
 class _NamedContext:
-    """A multiprocessing context whose processes are named ``perco-viz-*`` (also those a
-    ``ProcessPoolExecutor`` starts through it)."""
+    """A multiprocessing context whose processes are all named ``perco-viz-*``."""
 
     def __init__(self, ctx) -> None:
         self._ctx = ctx
@@ -131,13 +130,15 @@ def prestart() -> None:
 
 
 def prepare_demo_teacher() -> None:
-    """Load the demo's teacher, training and caching it first if needed (run it in a worker)."""
+    """Train and cache the demo's teacher if it is not cached yet (run it in a worker)."""
     from perco_viz import models
     from perco_viz.config import RunConfig
     from perco_viz.data import load_dataset
 
     cfg = RunConfig()
-    models.load_teacher(cfg.teacher, load_dataset(cfg.data), cache_dir=models.default_cache_dir())
+    data = load_dataset(cfg.data)
+    if not models.teacher_cache_path(data, models.default_cache_dir()).is_file():
+        models.load_teacher(cfg.teacher, data, cache_dir=models.default_cache_dir())
 
 
 _ENV_PREFIXES = ("PERCO_VIZ_", "NUMBA_", "TORCH_", "CUDA_")
@@ -159,13 +160,6 @@ def _apply_env(env: dict[str, str]) -> None:
 def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
     """The child process: run the distillation, report through ``messages``."""
     exit_with(job["server_pid"])
-    os.chdir(job["cwd"])
-    _apply_env(job["env"])
-    import torch
-
-    from perco_viz.distill import Callbacks, Distiller, _setup_and_run
-
-    torch.set_num_threads(job["threads"])
     last = [0.0]
 
     def on_progress(p: dict[str, Any]) -> None:
@@ -181,6 +175,13 @@ def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
         messages.put(("status", {"state": state, "error": error}))
 
     try:
+        os.chdir(job["cwd"])
+        _apply_env(job["env"])
+        import torch
+
+        from perco_viz.distill import Callbacks, Distiller, _setup_and_run
+
+        torch.set_num_threads(job["threads"])
         run_dir = RunDir(job["run_dir"])
         config = RunConfig.from_dict(job["config"])
         engine = Distiller(config, run_dir, Callbacks(on_snapshot, on_progress, on_status), cancel)
@@ -201,8 +202,12 @@ class LiveRun:
     resume_dir: Path | None = None
     threads: int = 1
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    cancel: Any = field(default=None, repr=False)  # a multiprocessing Event, made by start()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _state: dict[str, Any] = field(default_factory=dict, repr=False)
+    _starting: bool = field(default=True, repr=False)  # counts as alive until start() returns
+    _process: Any = field(default=None, repr=False)
+    _messages: Any = field(default=None, repr=False)
     _watcher: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> LiveRun:
@@ -226,9 +231,12 @@ class LiveRun:
                "threads": self.threads, "server_pid": os.getpid()}
         self._process = ctx.Process(target=_train_in_child, args=(job, self.cancel, self._messages),
                                     name=f"{PROCESS_PREFIX}run-{self.id}", daemon=True)
-        self._process.start()
-        self._watcher = threading.Thread(target=self._watch, name=f"perco-viz-watch-{self.id}", daemon=True)
-        self._watcher.start()
+        try:
+            self._process.start()
+            self._watcher = threading.Thread(target=self._watch, name=f"perco-viz-watch-{self.id}", daemon=True)
+            self._watcher.start()
+        finally:
+            self._starting = False
         return self
 
     # ------------------------------------------------------------------ the child's reports
@@ -239,6 +247,8 @@ class LiveRun:
             except queue.Empty:
                 if not self._process.is_alive():
                     break
+            except (EOFError, OSError):  # the queue's pipe broke: the child is gone
+                break
         while True:  # what the child sent just before it ended
             try:
                 self._handle(*self._messages.get(timeout=0.2))
@@ -283,12 +293,12 @@ class LiveRun:
 
     @property
     def alive(self) -> bool:
-        """True until the child has ended and its last reports are read."""
-        return self._watcher is not None and self._watcher.is_alive()
+        """True from the start until the child has ended and its last reports are read."""
+        return self._starting or (self._watcher is not None and self._watcher.is_alive())
 
     @property
     def pid(self) -> int | None:
-        return getattr(getattr(self, "_process", None), "pid", None)
+        return None if self._process is None else self._process.pid
 
     @property
     def run_dir(self) -> RunDir | None:
@@ -298,14 +308,14 @@ class LiveRun:
 
     def stop(self, wait: float = 0.0) -> None:
         """Ask the run to stop within one batch; optionally wait for it to end."""
-        if getattr(self, "cancel", None) is not None:
+        if self.cancel is not None:
             self.cancel.set()
         if wait and self._watcher is not None:
             self._watcher.join(wait)
 
     def kill(self) -> None:
         """End the child at once (it is marked failed; its completed snapshots are kept)."""
-        if getattr(self, "_process", None) is not None and self._process.is_alive():
+        if self._process is not None and self._process.is_alive():
             self._process.kill()
 
 
@@ -338,9 +348,13 @@ class RunRegistry:
             cores = os.cpu_count() or 1
             threads = max(1, cores // (self.active_count_unlocked() + 1))  # no oversubscription
             run = LiveRun(owner, config, Path(root), name, Path(resume_dir) if resume_dir else None, threads)
-            run.start()
-            mine.append(run)
-            return run
+            mine.append(run)  # counted (alive while starting) before the lock is let go
+        try:  # outside the lock: the first start may wait seconds for the process server
+            return run.start()
+        except BaseException:
+            with self._lock:
+                mine.remove(run)
+            raise
 
     def latest(self, owner: str) -> LiveRun | None:
         """The owner's most recent run (running or not)."""

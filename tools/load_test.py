@@ -6,6 +6,10 @@ would (each training is a child process of it, as on a server). Reports sessions
 latency (p50/p95/max), peak memory (this process, and the whole process tree with the
 trainings) and whether every demo session got its own, correct run.
 
+A measurement, not a test: AppTest's runtime is global to its process, so concurrent AppTest
+sessions can race on it; ``tools/load_test_browser.py`` (and ``tests/test_load.py``) load one real
+server from real browser sessions instead.
+
     python tools/load_test.py --sessions 20 --demos 4 --epochs 20 --json docs/load.json
 """
 

@@ -97,11 +97,15 @@ def demo_config():
 def start_run(config, *, resume_dir: str | None = None) -> bool:
     """Start (or resume) a background training for this session; False (with a message) if refused."""
     from perco_viz.live import RegistryFull
+    from perco_viz.runs import RunStoreError
 
     try:
         run = registry().start(session_id(), config, session_root(), config.name, resume_dir=resume_dir)
     except RegistryFull as exc:
         st.error(str(exc))
+        return False
+    except (RunStoreError, OSError) as exc:  # an unwritable runs folder, a full disk
+        show_error(exc, "The run could not be started")
         return False
     st.session_state.selected_run = None  # follow the new run
     st.session_state.live_run_id = run.id

@@ -25,7 +25,7 @@ def _imports() -> None:
     _STATE["imports"] = f"ready in {time.perf_counter() - t0:.1f} s"
 
 
-def _warm() -> None:
+def _warm(busy) -> None:
     from perco_viz import live
 
     t0 = time.perf_counter()
@@ -40,6 +40,8 @@ def _warm() -> None:
 
     pool = shared_worker()
     for key, fn in (("teacher", live.prepare_demo_teacher), ("numba", warm_up_numba)):
+        if key == "numba":  # ~25 s of CPU: not while a first demo is setting up
+            _wait_while(busy)
         try:
             pool.submit(fn).result()
             _STATE[key] = f"ready in {time.perf_counter() - t0:.1f} s"
@@ -47,17 +49,27 @@ def _warm() -> None:
             _STATE[key] = f"failed: {exc}"
 
 
+def _wait_while(busy, limit_s: float = 120.0) -> None:
+    """While ``busy()`` (trainings run) or until ``limit_s``: the warm-up gives way to people."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and busy():
+        time.sleep(1.0)
+
+
 _STARTED: list[threading.Thread] = []  # module state: once per server process, whatever the sessions
 _LOCK = threading.Lock()
 
 
-def start() -> None:
-    """Start the warm-up once per server process (``PERCO_VIZ_WARMUP=0`` turns it off)."""
+def start(busy=lambda: False) -> None:
+    """Start the warm-up once per server process (``PERCO_VIZ_WARMUP=0`` turns it off).
+
+    ``busy()`` is true while trainings run: the numba compilation waits for it to be false.
+    """
     if os.environ.get("PERCO_VIZ_WARMUP", "1") == "0":
         return
     with _LOCK:
         if not _STARTED:
-            _STARTED.append(threading.Thread(target=_warm, name="perco-viz-warmup", daemon=True))
+            _STARTED.append(threading.Thread(target=_warm, args=(busy,), name="perco-viz-warmup", daemon=True))
             _STARTED[0].start()
 
 
