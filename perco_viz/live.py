@@ -141,6 +141,8 @@ def prepare_demo_teacher() -> None:
         models.load_teacher(cfg.teacher, data, cache_dir=models.default_cache_dir())
 
 
+TRAINING_NICENESS = 5  # below the server and its browser tabs, above the projection worker (10)
+
 _ENV_PREFIXES = ("PERCO_VIZ_", "NUMBA_", "TORCH_", "CUDA_")
 
 
@@ -175,6 +177,8 @@ def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
         messages.put(("status", {"state": state, "error": error}))
 
     try:
+        if hasattr(os, "nice"):  # the pages that show the training go first
+            os.nice(TRAINING_NICENESS)
         os.chdir(job["cwd"])
         _apply_env(job["env"])
         import torch

@@ -99,3 +99,14 @@ def test_sessions_never_list_each_others_runs(app_env, monkeypatch):
     assert not any("only-mine" in label for label in options)
     a.switch_page("pages/2_Distill.py").run()
     assert any("only-mine" in label and label.endswith("yours") for label in a.selectbox(key="distill-run").options)
+
+
+def test_server_config_keeps_the_live_view_cheap():
+    """No source watcher (with torch loaded it re-walks thousands of module paths after every
+    fragment poll: most of a core while a run is shown), no usage statistics, our own sidebar."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["showSidebarNavigation"] is False

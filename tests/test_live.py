@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import types
@@ -85,6 +86,9 @@ def test_stop_cancels_within_a_batch(tmp_path):
     reg = live.RunRegistry(max_concurrent=1)
     run = reg.start("me", _small(500), tmp_path, "stopped")
     _wait(lambda: run.info().get("snapshots", 0) >= 1)
+    # the training runs below the server that shows it
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, run.pid) == min(19, ours + live.TRAINING_NICENESS)
     run.stop(wait=30)
     assert not run.alive
     assert run.info()["state"] == "cancelled" and run.run_dir.status()["state"] == "cancelled"

@@ -132,7 +132,6 @@ def run(args: argparse.Namespace) -> dict:
 
             button.click()
             clicked = time.perf_counter()
-            open("/tmp/lv.log", "a").write(f"{time.time():.2f} CLICK\n")
             page.wait_for_url("**/Distill**", timeout=30_000)
             chart = page.locator('[data-testid="stPlotlyChart"]').first
             deadline = time.time() + 120
@@ -140,10 +139,8 @@ def run(args: argparse.Namespace) -> dict:
                 found = next(iter(runs.glob("app-sessions/*/*/metrics.jsonl")), None)
                 if "first_snapshot_written_s" not in report and found is not None and _snapshot_lines(found):
                     report["first_snapshot_written_s"] = time.perf_counter() - clicked
-                    open("/tmp/lv.log", "a").write(f"{time.time():.2f} SNAPSHOT FILE\n")
                 page.wait_for_timeout(50)
             chart.wait_for(timeout=1_000)
-            open("/tmp/lv.log", "a").write(f"{time.time():.2f} CHART VISIBLE\n")
             report["first_figure_s"] = time.perf_counter() - clicked
 
             metrics = next(iter(runs.glob("app-sessions/*/*/metrics.jsonl")), None)
