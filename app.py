@@ -16,7 +16,7 @@ def _two_students():
 
 common.page("perco_viz", "Watch a small student learn to perceive its inputs the way a large teacher does.")
 # process servers, the demo teacher and UMAP, in the background: the page does not wait
-warmup.start(busy=lambda: common.registry().active_count() > 0)
+warmup.start()
 
 left, right = st.columns([3, 2], gap="large")
 with left:

@@ -10,7 +10,7 @@ from ui import common, embeddings, warmup
 
 common.page("Embeddings", "The teacher's and the student's features on the probe set, projected to 2-D or 3-D: "
             "select points in one to find them in the other, and play the training back.")
-warmup.start(busy=common.registry().active_count)  # UMAP's compilation in the background, if the home page has not started it
+warmup.start()  # UMAP's compilation in the background, if the home page has not started it
 
 run = common.run_picker("emb-run")
 if run is None:

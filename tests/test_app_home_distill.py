@@ -110,3 +110,50 @@ def test_server_config_keeps_the_live_view_cheap():
     assert config["server"]["fileWatcherType"] == "none"
     assert config["browser"]["gatherUsageStats"] is False
     assert config["client"]["showSidebarNavigation"] is False
+
+
+def test_warm_up_order_and_numba_gives_way_to_trainings(monkeypatch):
+    """The warm-up starts the process server, then prepares the teacher, and compiles numba only
+    once no training runs (it is ~25 s of CPU); a failing step is reported, not raised."""
+    from concurrent.futures import Future
+
+    from perco_viz import background, live, projection
+    from ui import warmup
+
+    events: list[str] = []
+
+    def teacher():
+        events.append("teacher")
+
+    def numba():
+        events.append("numba")
+        raise RuntimeError("no compiler")
+
+    class Pool:  # the worker process, run inline
+        def submit(self, fn):
+            future = Future()
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # noqa: BLE001
+                future.set_exception(exc)
+            return future
+
+    answers = iter([True, True, False])
+
+    def busy():
+        answer = next(answers, False)
+        events.append(f"busy={answer}")
+        return answer
+
+    monkeypatch.setattr(live, "prestart", lambda: events.append("prestart"))
+    monkeypatch.setattr(live, "prepare_demo_teacher", teacher)
+    monkeypatch.setattr(background, "shared_worker", Pool)
+    monkeypatch.setattr(projection, "warm_up_numba", numba)
+    monkeypatch.setattr(warmup.time, "sleep", lambda s: None)
+    monkeypatch.setattr(warmup, "_STATE", dict(warmup._STATE))
+    warmup._warm(busy)
+    assert events == ["prestart", "teacher", "busy=True", "busy=True", "busy=False", "numba"]
+    status = warmup.status()
+    assert status["trainings"].startswith("ready") and status["teacher"].startswith("ready")
+    assert status["imports"].startswith("ready")
+    assert status["numba"] == "failed: no compiler"

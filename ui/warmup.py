@@ -60,7 +60,13 @@ _STARTED: list[threading.Thread] = []  # module state: once per server process, 
 _LOCK = threading.Lock()
 
 
-def start(busy=lambda: False) -> None:
+def _trainings_running() -> bool:
+    from ui import common  # looked up when asked: the page does not wait for the registry's imports
+
+    return common.registry().active_count() > 0
+
+
+def start(busy=_trainings_running) -> None:
     """Start the warm-up once per server process (``PERCO_VIZ_WARMUP=0`` turns it off).
 
     ``busy()`` is true while trainings run: the numba compilation waits for it to be false.
