@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from perco_viz.runs import RunDir  # the app's own reader; imported here, not in the timed loop
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -64,20 +66,8 @@ def wait_health(url: str, timeout_s: float = 60.0) -> None:
 
 
 def _snapshot_lines(metrics: Path) -> list[float]:
-    """The epoch of each complete snapshot line of ``metrics.jsonl``, read now."""
-    try:
-        text = metrics.read_text()
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a torn last line
-        if rec.get("snapshot") is not None:
-            out.append(float(rec["epoch"]))
-    return out
+    """The epoch of each complete snapshot record of ``metrics.jsonl``, read now."""
+    return [float(r["epoch"]) for r in RunDir(metrics.parent).metrics() if r.get("snapshot") is not None]
 
 
 def _epoch_on_page(page) -> float | None:
