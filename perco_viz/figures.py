@@ -4,8 +4,9 @@ No I/O and no Streamlit here. Every figure uses :data:`TEMPLATE` (white backgrou
 :data:`PRIMARY`, the class palette :data:`PALETTE`) and :data:`COHERENCE_SCALE` for c_i and A, on
 which low values are red (alarming) and high values green. 2-D scatters are SVG ``go.Scatter`` up
 to :data:`WEBGL_ABOVE` points and ``go.Scattergl`` beyond (fluid up to ~100k points; WebGL costs a
-context per plot and is slow where the browser has no GPU), 3-D ones ``go.Scatter3d``. Words as in DESIGN.md §3: teacher, student, PC,
-c_i (per-sample coherence), R (normalized ranks), A (rank agreement), τ, kernel.
+context per plot and is slow where the browser has no GPU), 3-D ones ``go.Scatter3d``. Words as in
+DESIGN.md §3: teacher, student, PC, c_i (per-sample coherence), R (normalized ranks), A (rank
+agreement), τ, kernel.
 
 >>> import numpy as np
 >>> fig = embedding_figure(np.zeros((3, 2)), color=[0, 1, 1], title="probe set")

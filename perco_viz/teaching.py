@@ -543,7 +543,6 @@ def two_students_figure(example: dict | None = None, *, height: int = 400):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-
     ex = example or two_students()
     titles = ("<b>teacher</b>", f"<b>student A</b> · PC {ex['pc_bent']:.2f}<br>geometry bent, order kept",
               f"<b>student B</b> · PC {ex['pc_scrambled']:.2f}<br>scale kept, order shuffled")
