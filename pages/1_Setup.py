@@ -7,6 +7,7 @@ config is shown as YAML, downloadable, and can be uploaded back.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import streamlit as st
 
@@ -15,8 +16,9 @@ from perco_viz.config import ConfigError
 from perco_viz.data import DATASET_NAMES
 from perco_viz.distill import available_devices
 from perco_viz.losses import LOSS_NAMES, LOSSES
-from perco_viz.models import STUDENT_ARCHS, TEACHER_KINDS, default_cache_dir
+from perco_viz.models import STUDENT_ARCHS, default_cache_dir
 from perco_viz.safe_io import InputFileError, max_file_bytes
+from perco_viz.sessions import SessionError, format_bytes, is_within, ttl_seconds
 from ui import common
 from ui import setup_form as form
 from ui.setup_form import key as K
@@ -33,6 +35,8 @@ try:
 except InputFileError as exc:
     common.show_error(exc, "The upload size limit is misconfigured")
     UPLOAD_MB = 200
+PATHS_ON = common.server_paths_on()  # the operator allows paths on the server (PERCO_VIZ_DATA_ROOTS)
+TRUSTED = common.trusts_torchscript()  # the operator trusts TorchScript uploads (PERCO_VIZ_TRUST_TORCHSCRIPT=1)
 
 
 def applied(section: str, name: str):
@@ -50,6 +54,31 @@ def number(where, label: str, section: str, name: str, lo, hi, **kwargs):
     """A number input for one RunConfig field (range widened to hold the loaded config's value)."""
     return where.number_input(label, *bounds(section, name, lo, hi), key=K(section, name), persist_state=KEEP,
                               **kwargs)
+
+
+def path_field(where, label: str, section: str, name: str, placeholder: str, **kwargs) -> None:
+    """A text input for a path on the server where the operator allows them; else the file's name."""
+    if PATHS_ON:
+        where.text_input(label, key=K(section, name), persist_state=KEEP, placeholder=placeholder, **kwargs)
+        return
+    value = (S.get(K(section, name)) or "").strip()
+    if value:
+        own = is_within(Path(value), common.session_space().uploads)
+        where.caption(f"{label}: `{Path(value).name if own else value}`" + (" (uploaded)" if own else ""))
+
+
+def path_allowed(section: str, name: str, where) -> bool:
+    """Whether the path in the field may be read by this session; else the message in ``where``."""
+    value = (S.get(K(section, name)) or "").strip()
+    if not value:
+        return True
+    try:
+        common.check_path(value, f"{section}.{name}")
+    except SessionError as exc:
+        where.error(f"This path cannot be used: {exc}")
+        problems.append(f"the {section}'s path")
+        return False
+    return True
 
 
 def choices(section: str, name: str, base) -> list:
@@ -80,19 +109,18 @@ def data_section():
                          args=(upload_key,), max_upload_size=UPLOAD_MB,
                          help=f"Checked, then kept in this session's own folder (at most {UPLOAD_MB:,} MB).")
         form.show_message("data")
-        c1, c2 = st.columns([3, 1])
-        c1.text_input("File", key=K("data", "path"), persist_state=KEEP,
-                      placeholder="filled in by the upload, or a path on this machine")
+        c1, c2 = st.columns([3, 1]) if PATHS_ON else (st, st.columns([1, 2])[0])
+        path_field(c1, "File", "data", "path", "filled in by the upload, or a path on this machine")
         c2.text_input("Label column", key=K("data", "label_column"), persist_state=KEEP, placeholder="label or y",
                       help="Which column (CSV) or array (NPZ) holds the labels. Empty: one named label or y, "
                            "if any; otherwise the data are unlabeled.")
     elif kind == "folder":
-        st.text_input("Image folder", key=K("data", "path"), persist_state=KEEP,
-                      placeholder="/path/to/images — one sub-folder per class")
+        path_field(st, "Image folder", "data", "path", "/path/to/images — one sub-folder per class")
     elif kind == "root":
-        st.text_input("Dataset folder", key=K("data", "path"), persist_state=KEEP,
-                      placeholder=f"empty: {default_cache_dir() / 'datasets'}",
-                      help="The folder that holds the dataset's files (torchvision's layout).")
+        path_field(st, "Dataset folder", "data", "path", f"empty: {default_cache_dir() / 'datasets'}",
+                   help="The folder that holds the dataset's files (torchvision's layout).")
+        if not PATHS_ON:
+            st.caption("Read from the server's own dataset folder.")
         st.checkbox("Download allowed", key=K("data", "download"), persist_state=KEEP,
                     help="Off: only files already in the folder are read. On: torchvision may download the "
                          "dataset into the folder (needs torchvision and a network).")
@@ -100,6 +128,8 @@ def data_section():
                          key=K("data", "n_samples"), format_func=lambda v: f"{v:,}", persist_state=KEEP,
                          help="A stratified sample of the official training split; the test split is cut in "
                               "proportion. Fewer points train faster.")
+    if kind not in ("builtin", "synthetic") and not PATHS_ON:
+        st.caption(common.SERVER_PATHS_OFF)
     summary = st.empty()  # filled once the dataset loads, above the advanced options
     with st.expander("More data options"):
         c1, c2, c3 = st.columns(3)
@@ -113,8 +143,15 @@ def data_section():
 
     cfg = form.config_from_values(S)
     if kind in ("file", "folder") and not cfg.data.path:
-        summary.info("Upload a file or give a path to continue." if kind == "file" else "Give a folder to continue.")
+        if kind == "file":
+            summary.info("Upload a file to continue." if not PATHS_ON else "Upload a file or give a path to continue.")
+        else:
+            summary.info("Give a folder to continue." if PATHS_ON else
+                         "This dataset is a folder on the server, and this server reads only uploads: choose "
+                         "another dataset.")
         problems.append("the data")
+        return None
+    if not path_allowed("data", "path", summary):
         return None
     try:
         ds = form.load_dataset(cfg)
@@ -129,10 +166,17 @@ def data_section():
 def teacher_section(ds):
     """Teacher widgets; returns the teacher's feature width or None."""
     st.subheader("2 · Teacher")
-    kind = st.selectbox("Teacher", TEACHER_KINDS, key=K("teacher", "kind"), format_func=form.teacher_label,
+    kinds = form.teacher_kinds(TRUSTED, S.get(K("teacher", "kind")))
+    kind = st.selectbox("Teacher", kinds, key=K("teacher", "kind"), format_func=form.teacher_label,
                         on_change=form.on_teacher_change, persist_state=KEEP,
                         help="The frozen network whose perception the student learns.")
     st.caption(form.TEACHER_HELP.get(kind, ""))
+    if kind == "torchscript" and not TRUSTED:
+        st.error(common.TORCHSCRIPT_OFF)
+        problems.append("the teacher")
+        return None
+    if kind == "torchscript":
+        st.warning(common.TORCHSCRIPT_WARNING, icon=":material/warning:")
     if kind in form.TEACHER_NEEDS_ARCH:
         st.text_input("Architecture", key=K("teacher", "arch"), persist_state=KEEP, placeholder="resnet18",
                       on_change=form.on_teacher_change, help=f"A {kind} model name.")
@@ -143,8 +187,10 @@ def teacher_section(ds):
                          on_change=form.on_teacher_upload, args=(upload_key,), max_upload_size=UPLOAD_MB,
                          help="Kept in this session's own folder. Pickles with Python objects are refused.")
         form.show_message("teacher")
-        st.text_input("File", key=K("teacher", "path"), persist_state=KEEP, on_change=form.on_teacher_change,
-                      placeholder="filled in by the upload, or a path on this machine")
+        path_field(st, "File", "teacher", "path", "filled in by the upload, or a path on this machine",
+                   on_change=form.on_teacher_change)
+        if not PATHS_ON:
+            st.caption(common.SERVER_PATHS_OFF)
     if ds is None:
         st.selectbox("Feature layer", [""], key=K("teacher", "layer"), format_func=form.layer_label,
                      persist_state=KEEP, disabled=True, help="Available once the dataset loads.")
@@ -156,11 +202,14 @@ def teacher_section(ds):
         st.info("Upload the teacher's file (or give its path) to continue.")
         problems.append("the teacher's file")
         return None
+    if not path_allowed("teacher", "path", st):
+        return None
     stamp = form.file_stamp(t.path)
     try:
         with st.spinner("Loading the teacher to list its layers…"):
-            layers = form.teacher_layers(data_key, t.kind, t.arch, t.path, stamp)
-            default = form.teacher_shape(data_key, form.section_json(dataclasses.replace(t, layer=None)), stamp)
+            layers = form.teacher_layers(data_key, t.kind, t.arch, t.path, stamp, TRUSTED)
+            default = form.teacher_shape(data_key, form.section_json(dataclasses.replace(t, layer=None)), stamp,
+                                         TRUSTED)
     except Exception as exc:  # noqa: BLE001
         common.show_error(exc, "The teacher could not be loaded")
         problems.append("the teacher")
@@ -175,7 +224,7 @@ def teacher_section(ds):
                               "else the model's output.")
     t = form.config_from_values(S).teacher
     try:
-        shape = form.teacher_shape(data_key, form.section_json(t), stamp)
+        shape = form.teacher_shape(data_key, form.section_json(t), stamp, TRUSTED)
     except Exception as exc:  # noqa: BLE001
         common.show_error(exc, f"Layer {layer!r} does not give features")
         problems.append("the teacher's layer")
@@ -201,11 +250,15 @@ def student_section(ds, teacher_dim):
     st.caption(form.STUDENT_HELP.get(arch, ""))
     if arch == "file":
         upload_key = "setup-student-upload"
-        st.file_uploader("Upload the student file", type=form.STUDENT_FILE_TYPES, key=upload_key,
-                         on_change=form.on_student_upload, args=(upload_key,), max_upload_size=UPLOAD_MB)
+        st.file_uploader("Upload the student file", type=form.student_file_types(TRUSTED), key=upload_key,
+                         on_change=form.on_student_upload, args=(upload_key,), max_upload_size=UPLOAD_MB,
+                         help="Kept in this session's own folder. Pickles with Python objects are refused.")
+        if TRUSTED:
+            st.warning(common.TORCHSCRIPT_WARNING, icon=":material/warning:")
+        else:
+            st.caption(common.TORCHSCRIPT_OFF)
         form.show_message("student")
-        st.text_input("File", key=K("student", "path"), persist_state=KEEP,
-                      placeholder="filled in by the upload, or a path on this machine")
+        path_field(st, "File", "student", "path", "filled in by the upload, or a path on this machine")
     with st.expander("More student options"):
         number(st, "Hidden width", "student", "hidden", 1, 8192, step=32,
                help="Width of the built-in student's hidden layers.")
@@ -216,9 +269,11 @@ def student_section(ds, teacher_dim):
         st.info("Upload the student's file (or give its path) to continue.")
         problems.append("the student's file")
         return
+    if not path_allowed("student", "path", st):
+        return
     try:
         shape = form.student_shape(form.data_json(form.config_from_values(S)), form.section_json(s),
-                                   form.file_stamp(s.path))
+                                   form.file_stamp(s.path), TRUSTED)
     except Exception as exc:  # noqa: BLE001
         common.show_error(exc, "The student could not be built")
         problems.append("the student")
@@ -333,6 +388,11 @@ def config_panel():
     st.download_button("Download config.yaml", cfg.to_yaml(), file_name="config.yaml", mime="application/x-yaml",
                        key="setup-download", icon=":material/download:",
                        help="Run it anywhere: perco-viz distill --config config.yaml")
+
+
+def config_io():
+    """Upload a configuration, or reset to the demo: drawn before anything else can fail, so a bad
+    configuration (or a bad value left in a widget) never takes the way out with it."""
     st.file_uploader("Load a configuration (YAML or JSON)", type=["yaml", "yml", "json"], key="setup-config-upload",
                      on_change=form.on_config_upload, max_upload_size=1,
                      help="A config.yaml downloaded here, or the config.json of any run: it fills the form.")
@@ -341,8 +401,32 @@ def config_panel():
               help="Back to the built-in demo's settings.")
 
 
+def files_panel():
+    """This session's folder: how full it is, and a way to free it."""
+    space = common.session_space()
+    with st.expander("This session's files"):
+        try:
+            used, limit, ttl_h = space.usage(), space.limit(), ttl_seconds() / 3600
+        except SessionError as exc:
+            common.show_error(exc, "The session limits are misconfigured")
+            return
+        f = format_bytes
+        st.progress(min(1.0, used["total"] / limit), text=f"{f(used['total'])} of {f(limit)} used: uploads "
+                    f"{f(used['uploads'])}, runs {f(used['runs'])}")
+        st.caption(f"Your uploads and runs are kept in this session's own folder, which no other session can read. "
+                   f"It is deleted {ttl_h:g} hours after your last visit.")
+        st.button("Delete my uploads", key="setup-delete-uploads", on_click=form.delete_uploads,
+                  disabled=used["uploads"] == 0, icon=":material/delete:",
+                  help="Frees their space; the fields that used them are emptied. Runs are kept.")
+        form.show_message("files")
+
+
 # --------------------------------------------------------------------------- layout
 left, right = st.columns([3, 2], gap="large")
+with right:
+    panel = st.container()  # filled last, above the upload and reset drawn now
+    config_io()
+    files = st.container()
 with left:
     with st.container(border=True):
         dataset = data_section()
@@ -354,5 +438,7 @@ with left:
         loss_section()
     with st.container(border=True):
         training_section()
-with right:
+with panel:
     config_panel()
+with files:
+    files_panel()

@@ -21,11 +21,14 @@ if c2.button("■ Stop", disabled=not alive, key="distill-stop", help="Stops wit
     run_state.stop()
     st.toast("Stopping after this batch…")
 run = common.run_picker("distill-run", label="Run to watch")
-resumable = run is not None and not alive and run.status().get("state") in ("cancelled", "failed", "stale")
+resumable = (run is not None and not alive and run.status().get("state") in ("cancelled", "failed", "stale")
+             and not run.is_locked())  # another process (a CLI resume) is writing it
 if c3.button("⟳ Resume", disabled=not resumable, key="distill-resume",
              help="Continue the selected run from its last checkpoint (runs of yours only)."):
     if run is not None and common.session_root() in run.path.parents:
-        if common.start_run(run.config(), resume_dir=str(run.path)):
+        with common.run_guard(run, "cannot be resumed"):
+            config_to_resume = run.config()
+        if common.start_run(config_to_resume, resume_dir=str(run.path)):
             st.rerun()
     else:
         st.warning("Shared runs are read-only here: resume them with `perco-viz resume <run dir>`.")

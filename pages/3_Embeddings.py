@@ -15,13 +15,12 @@ warmup.start()  # UMAP's compilation in the background, if the home page has not
 run = common.run_picker("emb-run")
 if run is None:
     st.stop()
-path, signature = str(run.path), common.run_signature(run)
-try:
+path = str(run.path)
+with common.run_guard(run):  # a run still being set up, or a damaged one: say which file, no figures
+    signature = common.run_signature(run)
     probe = common.load_teacher_probe(path)
     seq = embeddings.load_sequence(path, signature)
-except Exception as exc:  # noqa: BLE001 — a run still being set up, or a damaged one
-    common.show_error(exc, "This run cannot be shown yet")
-    st.stop()
+common.note_metrics_damage(run)
 if not seq["indices"]:
     st.info("This run has no snapshot yet: the first one is written when training starts.")
     st.stop()
@@ -110,7 +109,7 @@ def viewer() -> None:
                 help="Mean per-sample coherence c_i over the probe set (= perception coherence).")
     m[2].metric("c_i, 10th percentile", f"{float(np.quantile(coherence, 0.1)):.3f}",
                 help="One input in ten is perceived worse than this by the student.")
-    knn = rec.get("knn_acc")
+    knn = common.metric_number(rec, "knn_acc")
     m[3].metric("k-NN accuracy", f"{knn:.1%}" if knn is not None else "—",
                 help="5-nearest-neighbour accuracy of the student's features on the probe set.")
     m[4].metric("Selected inputs", f"{len(selection):,}",
@@ -225,13 +224,18 @@ def _downloads(pos: int) -> None:
     d[1].download_button("Embeddings Parquet", lambda: ev.table_bytes(table(), "parquet"),
                          file_name=f"{name}.parquet", mime="application/octet-stream", key="emb-dl-parquet",
                          on_click="ignore", help="The same table as Parquet (pandas.read_parquet).")
-    if run.student_path.is_file():
-        d[2].download_button("Student weights", lambda: run.student_path.read_bytes(),
-                             file_name=f"{run.name}-student.safetensors", mime="application/octet-stream",
-                             key="emb-dl-weights", on_click="ignore",
-                             help="The latest student weights (safetensors).")
+    try:  # checked through the run store's entrance: a link out of the runs folder is never served
+        weights = run.student_file()
+    except common.run_data_errors() as exc:
+        d[2].caption(f"The student weights cannot be offered: {exc}")
     else:
-        d[2].caption("No student weights saved yet.")
+        if weights is None:
+            d[2].caption("No student weights saved yet.")
+        else:
+            d[2].download_button("Student weights", lambda: run.student_weights() or b"",
+                                 file_name=f"{run.name}-student.safetensors", mime="application/octet-stream",
+                                 key="emb-dl-weights", on_click="ignore",
+                                 help="The latest student weights (safetensors).")
     d[3].caption("CSV/Parquet: one row per probe input at this snapshot — teacher and student projections, "
                  "the student's raw features, label and c_i.")
 

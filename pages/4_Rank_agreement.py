@@ -28,12 +28,10 @@ run = common.run_picker("rank-run")
 if run is None:
     st.stop()
 path = str(run.path)
-try:
+with common.run_guard(run):  # a run being set up, or a damaged one: say which file, no figures
     probe = common.load_teacher_probe(path)
     indices, epochs = av.snapshot_epochs(path, common.run_signature(run))
-except Exception as exc:  # noqa: BLE001 — a run being set up, or a damaged one
-    common.show_error(exc, "This run cannot be shown yet")
-    st.stop()
+common.note_metrics_damage(run)
 if not indices:
     st.info("This run has no snapshot yet: the first one is written when training starts.")
     st.stop()
@@ -47,11 +45,8 @@ dataset = common.dataset_of(run)
 
 # --------------------------------------------------------------------------- controls
 index = av.snapshot_picker(run, "rank-epoch", epochs, indices)
-try:
+with common.run_guard(run, "has a snapshot that cannot be read; pick another epoch"):
     snap = common.load_snapshot(path, index)
-except Exception as exc:  # noqa: BLE001 — a damaged snapshot file: say which, do not crash
-    common.show_error(exc, "This snapshot cannot be read; pick another epoch")
-    st.stop()
 stamp = av.snapshot_stamp(path, index)
 coherence = snap["coherence"]  # (n_probe,) c_i
 
@@ -94,13 +89,10 @@ if len(shown) < 3:
 max_cells = 300
 ordered_how = order_opts[order_by]
 with st.spinner("Ranking every input from every anchor…"):
-    try:
+    with common.run_guard(run, "cannot be ranked at this snapshot"):  # e.g. features a metric refuses
         view = av.matrix_view(path, index, stamp, metric, teacher_metric, rows_key, order_by, shown, ordered_how,
                               snap["epoch"], class_names, max_cells)
         pairs = av.shepard(path, index, stamp, metric, teacher_metric)
-    except Exception as exc:  # noqa: BLE001 — e.g. non-finite features in a damaged snapshot
-        common.show_error(exc, "The ranks cannot be computed for this snapshot")
-        st.stop()
 drawn_rows = view["drawn_rows"]  # probe rows, in drawing order
 sub_labels = None if labels is None else labels[drawn_rows]
 

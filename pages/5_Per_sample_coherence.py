@@ -16,13 +16,12 @@ common.page("Per-sample coherence", "Which inputs does the student get wrong? Fo
 run = common.run_picker("psc-run")
 if run is None:
     st.stop()
-path, signature = str(run.path), common.run_signature(run)
-try:
+path = str(run.path)
+with common.run_guard(run):  # a run being set up, or a damaged one: say which file, no figures
+    signature = common.run_signature(run)
     probe = common.load_teacher_probe(path)
     indices, epochs = av.snapshot_epochs(path, signature)
-except Exception as exc:  # noqa: BLE001 — a run being set up, or a damaged one
-    common.show_error(exc, "This run cannot be shown yet")
-    st.stop()
+common.note_metrics_damage(run)
 if not indices:
     st.info("This run has no snapshot yet: the first one is written when training starts.")
     st.stop()
@@ -33,11 +32,8 @@ class_names = av.class_names_of(run, labels)
 dataset = common.dataset_of(run)
 
 index = av.snapshot_picker(run, "psc-epoch", epochs, indices)
-try:
+with common.run_guard(run, "has a snapshot that cannot be read; pick another epoch"):
     snap = common.load_snapshot(path, index)
-except Exception as exc:  # noqa: BLE001 — a damaged snapshot file: say which, do not crash
-    common.show_error(exc, "This snapshot cannot be read; pick another epoch")
-    st.stop()
 c = np.asarray(snap["coherence"], dtype=np.float64)  # (n_probe,) c_i
 stamp = av.snapshot_stamp(path, index)
 epoch = snap["epoch"]
@@ -55,12 +51,11 @@ m[3].metric("Inputs at chance or worse", f"{int((c <= 0.5).sum()):,} of {len(c):
 # --------------------------------------------------------------------------- distributions
 left, right = st.columns(2)
 with left:
-    try:
-        with st.spinner("Reading every snapshot…"):
+    history = None
+    with common.run_guard(run, "has a snapshot that cannot be read: no history over epochs", stop=False):
+        with st.spinner("Reading every snapshot…"):  # one damaged snapshot: the rest of the page still works
             history_epochs, history = av.coherence_history(path, signature)
-    except Exception as exc:  # noqa: BLE001 — one damaged snapshot: the rest of the page still works
-        common.show_error(exc, "The history over epochs cannot be drawn")
-    else:
+    if history is not None:
         fig_e = figures.coherence_over_epochs(history, history_epochs, height=440)
         st.plotly_chart(fig_e, key="psc-fig-epochs", width="stretch")
         st.caption("One violin per snapshot (c_i of every probe input; box = quartiles, line = mean). Watch the "
@@ -103,7 +98,7 @@ with w2:
 # --------------------------------------------------------------------------- where they are
 e1, e2 = st.columns([3, 2])
 with e1:
-    with st.spinner("Projecting the student's features…"):
+    with st.spinner("Projecting the student's features…"), common.run_guard(run, "cannot be projected"):
         xy = av.student_pca(path, index, stamp)
     hover = [av.point_text(i, labels, class_names) + f" · test index {int(test_idx[i])}" for i in range(len(c))]
     fig_emb = figures.embedding_figure(

@@ -52,15 +52,35 @@ def _recent_first(options: dict) -> list[str]:
     return sorted(options, key=mtime, reverse=True)
 
 
-options = common.all_runs()
+def _why_not(run: RunDir, problem: str | None) -> str | None:
+    """Why ``run`` cannot be compared (its listing's problem, or unreadable metrics), or None."""
+    if problem:
+        return problem
+    try:
+        run.metrics()
+    except common.run_data_errors() as exc:
+        return str(exc)
+    return None
+
+
+listed = common.run_problems()
+options = {label: path for label, (path, _) in listed.items()}
 if not options:
     st.info("No runs yet. Start the demo on the home page, or point `PERCO_VIZ_RUNS` at a folder of runs "
             "made with `perco-viz distill` or `perco-viz bench methods --out`.")
     st.stop()
 labels = _recent_first(options)
-chosen = st.multiselect("Runs to compare", labels, default=labels[:2], key="compare-runs",
-                        help="Your runs and the shared ones; the two most recent are chosen first.")
-runs = [RunDir(options[label]) for label in chosen]
+readable = [label for label in labels if not listed[label][1]]
+chosen = st.multiselect("Runs to compare", labels, default=readable[:2], key="compare-runs",
+                        help="Your runs and the shared ones; the two most recent readable ones are chosen first.")
+runs = []
+for label in chosen:
+    run = RunDir(options[label])
+    why = _why_not(run, listed[label][1])
+    if why:  # a damaged run is said, not compared; the others still are
+        common.show_run_problem(run.name, why, "cannot be compared")
+    else:
+        runs.append(run)
 
 # ---------------------------------------------------------------- curves and table
 if runs:
@@ -92,18 +112,25 @@ if runs:
     st.subheader("Final embeddings")
     panels, coherence, ref = {}, {}, None
     for run, name in zip(runs, named, strict=True):
-        indices = run.snapshot_indices()
         try:
+            indices = run.snapshot_indices()
             teacher_xy, run_labels = _teacher_pca(str(run.path))
-        except Exception:  # noqa: BLE001 — a run still setting up has no teacher probe yet
+            if indices:
+                student_xy = _embedding(str(run.path), indices[-1], str(run.path))
+                run_coherence = common.load_snapshot(str(run.path), indices[-1])["coherence"]
+        except common.run_data_errors() as exc:  # being set up (no teacher probe yet), or damaged
+            if run.status().get("state") == "running":
+                st.caption(f"{name}: not drawn yet ({exc}).")
+            else:
+                common.show_run_problem(run.name, exc, "cannot be drawn")
             continue
         if ref is None:
             ref = (run, teacher_xy, run_labels)
             panels[f"teacher ({name})"] = teacher_xy
         same_probe = len(teacher_xy) == len(ref[1]) and np.allclose(teacher_xy, ref[1])
         if indices and same_probe:
-            panels[name] = _embedding(str(run.path), indices[-1], str(run.path))
-            coherence[name] = common.load_snapshot(str(run.path), indices[-1])["coherence"]
+            panels[name] = student_xy
+            coherence[name] = run_coherence
         elif indices:
             st.caption(f"{name}: another probe set or teacher than {ref[0].name} — not drawn beside it.")
     if len(panels) > 1:

@@ -7,7 +7,9 @@
     perco-viz bench methods --dataset digits --student-dim 8 --seeds 3 --epochs 20
     perco-viz bench engine | analysis | projection
 
-Errors are one line on stderr and a non-zero exit status, never a traceback.
+Errors are one line on stderr and a non-zero exit status, never a traceback. A bad argument
+or config value (wrong type, out of range: :mod:`perco_viz.config`) is refused with exit status
+1 and one ``error:`` line before anything is written.
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def _add_distill_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=typ, default=None, help=f"sets {field}")
     p.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_trust_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-code", action="store_true",
+        help="load a TorchScript teacher/student file. DANGER: loading TorchScript runs the code the file "
+             "carries (it can write any file you can); use it only for files you made yourself. Without it "
+             "TorchScript is refused: bring a .safetensors state_dict plus an architecture name instead",
+    )
 
 
 def config_from_args(args: argparse.Namespace):
@@ -113,7 +124,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     bar = _ProgressBar(args.quiet)
-    result = distill(cfg, out=args.out, callbacks=Callbacks(on_progress=bar))
+    result = distill(cfg, out=args.out, callbacks=Callbacks(on_progress=bar), trust_code=args.trust_code)
     bar.close()
     if result.run_dir is not None or result.status != "finished":
         print(_summary(result))
@@ -124,10 +135,20 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from perco_viz.config import check_field
     from perco_viz.distill import Callbacks, resume
+    from perco_viz.runs import RunStoreError
 
+    if args.epochs is not None:
+        check_field("train.epochs", args.epochs)  # ConfigError before the run is touched
     bar = _ProgressBar(args.quiet)
-    result = resume(args.run_dir, epochs=args.epochs, callbacks=Callbacks(on_progress=bar))
+    try:
+        result = resume(args.run_dir, epochs=args.epochs, callbacks=Callbacks(on_progress=bar),
+                        trust_code=args.trust_code)
+    except RunStoreError as exc:  # locked by another writer, not a run, a damaged config/checkpoint: untouched
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     bar.close()
     print(_summary(result))
     if result.status != "finished":
@@ -138,9 +159,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     from perco_viz import models
-    from perco_viz.config import DataConfig, TeacherConfig
+    from perco_viz.config import ConfigError, DataConfig, RunConfig, TeacherConfig
     from perco_viz.data import load_dataset
+    from perco_viz.distill import TrainingError, resolve_device
 
+    RunConfig().override(**{"data.name": args.dataset, "data.seed": args.seed, "train.device": args.device})
+    try:
+        resolve_device(args.device)
+    except TrainingError as exc:
+        raise ConfigError(f"--device: {exc}") from None
     data = load_dataset(DataConfig(name=args.dataset, path=args.data_path, seed=args.seed))
     t0 = time.perf_counter()
 
@@ -231,12 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="train a student against a teacher, recording a run directory")
     _add_distill_flags(p)
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--epochs", type=int, default=None, help="train to this many epochs in all")
     p.add_argument("--quiet", action="store_true")
+    _add_trust_flag(p)
     p.set_defaults(func=cmd_resume)
 
     teacher = sub.add_parser("teacher", help="built-in teachers").add_subparsers(dest="teacher_cmd", required=True)
@@ -298,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``perco-viz`` and ``python -m perco_viz``."""
+    from perco_viz.config import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -305,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, ImportError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from perco_viz.config import RunConfig
-from perco_viz.runs import RunDir
+from perco_viz.runs import RunDir, RunStoreError
 
 METRICS: tuple[str, ...] = ("pc", "coherence_mean", "coherence_p10", "knn_acc", "linear_acc",
                             "trustworthiness", "knn_overlap", "cka")
@@ -158,11 +158,12 @@ def _load_student(run: RunDir, dataset) -> nn.Module:
     from perco_viz import models
     from perco_viz.safe_io import load_state_dict
 
-    if not run.student_path.is_file():
+    path = run.student_file()  # through the run store's entrance (no link out of the runs folder)
+    if path is None:
         raise ValueError(f"run {run.name!r} has no student weights yet (student.safetensors); "
                          "wait for its first epoch to finish")
     student = models.build_student(run.config().student, dataset)
-    student.load_state_dict(load_state_dict(run.student_path))
+    student.load_state_dict(load_state_dict(path))
     return student
 
 
@@ -493,7 +494,7 @@ def run_table(run_dirs: Iterable[RunDir | str | Path]) -> pd.DataFrame:
             cfg = run.config()
         except Exception:  # noqa: BLE001 — an unreadable run is listed, not fatal
             cfg = None
-        last = (run.metrics() or [{}])[-1]
+        last = (_metrics_or_none(run) or [{}])[-1]
         rows.append({
             "run": _label(run, taken),
             "dataset": cfg.data.name if cfg else None,
@@ -517,8 +518,16 @@ def curves(run_dirs: Iterable[RunDir | str | Path]) -> dict[str, list[dict[str, 
     out, taken = {}, set()
     for item in run_dirs:
         run = item if isinstance(item, RunDir) else RunDir(item)
-        out[_label(run, taken)] = run.metrics()
+        out[_label(run, taken)] = _metrics_or_none(run) or []
     return out
+
+
+def _metrics_or_none(run: RunDir) -> list[dict[str, Any]] | None:
+    """The run's metrics records, or None when its metrics.jsonl is damaged (``RunStoreError``)."""
+    try:
+        return run.metrics()
+    except RunStoreError:
+        return None
 
 
 # --------------------------------------------------------------------------- figures for the app

@@ -28,7 +28,9 @@ Sources (``DATASET_NAMES``):
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,19 @@ import pandas as pd
 import torch
 
 from perco_viz.config import DataConfig
-from perco_viz.safe_io import InputFileError, check_file, load_array_file, require
+from perco_viz.safe_io import (
+    MAX_FILE_ENV,
+    InputFileError,
+    check_file,
+    load_array_file,
+    max_file_bytes,
+    require,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGE_FOLDER_MAX_SIDE = 32
+MAX_IMAGE_PIXELS_ENV = "PERCO_VIZ_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # decoded RGB: 48 MB per image
 SWISS_ROLL_BINS = 6
 
 
@@ -268,12 +279,37 @@ def _list_image_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, files
 
 
+def max_image_pixels() -> int:
+    """Width x height allowed per image: ``$PERCO_VIZ_MAX_IMAGE_PIXELS`` (default 4096 x 4096)."""
+    raw = os.environ.get(MAX_IMAGE_PIXELS_ENV, str(DEFAULT_MAX_IMAGE_PIXELS))
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise InputFileError(f"{MAX_IMAGE_PIXELS_ENV}={raw!r} is not a number of pixels; set e.g. 16777216") from None
+
+
+def _check_pixels(im, path: Path) -> None:
+    """Refuse an image whose header promises more pixels than the limit (a decompression bomb:
+    a few kB of PNG can decode to gigabytes); ``Image.open`` reads only the header."""
+    width, height = im.size
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise InputFileError(
+            f"image {str(path)!r} is {width}x{height} pixels, above the {limit}-pixel limit (decoded it would "
+            f"take {width * height * 3 / 2**20:.0f} MB); shrink it or raise the limit with the environment "
+            f"variable {MAX_IMAGE_PIXELS_ENV}"
+        )
+
+
 def _read_image(image_mod, path: Path, side: int) -> np.ndarray:
     check_file(path, what="image")
     try:
         with image_mod.open(path) as im:
+            _check_pixels(im, path)
             im = im.convert("RGB").resize((side, side), image_mod.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)  # (side, side, 3)
+    except InputFileError:
+        raise
     except Exception as exc:
         raise InputFileError(f"image {str(path)!r} could not be read ({exc}); remove or re-save it") from None
 
@@ -284,7 +320,10 @@ def _common_side(image_mod, files: list[tuple[Path, int]]) -> int:
     for f, _ in files[:200]:
         try:
             with image_mod.open(f) as im:
+                _check_pixels(im, f)
                 sides.append(min(im.size))
+        except InputFileError:
+            raise
         except Exception as exc:
             raise InputFileError(f"image {str(f)!r} could not be read ({exc}); remove or re-save it") from None
     return int(max(1, min(IMAGE_FOLDER_MAX_SIDE, np.median(sides))))
@@ -317,32 +356,63 @@ _IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+IDX_CHUNK = 1 << 20  # bytes unpacked per step
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (the MNIST format), plain or ``.gz``.
+def read_idx(path: str | os.PathLike, *, max_bytes: int | None = None) -> np.ndarray:
+    """Read one IDX file (the MNIST format), plain or ``.gz``, within a limit on what it unpacks to.
+
+    The header's shape says how many bytes follow: more than the limit (or, for a plain file,
+    more than the file holds) is refused before anything is allocated, and a ``.gz`` is streamed
+    in chunks into an array of exactly that size, so a gzip bomb never holds more than the
+    limit in memory.
+
+    Args:
+        path: the file.
+        max_bytes: the limit on disk and unpacked (``None``: ``$PERCO_VIZ_MAX_FILE_MB``).
 
     Returns:
         The array with the shape in its header, e.g. (60000, 28, 28) uint8.
     """
-    p = check_file(path, what="IDX file")
-    opener = gzip.open if p.suffix == ".gz" else open
+    p = check_file(path, max_bytes=max_bytes, what="IDX file")
+    limit = max_file_bytes() if max_bytes is None else max_bytes
+    gz = p.suffix == ".gz"
+    opener = gzip.open if gz else open
     try:
         with opener(p, "rb") as f:
             header = f.read(4)
             if len(header) != 4 or header[:2] != b"\x00\x00" or header[2] not in _IDX_DTYPES:
                 raise InputFileError(f"{p.name!r} is not an IDX file (bad magic number)")
             ndim = header[3]
-            dims = tuple(int(d) for d in np.frombuffer(f.read(4 * ndim), dtype=">i4"))
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) != 4 * ndim:
+                raise InputFileError(f"{p.name!r} is truncated (its header ends early); download it again")
+            dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">i4"))
             dtype = np.dtype(_IDX_DTYPES[header[2]])
-            count = int(np.prod(dims)) if dims else 0
-            body = f.read(count * dtype.itemsize)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            count = math.prod(dims) if dims else 0
+            nbytes = count * dtype.itemsize
+            if any(d < 0 for d in dims) or nbytes > limit:
+                raise InputFileError(
+                    f"{p.name!r} declares shape {dims} ({nbytes / 2**20:.1f} MB unpacked), above the "
+                    f"{limit / 2**20:.1f} MB limit; use a smaller file or raise the limit with the "
+                    f"environment variable {MAX_FILE_ENV}"
+                )
+            if not gz and nbytes > p.stat().st_size - 4 - 4 * ndim:
+                raise InputFileError(f"{p.name!r} is truncated (expected shape {dims}); download it again")
+            out = np.empty(count, dtype=dtype)
+            view = memoryview(out.view(np.uint8)) if nbytes else memoryview(b"")
+            pos = 0
+            while pos < nbytes:
+                n = f.readinto(view[pos : pos + IDX_CHUNK])
+                if not n:
+                    break
+                pos += n
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputFileError(f"{p.name!r} could not be read ({exc}); download it again") from None
-    if len(dims) != ndim or len(body) != count * dtype.itemsize:
+    if len(dims) != ndim or pos != nbytes:
         raise InputFileError(f"{p.name!r} is truncated (expected shape {dims}); download it again")
-    return np.frombuffer(body, dtype=dtype).reshape(dims)
+    return out.reshape(dims)
 
 
 def _find_idx(root: Path, folder: str, key: str) -> Path | None:

@@ -20,7 +20,6 @@ interactive plotly with plotly.js embedded once (the file opens offline).
 from __future__ import annotations
 
 import html
-import io
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perco_viz.safe_io import InputFileError, Source, check_file, check_size, load_array_file
+from perco_viz.safe_io import (
+    InputFileError,
+    Source,
+    check_file,
+    check_size,
+    load_array_file,
+    load_npz,
+    read_csv_limited,
+)
 
 MIN_ROWS = 10
 DEFAULT_MAX_POINTS = 2000
@@ -178,8 +185,7 @@ def _labels_only(data: bytes, name: str, label_column: str | None) -> np.ndarray
     suffix = Path(name).suffix.lower()
     try:
         if suffix in (".npy", ".npz"):
-            obj = np.load(io.BytesIO(data), allow_pickle=False)
-            arrays = {k: obj[k] for k in obj.files} if hasattr(obj, "files") else {"y": obj}
+            arrays = load_npz(data, name=name)  # bounded unpacking; a bare .npy is {"arr_0": y}
             key = label_column or next((k for k in ("y", "labels", "label") if k in arrays), None)
             if key is None and len(arrays) == 1:
                 key = next(iter(arrays))
@@ -187,7 +193,7 @@ def _labels_only(data: bytes, name: str, label_column: str | None) -> np.ndarray
                 raise InputFileError(f"{name!r} holds arrays {sorted(arrays)}; store the labels under 'y'")
             y = arrays[key]
         elif suffix == ".csv":
-            df = pd.read_csv(io.BytesIO(data))
+            df = read_csv_limited(data, name)
             col = label_column or next((c for c in df.columns if str(c).lower() in ("label", "y", "labels")), None)
             if col is None and len(df.columns) == 1:
                 col = df.columns[0]

@@ -17,6 +17,7 @@ the loss of the whole global batch — the same objective as one process with th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 
 from perco_viz.config import RunConfig
-from perco_viz.runs import HEARTBEAT_S, RunDir, Snapshot
+from perco_viz.runs import HEARTBEAT_S, RunDir, RunStoreError, Snapshot
 
 
 class TrainingError(RuntimeError):
@@ -65,28 +66,42 @@ class RunResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda > mps > cpu; otherwise the named device, checked to exist."""
+    """``auto`` → cuda > mps > cpu; otherwise the named device, checked to exist here.
+
+    Raises:
+        TrainingError: an unknown device name, or one this machine does not have
+            (``device 'cuda' is not available on this machine; available: cpu``).
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for but no CUDA GPU is available here; use --device auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TrainingError("device 'mps' was asked for but Apple's MPS is not available here; use --device auto or cpu")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    from perco_viz.config import DEVICE_RE
+
+    if not isinstance(name, str) or DEVICE_RE.fullmatch(name) is None:
+        raise TrainingError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    usable = available_devices(indexed=True)
+    if name not in usable:
+        here = ", ".join(d for d in usable if d != "auto")
+        raise TrainingError(f"device {name!r} is not available on this machine; available: {here} "
+                            "(or auto, the best of them)")
     return torch.device(name)
 
 
-def available_devices() -> list[str]:
-    """Devices usable here, for a UI's select box."""
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def available_devices(*, indexed: bool = False) -> list[str]:
+    """Devices usable here, for a UI's select box (``indexed``: also ``cuda:0``, ``cuda:1``...)."""
     devices = ["auto", "cpu"]
     if torch.cuda.is_available():
         devices.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if indexed:
+            devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
         devices.append("mps")
     return devices
 
@@ -132,15 +147,20 @@ class Distiller:
         callbacks: hooks for a UI or a progress bar.
         cancel: set this event to stop within one batch (status ``cancelled``).
         cache_dir: where built-in teachers are cached (default: ``models.default_cache_dir()``).
+        trust_code: allow a TorchScript teacher/student (loading it runs the code it carries);
+            the caller's decision (CLI ``--trust-code``), never a config field.
     """
 
     def __init__(self, config: RunConfig, run_dir: RunDir | None = None, callbacks: Callbacks | None = None,
-                 cancel: threading.Event | None = None, cache_dir: str | Path | None = None) -> None:
+                 cancel: threading.Event | None = None, cache_dir: str | Path | None = None,
+                 trust_code: bool = False) -> None:
         self.config = config
+        self.trust_code = bool(trust_code)
         self.run_dir = run_dir
         self.cb = callbacks or Callbacks()
         self.cancel = cancel or threading.Event()
         self.cache_dir = cache_dir
+        config.validate()  # a config built directly (not from data) is checked here, before any work
         self.device = resolve_device(config.train.device)
         self.dist = _init_distributed(self.device)
         self.epoch = 0
@@ -149,6 +169,7 @@ class Distiller:
         self.t0 = time.perf_counter()
         self.wall_offset = 0.0
         self.last_loss = math.nan
+        self.resume_state: dict[str, Any] | None = None  # a checkpoint read (and checked) by resume()
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -160,10 +181,12 @@ class Distiller:
         cfg = self.config
         self._progress(phase="data")
         self.dataset = data_mod.load_dataset(cfg.data)
+        check_against_data(cfg, self.dataset.n_train, self.dataset.n_test)
         self._progress(phase="teacher")
         teacher = models.load_teacher(
             cfg.teacher, self.dataset, cache_dir=self.cache_dir or models.default_cache_dir(),
             device=self.device, progress=lambda e, t, a: self._progress(phase="teacher", epoch=e, total=t, acc=a),
+            trust_code=self.trust_code,
         )
         self._progress(phase="features")
         self.t_train = models.extract_features(teacher, self.dataset.X_train, device=self.device)
@@ -175,20 +198,18 @@ class Distiller:
         self.teacher_logits = self._teacher_logits(teacher) if cfg.loss.kd_weight > 0 else None
 
         torch.manual_seed(cfg.train.seed)
-        self.student = models.build_student(cfg.student, self.dataset).to(self.device)
+        self.student = models.build_student(cfg.student, self.dataset, trust_code=self.trust_code).to(self.device)
         self.head = self._make_head()
         self.loss_fn = make_loss(cfg.loss.name, student_dim=cfg.student.dim, teacher_dim=self.t_train.shape[1],
                                  **_loss_options(cfg)).to(self.device)
         params = [p for m in (self.student, self.head, self.loss_fn) if m is not None for p in m.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        self.steps_per_epoch = max(1, math.ceil(self.dataset.n_train / cfg.train.batch_size))
+        self.steps_per_epoch = steps_per_epoch(self.dataset.n_train, cfg.train.batch_size)
         total = max(1, cfg.train.epochs * self.steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
         if self.dist.world > 1:
             self.student = nn.parallel.DistributedDataParallel(self.student)
-        if self.run_dir is not None and self.dist.main:
-            self.run_dir.save_teacher_probe(self.t_probe, self.y_probe, self.probe_idx)
 
     def _teacher_logits(self, teacher) -> torch.Tensor | None:
         with torch.no_grad():
@@ -209,10 +230,25 @@ class Distiller:
 
     # ------------------------------------------------------------------ training
     def run(self) -> RunResult:
-        """Train to the configured number of epochs; never raises for training failures."""
+        """Train to the configured number of epochs; never raises for training failures.
+
+        Holds the run directory's writer lock throughout (re-entrant: :func:`distill` and
+        :func:`resume` hold it already); a run that another process is writing is refused
+        (status ``failed``, the run directory untouched).
+        """
+        if self.run_dir is None or not self.dist.main:
+            return self._train()
+        try:
+            with self.run_dir.lock():
+                return self._train()
+        except RunStoreError as exc:  # RunLockedError: another writer; raised only on entry
+            return self._refuse(str(exc))
+
+    def _train(self) -> RunResult:
         state, error = "finished", None
         try:
-            if self.run_dir is not None and self.dist.main:
+            if self.run_dir is not None and self.dist.main:  # nothing is written before this point
+                self.run_dir.save_teacher_probe(self.t_probe, self.y_probe, self.probe_idx)
                 self.run_dir.write_status("running", error=None, epoch=self.epoch, step=self.step)
             if self.step == 0 and self.snapshot_index == 0:
                 self.snapshot()
@@ -241,7 +277,7 @@ class Distiller:
             if self.cancel.is_set():
                 return
             batch = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            if len(batch) < 3:
+            if len(batch) < MIN_BATCH:  # never: steps_per_epoch leaves out a tail this short
                 continue
             self._train_step(batch)
             every = cfg.snapshot_every
@@ -381,13 +417,15 @@ class Distiller:
         atomic_write_bytes(self.run_dir.checkpoint_path, buf.getvalue())
 
     def restore(self) -> None:
-        """Load the last checkpoint of ``run_dir`` (call after :meth:`setup`)."""
-        path = self.run_dir.checkpoint_path
-        if not path.is_file():  # nothing finished yet: start over in the same directory
+        """Load the last checkpoint of ``run_dir`` (call after :meth:`setup`): the one
+        :func:`resume` read and checked (``resume_state``), else read now through
+        :meth:`RunDir.read_checkpoint` (weights_only, unpack-limited, its fields checked).
+        The run's later metrics and snapshots are removed only once it has loaded."""
+        state = self.resume_state if self.resume_state is not None else self.run_dir.read_checkpoint()
+        if state is None:  # nothing finished yet: start over in the same directory
             self.run_dir.truncate_metrics(-1)
             self.run_dir.remove_snapshots_after(-1)
             return
-        state = torch.load(path, map_location=self.device, weights_only=True)
         self._core_student().load_state_dict(state["student"])
         if self.head is not None and state["head"] is not None:
             self.head.load_state_dict(state["head"])
@@ -403,7 +441,11 @@ class Distiller:
         self.run_dir.remove_snapshots_after(self.snapshot_index - 1)
 
     def _finish(self, state: str, error: str | None) -> RunResult:
-        final = self.run_dir.metrics()[-1] if self.run_dir is not None and self.run_dir.metrics() else {}
+        try:
+            records = self.run_dir.metrics() if self.run_dir is not None else []
+        except RunStoreError:  # a damaged metrics.jsonl must not hide how the run ended
+            records = []
+        final = records[-1] if records else {}
         if self.run_dir is not None and self.dist.main:
             try:
                 if state == "cancelled":
@@ -415,11 +457,54 @@ class Distiller:
             self.cb.on_status(state, error)
         return RunResult(state, self.run_dir, final, error)
 
+    def _refuse(self, error: str) -> RunResult:
+        """End without writing to the run directory: a resume that failed before training, or a
+        run that another process holds the lock of. The run stays as it was."""
+        if self.cb.on_status:
+            self.cb.on_status("failed", error)
+        return RunResult("failed", self.run_dir, {}, error)
+
     def checkpoint_partial(self) -> None:
         """On cancel, keep the student weights (the resumable checkpoint stays at the last epoch)."""
         from perco_viz.safe_io import save_safetensors
 
         save_safetensors(self._core_student().state_dict(), self.run_dir.student_path)
+
+
+MIN_BATCH = 3  # a loss ranks pairs of *other* points of the batch: fewer is skipped (see _train_epoch)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps per epoch: the full batches, plus the last partial one if it has ≥ 3 points.
+
+    >>> steps_per_epoch(1347, 256), steps_per_epoch(258, 256), steps_per_epoch(259, 256)
+    (6, 1, 2)
+    """
+    full, rest = divmod(n_train, batch_size)
+    return full + (rest >= MIN_BATCH)
+
+
+def check_against_data(cfg: RunConfig, n_train: int, n_test: int) -> None:
+    """The dataset-dependent checks of a config (its ranges are ``cfg.validate()``).
+
+    Args:
+        cfg: the run's configuration.
+        n_train: points in the training split (batches are cut from it).
+        n_test: points in the held-out split (the probe set is ``min(probe_size, n_test)`` of them).
+
+    Raises:
+        ConfigError: one line naming the field and the largest (or smallest) value that works.
+    """
+    from perco_viz.config import ConfigError
+
+    if cfg.train.batch_size > n_train:
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size:,} is larger than the training set "
+                          f"({n_train:,} points); use at most {n_train:,}")
+    if steps_per_epoch(n_train, cfg.train.batch_size) < 1:  # pragma: no cover — batch_size >= 3 and <= n_train
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} gives no training step on {n_train} points")
+    if min(cfg.data.probe_size, n_test) < MIN_BATCH:
+        raise ConfigError(f"the held-out split has {n_test} point(s) and the probe set needs at least {MIN_BATCH}; "
+                          "raise data.test_fraction or use more data")
 
 
 def _loss_options(cfg: RunConfig) -> dict[str, Any]:
@@ -433,7 +518,7 @@ def _loss_options(cfg: RunConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- entry points
 def distill(config: RunConfig, *, out: str | Path | None = "runs", name: str | None = None,
             callbacks: Callbacks | None = None, cancel: threading.Event | None = None,
-            cache_dir: str | Path | None = None) -> RunResult:
+            cache_dir: str | Path | None = None, trust_code: bool = False) -> RunResult:
     """Run a distillation from scratch.
 
     Args:
@@ -443,36 +528,131 @@ def distill(config: RunConfig, *, out: str | Path | None = "runs", name: str | N
         callbacks: hooks for live views.
         cancel: event that stops the run within one batch.
         cache_dir: teacher cache.
+        trust_code: allow a TorchScript teacher/student, whose loading runs the code it carries
+            (the CLI's ``--trust-code``); never read from the config.
 
     Returns:
         :class:`RunResult` with the status, the run directory and the last metrics record.
     """
+    preflight(config)
     run_dir = None
     if out is not None and int(os.environ.get("RANK", "0")) == 0:
         run_dir = RunDir.create(out, config, name)
-    engine = Distiller(config, run_dir, callbacks, cancel, cache_dir)
+    engine = Distiller(config, run_dir, callbacks, cancel, cache_dir, trust_code=trust_code)
     return _setup_and_run(engine)
 
 
-def resume(run_dir: str | Path | RunDir, *, epochs: int | None = None, callbacks: Callbacks | None = None,
-           cancel: threading.Event | None = None, cache_dir: str | Path | None = None) -> RunResult:
-    """Continue a run from its last checkpoint (optionally to more ``epochs``)."""
+def resume(run_dir: str | Path | RunDir, *, epochs: int | None = None, config: RunConfig | None = None,
+           callbacks: Callbacks | None = None, cancel: threading.Event | None = None,
+           cache_dir: str | Path | None = None, trust_code: bool = False) -> RunResult:
+    """Continue a run from its last checkpoint (optionally to more ``epochs``).
+
+    The run's writer lock is held from the first read to the final status. Everything that can
+    be checked is checked before anything is written (the lock, the saved config, the new
+    epochs, the device, the checkpoint), and a resume that fails before training starts — its
+    set-up included — leaves ``status.json`` and ``config.json`` as they were.
+
+    Args:
+        run_dir: the run directory.
+        epochs: train to this many epochs in all (``None``: the saved config's).
+        config: the configuration to go on with (the app passes the one it shows); only its
+            ``train.epochs``, ``train.device`` and ``name`` may differ from the saved one.
+        callbacks: hooks for live views.
+        cancel: event that stops the run within one batch.
+        cache_dir: teacher cache.
+        trust_code: allow a TorchScript teacher/student (the CLI's ``--trust-code``); a run's
+            saved config can never grant it.
+
+    Raises:
+        RunLockedError: another process is writing the run (nothing was touched).
+        RunStoreError: not a run directory, or its config or checkpoint is damaged.
+        ConfigError: bad ``epochs`` or ``config``, a device this machine lacks, or a finished run
+            asked for no more epochs than it has.
+    """
+    from perco_viz.config import ConfigError
+
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    config = run.config()
-    if epochs is not None:
-        config = config.override(**{"train.epochs": epochs})
-        run.write_config(config)
-    engine = Distiller(config, run, callbacks, cancel, cache_dir)
-    return _setup_and_run(engine, restore=True)
+    if not run.exists():  # before the lock: no .lock file is left in a folder that is not a run
+        run.config()  # raises RunStoreError: "... is not a run directory (no config.json)"
+    with run.lock():
+        saved = run.config()
+        new = saved if config is None else config
+        if epochs is not None:
+            new = new.override(**{"train.epochs": epochs})
+        _check_same_run(saved, new)
+        preflight(new)
+        state = run.read_checkpoint()
+        if state is not None and state["epoch"] >= new.train.epochs and run.status().get("state") == "finished":
+            raise ConfigError(f"run {run.name!r} finished after {state['epoch']} epoch(s); to train it further "
+                              f"give more epochs in all (train.epochs > {state['epoch']}, e.g. --epochs "
+                              f"{state['epoch'] + 5})")
+        engine = Distiller(new, run, callbacks, cancel, cache_dir, trust_code=trust_code)
+        engine.resume_state = state
+        save_config = None if new == saved else (lambda: run.write_config(new))
+        return _setup_and_run(engine, restore=True, before_training=save_config)
 
 
-def _setup_and_run(engine: Distiller, restore: bool = False) -> RunResult:
+_RESUME_MAY_CHANGE = ("train.epochs", "train.device", "name")
+
+
+def _check_same_run(saved: RunConfig, new: RunConfig) -> None:
+    """A resume goes on with the same run: only :data:`_RESUME_MAY_CHANGE` may differ."""
+    from perco_viz.config import ConfigError
+
+    a, b = saved.to_dict(), new.to_dict()
+    for section, values in a.items():
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)]):
+            dotted = section if key is None else f"{section}.{key}"
+            other = b[section] if key is None else b[section].get(key)
+            if dotted not in _RESUME_MAY_CHANGE and other != value:
+                raise ConfigError(f"a resume goes on with the same run: {dotted} is {value!r} in the run and "
+                                  f"{other!r} here; only {', '.join(_RESUME_MAY_CHANGE)} may change "
+                                  "(start a new run for the rest)")
+
+
+def preflight(config: RunConfig) -> None:
+    """What can be checked before anything is written: the config's ranges and the device.
+
+    Raises:
+        ConfigError: a field out of range, or a device this machine does not have.
+    """
+    from perco_viz.config import ConfigError
+
+    config.validate()
     try:
-        engine.setup()
-        if restore:
-            engine.restore()
-    except Exception as exc:  # noqa: BLE001 — set-up errors are recorded like training errors
-        message = str(exc) if isinstance(exc, (TrainingError, ValueError, ImportError, OSError)) else \
-            f"{type(exc).__name__}: {exc}"
-        return engine._finish("failed", message)
-    return engine.run()
+        resolve_device(config.train.device)
+    except TrainingError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
+
+
+def _setup_and_run(engine: Distiller, restore: bool = False,
+                   before_training: Callable[[], None] | None = None) -> RunResult:
+    """Set up (and restore), then train, holding the run's writer lock throughout.
+
+    A fresh run's set-up error is recorded in its status; a resume's is not (``restore``: the
+    run stays as it was), nor a refusal because another process holds the lock.
+
+    Args:
+        engine: the engine, not set up yet.
+        restore: go on from the run directory's checkpoint.
+        before_training: called once set-up and restore succeeded, before training writes
+            anything (:func:`resume` saves the new config there).
+    """
+    run = engine.run_dir if engine.dist.main else None
+    with contextlib.ExitStack() as held:
+        if run is not None:
+            try:
+                held.enter_context(run.lock())
+            except RunStoreError as exc:
+                return engine._refuse(str(exc))
+        try:
+            engine.setup()
+            if restore:
+                engine.restore()
+            if before_training is not None:
+                before_training()
+        except Exception as exc:  # noqa: BLE001 — set-up errors are recorded like training errors
+            message = str(exc) if isinstance(exc, (TrainingError, RunStoreError, ValueError, ImportError, OSError)) \
+                else f"{type(exc).__name__}: {exc}"
+            return engine._refuse(message) if restore else engine._finish("failed", message)
+        return engine.run()

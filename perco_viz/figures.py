@@ -252,17 +252,30 @@ def side_by_side_embeddings(teacher_coords, student_coords, *, color=None, color
 
 
 # ----------------------------------------------------------------------------- curves
+def record_number(record: Mapping, key: str) -> float | None:
+    """``record[key]`` of a ``metrics.jsonl`` line when it is a finite real number, else None (a
+    line written by another tool, or damaged, may hold text, lists or NaN there)."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _series(records: Sequence[Mapping], key: str) -> tuple[list[float], list[float], list[str]]:
-    """(x = epoch, y, hover text) over the records that hold a finite ``key`` and an epoch."""
+    """(x = epoch, y, hover text) over the records that hold a finite ``key`` and a finite epoch."""
     xs, ys, tips = [], [], []
     for r in records:
-        x, y = r.get("epoch"), r.get(key)
-        if x is None or y is None or not math.isfinite(float(y)):
+        x, y = record_number(r, "epoch"), record_number(r, key)
+        if x is None or y is None:
             continue
-        xs.append(float(x))
-        ys.append(float(y))
-        wall, step = r.get("wall_s"), r.get("step")
-        tips.append(" · ".join(t for t in (f"step {step}" if step is not None else "",
+        xs.append(x)
+        ys.append(y)
+        wall, step = record_number(r, "wall_s"), record_number(r, "step")
+        tips.append(" · ".join(t for t in (f"step {int(step)}" if step is not None else "",
                                            f"{wall:.1f} s" if wall is not None else "") if t))
     return xs, ys, tips
 

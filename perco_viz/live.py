@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from perco_viz.config import RunConfig
-from perco_viz.runs import RunDir
+from perco_viz.runs import RunDir, RunStoreError
+from perco_viz.safe_io import server_trusts_torchscript
 
 _PRELOAD = ["perco_viz.distill", "perco_viz.data", "perco_viz.models", "perco_viz.metrics", "perco_viz.losses"]
 _CONTEXT: list[Any] = []
@@ -183,13 +184,21 @@ def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
         _apply_env(job["env"])
         import torch
 
-        from perco_viz.distill import Callbacks, Distiller, _setup_and_run
+        from perco_viz.config import ConfigError
+        from perco_viz.distill import Callbacks, Distiller, TrainingError, _setup_and_run, resume
 
         torch.set_num_threads(job["threads"])
         run_dir = RunDir(job["run_dir"])
         config = RunConfig.from_dict(job["config"])
-        engine = Distiller(config, run_dir, Callbacks(on_snapshot, on_progress, on_status), cancel)
-        _setup_and_run(engine, restore=job["resume"])
+        callbacks = Callbacks(on_snapshot, on_progress, on_status)
+        trust = bool(job.get("trust_code", False))
+        try:
+            if job["resume"]:  # under the run's lock, everything checked before anything is written
+                resume(run_dir, config=config, callbacks=callbacks, cancel=cancel, trust_code=trust)
+            else:
+                _setup_and_run(Distiller(config, run_dir, callbacks, cancel, trust_code=trust))
+        except (RunStoreError, ConfigError, TrainingError) as exc:  # refused: one line, the run untouched
+            on_status("failed", str(exc))
     except BaseException as exc:  # noqa: BLE001 — reported, never a silent death
         messages.put(("status", {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}))
         raise
@@ -215,15 +224,21 @@ class LiveRun:
     _watcher: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> LiveRun:
-        """Create (or reopen) the run directory and start the child process."""
+        """Create (or reopen) the run directory and start the child process.
+
+        Raises:
+            RunLockedError: resuming a run that another process is writing (nothing touched).
+            RunStoreError: the runs folder cannot be written, or the run to resume is damaged.
+        """
         self._set(state="starting", phase="starting", started=time.time(), snapshots=0, error=None,
                   run_dir=None, progress={}, snapshot=None)
         if self.resume_dir is not None:
             run_dir = RunDir(self.resume_dir)
             if self.config is None:
                 self.config = run_dir.config()
-            else:
-                run_dir.write_config(self.config)
+            # another writer holds it: refused here with its message (the child checks again under
+            # the lock, and only it writes the config, once everything else is checked)
+            run_dir.check_unlocked()
         else:
             run_dir = RunDir.create(self.root, self.config, self.name)
         self._set(run_dir=str(run_dir.path), state="running")
@@ -232,7 +247,9 @@ class LiveRun:
         self._messages = ctx.Queue()
         job = {"config": self.config.to_dict(), "run_dir": str(Path(run_dir.path).resolve()),
                "resume": self.resume_dir is not None, "cwd": os.getcwd(), "env": _child_env(),
-               "threads": self.threads, "server_pid": os.getpid()}
+               "threads": self.threads, "server_pid": os.getpid(),
+               # the operator's switch, read here in the server (never from the config or the child's env)
+               "trust_code": server_trusts_torchscript()}
         self._process = ctx.Process(target=_train_in_child, args=(job, self.cancel, self._messages),
                                     name=f"{PROCESS_PREFIX}run-{self.id}", daemon=True)
         try:
@@ -279,11 +296,14 @@ class LiveRun:
         error = f"the training process stopped unexpectedly (exit code {code}); resume the run to continue"
         self._set(state="failed", error=error, finished=time.time())
         run_dir = self.run_dir
-        if run_dir is not None and run_dir.status().get("state") in ("running", "stale"):
-            try:
-                run_dir.write_status("failed", error=error)
-            except Exception:  # noqa: BLE001 — the in-memory state already says so
-                pass
+        if run_dir is None:
+            return
+        try:
+            with run_dir.lock():  # the child's lock died with it; a new writer's is respected
+                if run_dir.status().get("state") == "running":
+                    run_dir.write_status("failed", error=error)
+        except Exception:  # noqa: BLE001 — the in-memory state already says so
+            pass
 
     def _set(self, **values: Any) -> None:
         with self._lock:

@@ -645,7 +645,7 @@ def _cache_lock(path: Path) -> threading.Lock:
         return _CACHE_LOCKS.setdefault(str(path), threading.Lock())
 
 
-def _builtin_teacher(cfg: TeacherConfig, dataset: Dataset, *, cache_dir, device, progress) -> tuple:
+def _builtin_teacher(cfg: TeacherConfig, dataset: Dataset, *, cache_dir, device, progress, **_) -> tuple:
     path = teacher_cache_path(dataset, cache_dir)
     with _cache_lock(path):
         return _builtin_teacher_locked(path, dataset, device=device, progress=progress)
@@ -704,9 +704,9 @@ def _timm_teacher(cfg: TeacherConfig, dataset: Dataset, **_) -> tuple:
     return model, adapter, {"arch": arch}
 
 
-def _torchscript_teacher(cfg: TeacherConfig, dataset: Dataset, **_) -> tuple:
+def _torchscript_teacher(cfg: TeacherConfig, dataset: Dataset, *, trust_code: bool = False, **_) -> tuple:
     path = _need(cfg.path, "teacher.path", "a TorchScript file (torch.jit.save)")
-    return load_torchscript(path), None, {}
+    return load_torchscript(path, trust=trust_code), None, {}
 
 
 def _safetensors_teacher(cfg: TeacherConfig, dataset: Dataset, **_) -> tuple:
@@ -737,12 +737,17 @@ def load_teacher(
     cache_dir: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
+    trust_code: bool = False,
 ) -> FeatureModel:
     """The frozen teacher of ``cfg.kind`` for ``dataset``, wrapped as a :class:`FeatureModel`.
 
     ``builtin`` trains on first use (``progress(epoch, total, acc)`` reports it) and caches the
     weights in ``cache_dir/teachers``; later calls load the cache. ``teacher.info`` says what
     was loaded (cache path, test accuracy, ...).
+
+    ``trust_code``: allow kind ``torchscript``, whose loading runs the code the file carries
+    (the CLI's ``--trust-code``, the app operator's ``PERCO_VIZ_TRUST_TORCHSCRIPT``); without it
+    a TorchScript teacher is refused with a message saying how to bring the model safely.
 
     Raises:
         ValueError: unknown kind, missing ``arch``/``path``, or a kind that does not fit the data.
@@ -752,7 +757,7 @@ def load_teacher(
     if cfg.kind not in TEACHER_LOADERS:
         raise ValueError(f"unknown teacher kind {cfg.kind!r}; choose one of {', '.join(TEACHER_KINDS)}")
     model, preprocess, info = TEACHER_LOADERS[cfg.kind](
-        cfg, dataset, cache_dir=cache_dir, device=device, progress=progress
+        cfg, dataset, cache_dir=cache_dir, device=device, progress=progress, trust_code=trust_code
     )
     teacher = FeatureModel(model, cfg.layer, preprocess=preprocess, input_shape=dataset.input_shape)
     teacher.info = {"kind": cfg.kind, **info}
@@ -767,25 +772,25 @@ def _check_student(cfg: StudentConfig) -> None:
         raise ValueError(f"student.dim and student.hidden must be >= 1, got {cfg.dim} and {cfg.hidden}")
 
 
-def _student_mlp(cfg: StudentConfig, dataset: Dataset) -> nn.Module:
+def _student_mlp(cfg: StudentConfig, dataset: Dataset, **_: Any) -> nn.Module:
     return StudentMLP(dataset.input_shape, cfg.dim, cfg.hidden)
 
 
-def _student_cnn(cfg: StudentConfig, dataset: Dataset) -> nn.Module:
+def _student_cnn(cfg: StudentConfig, dataset: Dataset, **_: Any) -> nn.Module:
     if not dataset.is_image:
         raise ValueError(f"student arch 'cnn' needs images; dataset {dataset.name!r} holds vectors: use 'mlp'")
     return StudentCNN(dataset.input_shape, cfg.dim, hidden=cfg.hidden)
 
 
-def _student_file(cfg: StudentConfig, dataset: Dataset) -> nn.Module:
+def _student_file(cfg: StudentConfig, dataset: Dataset, *, trust_code: bool = False) -> nn.Module:
     path = _need(cfg.path, "student.path", "a TorchScript file or a .safetensors of a built-in student")
     if Path(path).suffix.lower() != ".safetensors" and is_torchscript_archive(path):
-        return load_torchscript(path)
+        return load_torchscript(path, trust=trust_code)
     candidates = [_student_mlp(cfg, dataset)] + ([_student_cnn(cfg, dataset)] if dataset.is_image else [])
     return load_builtin_weights(path, candidates)
 
 
-STUDENT_BUILDERS: dict[str, Callable[[StudentConfig, Dataset], nn.Module]] = {
+STUDENT_BUILDERS: dict[str, Callable[..., nn.Module]] = {  # (cfg, dataset, *, trust_code)
     "mlp": _student_mlp,
     "cnn": _student_cnn,
     "file": _student_file,
@@ -793,8 +798,11 @@ STUDENT_BUILDERS: dict[str, Callable[[StudentConfig, Dataset], nn.Module]] = {
 STUDENT_ARCHS: tuple[str, ...] = tuple(STUDENT_BUILDERS)
 
 
-def build_student(cfg: StudentConfig, dataset: Dataset) -> nn.Module:
+def build_student(cfg: StudentConfig, dataset: Dataset, *, trust_code: bool = False) -> nn.Module:
     """A trainable student whose ``forward`` maps (n, *input_shape) to (n, cfg.dim) features.
+
+    ``trust_code``: allow a TorchScript ``file`` student, whose loading runs the code the file
+    carries; without it such a file is refused with a message saying how to bring it safely.
 
     Raises:
         ValueError: unknown arch, bad sizes, ``cnn`` on vector data, ``file`` without a path.
@@ -803,7 +811,7 @@ def build_student(cfg: StudentConfig, dataset: Dataset) -> nn.Module:
     if cfg.arch not in STUDENT_BUILDERS:
         raise ValueError(f"unknown student arch {cfg.arch!r}; choose one of {', '.join(STUDENT_ARCHS)}")
     _check_student(cfg)
-    model = STUDENT_BUILDERS[cfg.arch](cfg, dataset)
+    model = STUDENT_BUILDERS[cfg.arch](cfg, dataset, trust_code=trust_code)
     for p in model.parameters():  # (ScriptModules have no requires_grad_)
         p.requires_grad_(True)
     return model.train()

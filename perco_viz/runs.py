@@ -9,38 +9,82 @@ Layout::
     <run>/teacher_probe.npz   teacher probe features, labels, probe indices
     <run>/student.safetensors latest student weights
     <run>/checkpoint.pt       what resume needs (tensors and numbers only: weights_only-safe)
+    <run>/.lock               the writer's OS lock (``fcntl.flock``) and who holds it
 
 Every file but ``metrics.jsonl`` is written to a temporary name and renamed into place, so a
 reader never sees half a file; ``metrics.jsonl`` is append-only and its reader skips a torn
 last line. A process killed mid-run leaves a directory whose completed snapshots all load.
+
+**Reading is defensive.** A runs folder may be shared, and its writers are not trusted: every
+read of a run file goes through one entrance (:meth:`RunDir._open_file`) that accepts regular
+files only (a FIFO, device or socket is refused without blocking), refuses a link whose target
+leaves the runs folder (the run directory's parent), caps the size (:data:`MAX_BYTES`; for
+``.npz`` also what it unpacks to, through :func:`perco_viz.safe_io.load_npz`) and checks every
+field's type. A damaged file raises :class:`RunStoreError` naming the run, the file and what is
+wrong; :meth:`RunDir.status` never raises (a damaged status reads ``"damaged"``), a bad
+``metrics.jsonl`` line is skipped, and :func:`list_runs` never fails because of one entry.
+
+**One writer.** A training holds an exclusive ``fcntl.flock`` on ``<run>/.lock`` from set-up to
+its final status (:meth:`RunDir.lock`); the kernel releases it when the process dies, so a
+``running`` status whose lock is free is a dead run (``stale``). A second writer (``resume``
+of a run still training) is refused with :class:`RunLockedError` before it touches anything.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import re
 import socket
+import stat
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from perco_viz.config import RunConfig
 
+try:  # POSIX; on Windows a run is not locked (one writer is then the user's business)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 STATES = ("running", "finished", "failed", "cancelled")
-STALE_AFTER_S = 30.0  # a "running" run whose heartbeat is older than this is reported stale
+READ_STATES = (*STATES, "stale", "unknown", "damaged")  # what status() may say
+STALE_AFTER_S = 30.0  # a "running" run whose heartbeat is older than this is reported stale (other hosts)
 HEARTBEAT_S = 5.0  # the engine refreshes the heartbeat at least this often while it trains
+LOCK_FILE = ".lock"
+LOCK_WAIT_S = 1.0  # a writer retries this long (a reader's probe holds the lock for microseconds)
+MAX_BYTES = {  # per file: bytes on disk (for .npz also what its arrays unpack to)
+    "config.json": 1 << 20,
+    "status.json": 1 << 20,
+    "metrics.jsonl": 64 << 20,
+    LOCK_FILE: 4096,
+    "snapshot": 512 << 20,  # and at most what the run's probe_size x student.dim needs
+    "teacher_probe.npz": 512 << 20,
+}
+MAX_SNAPSHOT_FILES = 100_000  # entries of snapshots/ looked at
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+_SNAPSHOT_NAME = re.compile(r"([0-9]{1,9})\.npz")
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class RunStoreError(RuntimeError):
     """A run directory cannot be written or read; the message says what to change."""
+
+
+class RunLockedError(RunStoreError):
+    """Another process is writing this run (it holds the run's lock)."""
 
 
 def sanitize_name(name: str) -> str:
@@ -111,11 +155,103 @@ class Snapshot:
     metrics: dict[str, Any]
 
 
+# --------------------------------------------------------------------------- field types
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+# status.json: field -> (check, what it must be); absent fields are fine, unknown scalar ones kept
+_STATUS_FIELDS: dict[str, tuple[Any, str]] = {
+    "state": (lambda v: v in STATES, f"one of {', '.join(STATES)}"),
+    "error": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "heartbeat": (_is_number, "a number (seconds since 1970)"),
+    "started": (_is_number, "a number (seconds since 1970)"),
+    "pid": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "host": (lambda v: isinstance(v, str), "a string"),
+    "epoch": (lambda v: v is None or (_is_number(v) and v >= 0), "a number >= 0 or null"),
+    "step": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
+}
+# metrics.jsonl records: required fields, then fields that must be a number or null
+_METRIC_REQUIRED: dict[str, tuple[Any, str]] = {
+    "epoch": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "step": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+}
+_METRIC_NUMBERS = ("train_loss", "pc", "coherence_p10", "knn_acc", "lr", "wall_s")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no overflowing floats; ValueError/RecursionError otherwise."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def check_metrics_record(record: Any) -> str | None:
+    """Why ``record`` is not a valid metrics.jsonl record, or ``None`` when it is.
+
+    Valid: an object with ``epoch`` (number >= 0) and ``step`` (integer >= 0); ``snapshot`` an
+    integer >= 0 or null; ``train_loss``, ``pc``, ``coherence_p10``, ``knn_acc``, ``lr``,
+    ``wall_s`` and every ``loss_*`` a number or null; any other field a string, number,
+    boolean or null.
+    """
+    if not isinstance(record, dict):
+        return f"a record must be an object, not {_type_name(record)}"
+    for key, (ok, what) in _METRIC_REQUIRED.items():
+        if key not in record or not ok(record[key]):
+            return f"{key!r} must be {what}, got {record.get(key)!r:.40}"
+    for key, value in record.items():
+        if key == "snapshot":
+            if not (value is None or (_is_int(value) and value >= 0)):
+                return f"'snapshot' must be an integer >= 0 or null, got {value!r:.40}"
+        elif key in _METRIC_NUMBERS or key.startswith("loss_"):
+            if not (value is None or _is_number(value)):
+                return f"{key!r} must be a number or null, got {value!r:.40}"
+        elif not (value is None or isinstance(value, (str, int, float))):
+            return f"{key!r} must be a plain value, got {_type_name(value)}"
+    return None
+
+
+def _inside(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:
+        return False
+
+
+# cached facts of files (config, teacher probe rows), keyed by the file's identity and mtime
+_FACTS: OrderedDict[tuple, Any] = OrderedDict()
+_FACTS_LOCK = threading.Lock()
+_FACTS_MAX = 256
+
+# locks held by this process: lock file -> [thread id, fd, depth] (re-entrant within a thread)
+_HELD: dict[str, list[int]] = {}
+_HELD_LOCK = threading.Lock()
+
+
 class RunDir:
     """One run's directory. Cheap to construct; every read goes to disk.
 
     Args:
-        path: the directory (need not exist yet).
+        path: the directory (need not exist yet). Its parent is the runs folder: no file of
+            the run may lead (by a symbolic link) out of it.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -148,8 +284,115 @@ class RunDir:
         return self.path.name
 
     def exists(self) -> bool:
-        """True when this looks like a run directory (has a config)."""
-        return (self.path / "config.json").is_file()
+        """True when this looks like a run directory (has a config.json file). Never raises."""
+        try:
+            return stat.S_ISREG(os.stat(self.path / "config.json").st_mode)
+        except (OSError, ValueError):
+            return False
+
+    # ------------------------------------------------------------------ the one entrance
+    def _root(self) -> str:
+        return os.path.realpath(self.path.parent)
+
+    def _open_file(self, rel: str, cap: int, what: str | None = None) -> tuple[IO[bytes], os.stat_result] | None:
+        """Open a run file for reading, or ``None`` when it does not exist.
+
+        The file must be a regular file (checked before and after opening, which never blocks:
+        ``O_NONBLOCK``), must not lead out of the runs folder by a link (its real path is checked,
+        then opened with ``O_NOFOLLOW``), and must be at most ``cap`` bytes.
+
+        Raises:
+            RunStoreError: any of these fails, or the file cannot be read.
+        """
+        what = what or rel
+        label = f"{what} of run {self.name!r}"
+        path = self.path / rel
+        real = os.path.realpath(path)
+        root = self._root()
+        if not _inside(real, root):
+            raise RunStoreError(f"{label} leads out of the runs folder (to {real!r}); "
+                                "a run's files must be inside its folder: remove the link")
+        try:
+            before = os.lstat(real)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunStoreError(f"{label} cannot be read: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(before.st_mode):
+            raise RunStoreError(f"{label} is not a regular file ({_file_kind(before.st_mode)}); "
+                                "replace it with the file the run wrote, or remove the run")
+        if before.st_size > cap:
+            raise RunStoreError(f"{label} is {_mib(before.st_size)}, over the {_mib(cap)} limit for it; "
+                                "the file is damaged or not from perco_viz")
+        try:
+            fd = os.open(real, _O_READ | _O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunStoreError(f"{label} cannot be read: {exc.strerror or exc}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            os.close(fd)
+            raise RunStoreError(f"{label} changed into {_file_kind(st.st_mode)} while it was opened; try again")
+        return os.fdopen(fd, "rb"), st
+
+    def _read_bytes(self, rel: str, cap: int, what: str | None = None) -> bytes | None:
+        """The bytes of a run file through :meth:`_open_file` (at most ``cap``; ``None``: absent)."""
+        opened = self._open_file(rel, cap, what)
+        if opened is None:
+            return None
+        fh, _ = opened
+        with fh:
+            try:
+                data = fh.read(cap + 1)
+            except OSError as exc:
+                raise RunStoreError(f"{what or rel} of run {self.name!r} cannot be read: {exc.strerror or exc}") from None
+        if len(data) > cap:
+            raise RunStoreError(f"{what or rel} of run {self.name!r} grew past the {_mib(cap)} limit for it")
+        return data
+
+    def _read_npz(self, rel: str, cap: int, what: str) -> dict[str, np.ndarray] | None:
+        """Arrays of a run's ``.npz`` within ``cap`` on disk and unpacked (``None``: absent)."""
+        from perco_viz.safe_io import InputFileError, load_npz
+
+        opened = self._open_file(rel, cap, what)
+        if opened is None:
+            return None
+        fh, _ = opened
+        with fh:
+            try:
+                return load_npz(fh, name=rel, max_bytes=cap)
+            except InputFileError as exc:
+                raise RunStoreError(f"{what} of run {self.name!r} is damaged and cannot be read: {exc}") from None
+            except OSError as exc:
+                raise RunStoreError(f"{what} of run {self.name!r} cannot be read: {exc.strerror or exc}") from None
+            except Exception as exc:  # noqa: BLE001 — whatever a hostile file provokes: still one clear error
+                raise RunStoreError(f"{what} of run {self.name!r} is damaged and cannot be read "
+                                    f"({type(exc).__name__}: {str(exc)[:160]})") from None
+
+    def _stat_key(self, rel: str) -> tuple | None:
+        """The identity of a run file (real path, device, inode, size, mtime), or None."""
+        try:
+            real = os.path.realpath(self.path / rel)
+            st = os.stat(real)
+        except (OSError, ValueError):
+            return None
+        return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _cached(self, kind: str, rel: str, compute):
+        key = self._stat_key(rel)
+        if key is not None:
+            with _FACTS_LOCK:
+                if (kind, *key) in _FACTS:
+                    _FACTS.move_to_end((kind, *key))
+                    return _FACTS[(kind, *key)]
+        value = compute()
+        if key is not None and key == self._stat_key(rel):
+            with _FACTS_LOCK:
+                _FACTS[(kind, *key)] = value
+                while len(_FACTS) > _FACTS_MAX:
+                    _FACTS.popitem(last=False)
+        return value
 
     # ------------------------------------------------------------------ config & status
     def write_config(self, config: RunConfig) -> None:
@@ -159,16 +402,35 @@ class RunDir:
             raise _disk_error(self.path, exc) from None
 
     def config(self) -> RunConfig:
-        """The run's resolved configuration."""
-        if not self.exists():
+        """The run's resolved configuration.
+
+        Raises:
+            RunStoreError: no config.json (not a run directory), or it is unreadable or invalid.
+        """
+        return copy.deepcopy(self._cached("config", "config.json", self._load_config))
+
+    def _load_config(self) -> RunConfig:
+        data = self._read_bytes("config.json", MAX_BYTES["config.json"])
+        if data is None:
             raise RunStoreError(f"{str(self.path)!r} is not a run directory (no config.json)")
-        return RunConfig.load(self.path / "config.json")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RunStoreError(f"config.json of run {self.name!r} is damaged: it is not UTF-8 text") from None
+        try:
+            return RunConfig.from_text(text)
+        except (ValueError, TypeError, RecursionError) as exc:  # ConfigError is a ValueError
+            raise RunStoreError(f"config.json of run {self.name!r} is invalid: {exc}") from None
 
     def write_status(self, state: str, **fields: Any) -> None:
         """Atomically record ``state`` plus fields (error, epoch, step, ...) and a heartbeat."""
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}")
-        status = {**self._read_json("status.json", {}), **fields, "state": state, "heartbeat": time.time()}
+        try:
+            old = self._status_file() or {}
+        except RunStoreError:  # a damaged status is replaced, not merged
+            old = {}
+        status = {**old, **fields, "state": state, "heartbeat": time.time()}
         status.setdefault("started", status["heartbeat"])
         status["pid"] = os.getpid()
         status["host"] = socket.gethostname()
@@ -177,26 +439,230 @@ class RunDir:
         except OSError as exc:
             raise _disk_error(self.path, exc) from None
 
+    def _status_file(self) -> dict[str, Any] | None:
+        """status.json, type-checked field by field (``None``: not written yet).
+
+        Raises:
+            RunStoreError: unreadable, not a JSON object, or a field of the wrong type.
+        """
+        data = self._read_bytes("status.json", MAX_BYTES["status.json"])
+        if data is None:
+            return None
+        label = f"status.json of run {self.name!r}"
+        try:
+            status = _loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RunStoreError(f"{label} is damaged: not valid JSON ({str(exc)[:120]})") from None
+        if not isinstance(status, dict):
+            raise RunStoreError(f"{label} is damaged: it must be a JSON object, not {_type_name(status)}")
+        if "state" not in status:
+            raise RunStoreError(f"{label} is damaged: it has no 'state'")
+        for key, (ok, what) in _STATUS_FIELDS.items():
+            if key in status and not ok(status[key]):
+                raise RunStoreError(f"{label} is damaged: {key!r} must be {what}, got {status[key]!r:.60}")
+        return {k: v for k, v in status.items()
+                if k in _STATUS_FIELDS or v is None or isinstance(v, (str, int, float))}
+
     def status(self) -> dict[str, Any]:
-        """The status, with ``state == "stale"`` for a running run whose heartbeat stopped."""
-        status = self._read_json("status.json", {"state": "unknown"})
-        if status.get("state") == "running" and (_writer_gone(status) or _heartbeat_old(status)):
+        """The run's status; never raises.
+
+        ``state`` is one of :data:`READ_STATES`: a written state, ``"stale"`` for a running run
+        whose writer is gone (its lock is free; on another host: its pid is gone or its
+        heartbeat stopped), ``"unknown"`` before the first status, ``"damaged"`` (with
+        ``error`` saying what is wrong) when status.json cannot be used.
+        """
+        try:
+            status = self._status_file()
+        except RunStoreError as exc:
+            return {"state": "damaged", "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 — status() is called by every page: never raise
+            return {"state": "damaged", "error": f"status.json of run {self.name!r} cannot be read: {exc}"}
+        if status is None:
+            return {"state": "unknown"}
+        if status["state"] == "running" and self._writer_stopped(status):
             status = {**status, "state": "stale",
                       "error": "the training process stopped answering (killed or crashed); resume it to continue"}
         return status
 
-    def _read_json(self, name: str, default: dict[str, Any]) -> dict[str, Any]:
+    def _writer_stopped(self, status: dict[str, Any]) -> bool:
+        """A "running" status without a live writer: its lock is free (on this host, where the
+        lock file exists), else its pid is gone or its heartbeat stopped."""
+        if self.is_locked():
+            return False
+        if status.get("host") == socket.gethostname() and self._lock_file_exists():
+            return True
+        return _writer_gone(status) or _heartbeat_old(status)
+
+    def problem(self) -> str | None:
+        """Why this run cannot be shown (config or status unreadable), or ``None``. Cheap
+        (two small files, the config cached by its mtime); never raises."""
         try:
-            return json.loads((self.path / name).read_text())
-        except (OSError, ValueError):
-            return dict(default)
+            self.config()
+        except RunStoreError as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 — a health check never raises
+            return f"run {self.name!r} cannot be read: {exc}"
+        status = self.status()
+        return status["error"] if status["state"] == "damaged" else None
+
+    # ------------------------------------------------------------------ the writer's lock
+    def _lock_file_exists(self) -> bool:
+        try:
+            return stat.S_ISREG(os.lstat(self.path / LOCK_FILE).st_mode)
+        except OSError:
+            return False
+
+    def _open_lock(self, write: bool) -> int:
+        flags = _O_READ | _O_CLOEXEC  # O_RDONLY is 0
+        if write:
+            flags |= os.O_RDWR | os.O_CREAT
+        fd = os.open(self.path / LOCK_FILE, flags, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunStoreError(f"{LOCK_FILE} of run {self.name!r} is not a regular file; remove it")
+        return fd
+
+    def is_locked(self) -> bool:
+        """True while a process (this one included) holds the run's writer lock. Never raises."""
+        if fcntl is None:
+            return False
+        with _HELD_LOCK:
+            if self._lock_key() in _HELD:
+                return True
+        try:
+            fd = self._open_lock(write=False)
+        except (OSError, RunStoreError, ValueError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts only with a writer's LOCK_EX
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def _lock_key(self) -> str:
+        return os.path.realpath(self.path / LOCK_FILE)
+
+    def check_unlocked(self) -> None:
+        """Raise :class:`RunLockedError` (naming the holder) when another writer holds the lock."""
+        if self.is_locked():
+            raise RunLockedError(self._locked_message())
+
+    def lock_holder(self) -> dict[str, Any]:
+        """Who holds (or last held) the lock: ``{"pid", "host", "since"}`` as far as known."""
+        try:
+            data = self._read_bytes(LOCK_FILE, MAX_BYTES[LOCK_FILE])
+            info = _loads(data.decode("utf-8")) if data else {}
+        except (RunStoreError, UnicodeDecodeError, ValueError, RecursionError):
+            return {}
+        if not isinstance(info, dict):
+            return {}
+        return {k: info[k] for k, ok in (("pid", _is_int), ("host", lambda v: isinstance(v, str)),
+                                          ("since", _is_number)) if k in info and ok(info[k])}
+
+    @contextmanager
+    def lock(self, wait_s: float = LOCK_WAIT_S) -> Iterator[RunDir]:
+        """Hold the run's exclusive writer lock (``fcntl.flock`` on ``.lock``) for the block.
+
+        Re-entrant within one thread; another thread or process is refused. The kernel releases
+        the lock when the holder dies, however it dies.
+
+        Raises:
+            RunLockedError: another process (or thread) holds it; the message names it.
+            RunStoreError: the run directory does not exist or its lock file is not a file.
+        """
+        if fcntl is None:  # pragma: no cover — Windows
+            yield self
+            return
+        key, me = self._lock_key(), threading.get_ident()
+        with _HELD_LOCK:
+            held = _HELD.get(key)
+            if held is not None and held[0] == me:
+                held[2] += 1
+                reentered = True
+            else:
+                reentered = False
+        if reentered:
+            try:
+                yield self
+            finally:
+                with _HELD_LOCK:
+                    _HELD[key][2] -= 1
+            return
+        fd = self._acquire(wait_s)
+        with _HELD_LOCK:
+            _HELD[key] = [me, fd, 1]
+        try:
+            yield self
+        finally:
+            with _HELD_LOCK:
+                _HELD.pop(key, None)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def _acquire(self, wait_s: float) -> int:
+        try:
+            fd = self._open_lock(write=True)
+        except FileNotFoundError:
+            raise RunStoreError(f"{str(self.path)!r} is not a run directory (it does not exist)") from None
+        except OSError as exc:
+            raise RunStoreError(f"cannot lock run {self.name!r}: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise RunLockedError(self._locked_message()) from None
+                time.sleep(0.02)
+            except OSError as exc:
+                os.close(fd)
+                raise RunStoreError(f"cannot lock run {self.name!r}: {exc.strerror or exc}") from None
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+        except OSError:  # who holds it is only for messages
+            pass
+        return fd
+
+    def _locked_message(self) -> str:
+        holder = self.lock_holder()
+        who = []
+        if "pid" in holder:
+            who.append(f"pid {holder['pid']}")
+        if "host" in holder:
+            who.append(f"on {holder['host']}")
+        if "since" in holder:
+            who.append("since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"])))
+        by = f" ({' '.join(who)})" if who else ""
+        return (f"run {self.name!r} is locked by another process that is writing it{by}: "
+                "wait for it to finish or stop it, then try again")
 
     # ------------------------------------------------------------------ metrics
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line (flushed and fsynced: a crash loses at most this line)."""
         line = json.dumps(_jsonable(record), allow_nan=False) + "\n"
+        path = self.path / "metrics.jsonl"
         try:
-            with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _disk_error(self.path, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunStoreError(f"metrics.jsonl of run {self.name!r} is not a regular file; remove it")
+        try:
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -204,24 +670,63 @@ class RunDir:
             raise _disk_error(self.path, exc) from None
 
     def metrics(self) -> list[dict[str, Any]]:
-        """All complete metric records; a torn or corrupt line is skipped, not fatal."""
-        try:
-            text = (self.path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return []
-        records = []
-        for line in text.splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
+        """All complete, valid metric records (see :func:`check_metrics_record`), in file order;
+        a torn, corrupt or wrongly typed line is skipped (:meth:`metrics_skipped` counts them).
+
+        Raises:
+            RunStoreError: metrics.jsonl is not a regular file, leads out of the runs folder, or
+                is over its size limit.
+        """
+        return self._metrics()[0]
+
+    def metrics_skipped(self) -> int:
+        """How many lines of metrics.jsonl :meth:`metrics` skips (torn, corrupt, wrong types)."""
+        return self._metrics()[1]
+
+    def _metrics(self) -> tuple[list[dict[str, Any]], int]:
+        data = self._read_bytes("metrics.jsonl", MAX_BYTES["metrics.jsonl"])
+        if data is None:
+            return [], 0
+        records, skipped = [], 0
+        for line in data.decode("utf-8", errors="replace").split("\n"):
+            if not line.strip():
                 continue
-            if isinstance(rec, dict):
+            try:
+                rec = _loads(line)
+            except (ValueError, RecursionError):
+                skipped += 1
+                continue
+            if check_metrics_record(rec) is None:
                 records.append(rec)
-        return records
+            else:
+                skipped += 1
+        return records, skipped
+
+    def _snapshot_records(self) -> dict[int, dict[str, Any]]:
+        """Snapshot index -> its metrics record (the first one of each index)."""
+        out: dict[int, dict[str, Any]] = {}
+        for rec in self.metrics():
+            if rec.get("snapshot") is not None:
+                out.setdefault(rec["snapshot"], rec)
+        return out
+
+    def metrics_mtime(self) -> float:
+        """Modification time of metrics.jsonl (0.0 when absent or unreadable). Never raises."""
+        key = self._stat_key("metrics.jsonl")
+        return 0.0 if key is None else key[4] / 1e9
+
+    def signature(self) -> tuple[str, int, float]:
+        """``(path, number of snapshots, metrics.jsonl mtime)``: a cache key that changes with every
+        new snapshot (and on resume). Never raises (a damaged snapshots folder counts -1)."""
+        try:
+            count = len(self.snapshot_indices())
+        except RunStoreError:
+            count = -1
+        return str(self.path), count, self.metrics_mtime()
 
     def truncate_metrics(self, max_step: int) -> None:
         """Keep only records with ``step <= max_step`` (used by resume)."""
-        kept = [r for r in self.metrics() if int(r.get("step", 0)) <= max_step]
+        kept = [r for r in self.metrics() if r["step"] <= max_step]
         data = "".join(json.dumps(r) + "\n" for r in kept).encode()
         atomic_write_bytes(self.path / "metrics.jsonl", data)
 
@@ -237,23 +742,69 @@ class RunDir:
         self.append_metrics({**snap.metrics, "snapshot": snap.index})
 
     def snapshot_indices(self) -> list[int]:
-        """Indices of the snapshots on disk, in order."""
+        """Indices of the snapshots on disk, in order (files named ``NNNNNN.npz``).
+
+        Raises:
+            RunStoreError: snapshots/ leads out of the runs folder, cannot be listed, or holds
+                more than :data:`MAX_SNAPSHOT_FILES` entries.
+        """
         folder = self.path / "snapshots"
-        if not folder.is_dir():
+        real = os.path.realpath(folder)
+        if not _inside(real, self._root()):
+            raise RunStoreError(f"snapshots/ of run {self.name!r} leads out of the runs folder (to {real!r}); "
+                                "remove the link")
+        found = []
+        try:
+            if not stat.S_ISDIR(os.stat(real).st_mode):
+                return []
+            with os.scandir(real) as entries:
+                for n, entry in enumerate(entries):
+                    if n >= MAX_SNAPSHOT_FILES:
+                        raise RunStoreError(f"snapshots/ of run {self.name!r} holds more than "
+                                            f"{MAX_SNAPSHOT_FILES:,} entries; it is not a perco_viz run")
+                    m = _SNAPSHOT_NAME.fullmatch(entry.name)
+                    if m:
+                        found.append(int(m.group(1)))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(int(p.stem) for p in folder.glob("[0-9]*.npz") if p.stem.isdigit())
+        except OSError as exc:
+            raise RunStoreError(f"snapshots/ of run {self.name!r} cannot be listed: {exc.strerror or exc}") from None
+        return sorted(found)
+
+    def snapshot_stamp(self, index: int) -> float:
+        """Modification time of snapshot ``index``'s file (0.0 when absent): part of cache keys,
+        since a resumed run rewrites snapshots. Never raises."""
+        key = self._stat_key(f"snapshots/{int(index):06d}.npz")
+        return 0.0 if key is None else key[4] / 1e9
 
     def load_snapshot(self, index: int) -> Snapshot:
-        """Read one snapshot (arrays and its metrics record)."""
-        path = self.path / "snapshots" / f"{int(index):06d}.npz"
+        """Read one snapshot (arrays and its metrics record), checked against the run.
+
+        Raises:
+            RunStoreError: the file is missing, not a regular file, too big (on disk or
+                unpacked), not a ``.npz``, or its arrays are not ``student`` (n, d) finite float
+                with ``d`` = the config's ``student.dim``, ``coherence`` (n,) finite float,
+                scalar ``epoch`` >= 0, ``step`` >= 0 and ``index`` = ``index``, with ``n`` the teacher
+                probe's rows. The message reads "snapshot i of run 'x' is damaged and cannot be read: ...".
+        """
+        index = int(index)
+        what = f"snapshot {index}"
+        config = self.config()
+        # what a snapshot of this run can hold: (probe_size, dim) float32 + (probe_size,) float64 + slack
+        cap = min(MAX_BYTES["snapshot"], config.data.probe_size * (4 * config.student.dim + 8) + (1 << 20))
+        arrays = self._read_npz(f"snapshots/{index:06d}.npz", cap, what)
+        if arrays is None:
+            raise RunStoreError(f"{what} of run {self.name!r} cannot be read: its file does not exist")
+
+        problem = _snapshot_problem(arrays, index, self._probe_rows, config.student.dim)
+        if problem:
+            raise RunStoreError(f"{what} of run {self.name!r} is damaged and cannot be read: {problem}")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise RunStoreError(f"snapshot {index} of run {self.name!r} cannot be read: {exc}") from None
-        record = next((r for r in self.metrics() if r.get("snapshot") == int(index)), {})
-        return Snapshot(int(arrays["index"]), float(arrays["epoch"]), int(arrays["step"]),
-                        arrays["student"], arrays["coherence"], record)
+            record = dict(self._cached("snapshot_records", "metrics.jsonl", self._snapshot_records).get(index, {}))
+        except RunStoreError:  # the arrays are fine; their metrics line is optional
+            record = {}
+        return Snapshot(index, float(arrays["epoch"]), int(arrays["step"]), arrays["student"], arrays["coherence"],
+                        record)
 
     def remove_snapshots_after(self, index: int) -> None:
         for i in self.snapshot_indices():
@@ -269,12 +820,40 @@ class RunDir:
         atomic_write_bytes(self.path / "teacher_probe.npz", _npz_bytes(**arrays))
 
     def teacher_probe(self) -> dict[str, np.ndarray]:
-        """``features``, ``indices`` and (when labelled) ``labels`` of the probe set."""
-        try:
-            with np.load(self.path / "teacher_probe.npz", allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise RunStoreError(f"run {self.name!r} has no readable teacher_probe.npz yet: {exc}") from None
+        """``features`` (n, d_t) finite float, ``indices`` (n,) int and, when labelled, ``labels`` (n,) int.
+
+        Raises:
+            RunStoreError: missing (the run has not finished its set-up), or damaged.
+        """
+        what = "teacher_probe.npz"
+        arrays = self._read_npz(what, MAX_BYTES[what], what)
+        if arrays is None:
+            raise RunStoreError(f"run {self.name!r} has no readable teacher_probe.npz yet (its set-up has not "
+                                "finished, or it was removed)")
+
+        def damaged(why: str) -> RunStoreError:
+            return RunStoreError(f"teacher_probe.npz of run {self.name!r} is damaged and cannot be read: {why}")
+
+        features, indices = arrays.get("features"), arrays.get("indices")
+        if features is None or indices is None:
+            raise damaged(f"it needs arrays 'features' and 'indices' (has {sorted(arrays)[:10]})")
+        if features.ndim != 2 or features.dtype.kind != "f" or 0 in features.shape:
+            raise damaged(f"'features' must be a non-empty 2-D float array, got shape {features.shape} {features.dtype}")
+        n = len(features)
+        if not np.isfinite(features).all():
+            raise damaged("'features' hold NaN or inf")
+        out = {"features": features, "indices": indices}
+        for key in ("indices", "labels"):
+            a = arrays.get(key)
+            if a is None:
+                continue
+            if a.shape != (n,) or a.dtype.kind not in "iu":
+                raise damaged(f"{key!r} must be {n} integers (one per probe point), got shape {a.shape} {a.dtype}")
+            out[key] = a
+        return out
+
+    def _probe_rows(self) -> int:
+        return self._cached("probe_rows", "teacher_probe.npz", lambda: len(self.teacher_probe()["features"]))
 
     # ------------------------------------------------------------------ weights
     @property
@@ -285,24 +864,145 @@ class RunDir:
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.pt"
 
+    def student_file(self) -> Path | None:
+        """The real path of ``student.safetensors`` once checked by the entrance (a regular file
+        inside the runs folder, within ``$PERCO_VIZ_MAX_FILE_MB``), for a loader such as
+        :func:`perco_viz.safe_io.load_state_dict`; ``None`` when the run has none yet.
+
+        Raises:
+            RunStoreError: a link out of the runs folder, not a regular file, or too big.
+        """
+        from perco_viz.safe_io import max_file_bytes
+
+        opened = self._open_file("student.safetensors", max_file_bytes())
+        if opened is None:
+            return None
+        opened[0].close()
+        return Path(os.path.realpath(self.student_path))
+
+    def student_weights(self) -> bytes | None:
+        """The bytes of ``student.safetensors`` (for a download), read through the entrance and
+        checked to start like a safetensors file; ``None`` when the run has none yet.
+
+        Raises:
+            RunStoreError: a link out of the runs folder, not a regular file, too big, or not
+                a safetensors file.
+        """
+        from perco_viz.safe_io import max_file_bytes
+
+        data = self._read_bytes("student.safetensors", max_file_bytes())
+        if data is None:
+            return None
+        header = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+        if not (0 < header <= len(data) - 8 and data[8:9] == b"{"):
+            raise RunStoreError(f"student.safetensors of run {self.name!r} is damaged: it is not a safetensors file")
+        return data
+
+    def read_checkpoint(self, max_bytes: int | None = None) -> dict[str, Any] | None:
+        """The resume checkpoint (tensors and numbers, ``torch.load(weights_only=True)``), or
+        ``None`` when the run has none yet.
+
+        Raises:
+            RunStoreError: not a regular file, a link out of the runs folder, over ``max_bytes``
+                (default ``$PERCO_VIZ_MAX_FILE_MB``) on disk or unpacked, or not a checkpoint
+                that perco_viz wrote (damaged, or holding code).
+        """
+        from perco_viz.safe_io import InputFileError, load_torch_checkpoint, max_file_bytes
+
+        cap = max_file_bytes() if max_bytes is None else max_bytes
+        label = f"checkpoint.pt of run {self.name!r}"
+        opened = self._open_file("checkpoint.pt", cap)  # a regular file, inside the runs folder, within cap
+        if opened is None:
+            return None
+        opened[0].close()
+        try:  # weights_only, its unpacked size checked from the zip headers first
+            state = load_torch_checkpoint(os.path.realpath(self.checkpoint_path), max_bytes=cap)
+        except InputFileError as exc:
+            raise RunStoreError(f"{label} is damaged and cannot be read ({exc}); "
+                                "the run cannot be resumed: start it again") from None
+        problem = _check_checkpoint(state)
+        if problem:
+            raise RunStoreError(f"{label} is damaged: {problem}; the run cannot be resumed: start it again")
+        return state
+
+
+def _snapshot_problem(arrays: dict[str, np.ndarray], index: int, probe_rows, dim: int) -> str | None:
+    """Why ``arrays`` are not snapshot ``index`` of a run whose teacher probe has ``probe_rows()``
+    rows and whose ``student.dim`` is ``dim``, or None: ``student`` (n, dim) finite float,
+    ``coherence`` (n,) finite float, scalars ``epoch`` >= 0, ``step`` >= 0 (integer), ``index``."""
+    missing = sorted({"student", "coherence", "epoch", "step", "index"} - set(arrays))
+    if missing:
+        return f"it has no {', '.join(missing)} (arrays: {sorted(arrays)[:10]})"
+    student, coherence = arrays["student"], arrays["coherence"]
+    if student.ndim != 2 or student.dtype.kind != "f" or 0 in student.shape:
+        return f"'student' must be a non-empty 2-D float array, got shape {student.shape} {student.dtype}"
+    n, d = student.shape
+    if coherence.ndim != 1 or coherence.dtype.kind != "f" or len(coherence) != n:
+        return (f"'coherence' must be a 1-D float array of {n} values (one per probe point), "
+                f"got shape {coherence.shape} {coherence.dtype}")
+    if not np.isfinite(student).all() or not np.isfinite(coherence).all():
+        return "its features or coherence hold NaN or inf"
+    for key, kinds in (("epoch", "fiu"), ("step", "iu"), ("index", "iu")):
+        a = arrays[key]
+        if a.shape != () or a.dtype.kind not in kinds or not np.isfinite(a) or a < 0:
+            return f"{key!r} must be a number >= 0 (a scalar), got shape {a.shape} {a.dtype}"
+    if int(arrays["index"]) != index:
+        return f"it says it is snapshot {int(arrays['index'])}"
+    rows = probe_rows()
+    if n != rows:
+        return f"it has {n} probe points, the run's teacher probe has {rows}"
+    if d != dim:
+        return f"its student features are {d}-D, the run's student.dim is {dim}"
+    return None
+
+
+def _check_checkpoint(state: Any) -> str | None:
+    """Why ``state`` is not a checkpoint written by the engine, or None."""
+    if not isinstance(state, dict):
+        return f"it holds {_type_name(state)}, not a checkpoint"
+    for key in ("student", "loss", "optimizer", "scheduler"):
+        if not isinstance(state.get(key), dict):
+            return f"{key!r} must be a state dict"
+    if not (state.get("head") is None or isinstance(state.get("head"), dict)):
+        return "'head' must be a state dict or None"
+    for key in ("epoch", "step", "snapshot_index"):
+        if not (_is_int(state.get(key)) and state[key] >= 0):
+            return f"{key!r} must be an integer >= 0"
+    for key in ("wall_s", "last_loss"):
+        if not isinstance(state.get(key), (int, float)) or isinstance(state.get(key), bool):
+            return f"{key!r} must be a number"
+    return None
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.1f} MiB" if n >= 1 << 20 else f"{n:,} bytes"
+
 
 def _heartbeat_old(status: dict[str, Any]) -> bool:
     beat = status.get("heartbeat")
-    return bool(beat) and time.time() - float(beat) > STALE_AFTER_S
+    return _is_number(beat) and time.time() - float(beat) > STALE_AFTER_S
 
 
 def _writer_gone(status: dict[str, Any]) -> bool:
     """True when the writing process ran on this host and no longer exists."""
     pid, host = status.get("pid"), status.get("host")
-    if not pid or host != socket.gethostname():
+    if not _is_int(pid) or pid <= 0 or host != socket.gethostname():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, OSError, ValueError):
+    except (PermissionError, OSError, ValueError, OverflowError):
         return False
-    return _is_zombie(int(pid))
+    return _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -341,9 +1041,29 @@ def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_runs(root: str | os.PathLike) -> list[RunDir]:
-    """Run directories directly under ``root``, newest first."""
-    root = Path(root)
-    if not root.is_dir():
+    """Run directories directly under ``root`` (those with a config.json file), newest first.
+
+    Never raises: an entry that cannot be looked at (permissions, a vanished folder, a link
+    leading out of ``root``) is left out; a listed run may still be damaged (see
+    :meth:`RunDir.problem`).
+    """
+    try:
+        real_root = os.path.realpath(root)
+        with os.scandir(root) as it:
+            entries = list(it)
+    except (OSError, ValueError):
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-    return sorted(runs, key=lambda r: r.path.stat().st_mtime, reverse=True)
+    found: list[tuple[float, RunDir]] = []
+    for entry in entries:
+        try:
+            if not entry.is_dir():
+                continue
+            if entry.is_symlink() and not _inside(os.path.realpath(entry.path), real_root):
+                continue
+            run = RunDir(entry.path)
+            if run.exists():
+                found.append((entry.stat().st_mtime, run))
+        except (OSError, ValueError):
+            continue
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [run for _, run in found]

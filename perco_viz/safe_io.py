@@ -3,8 +3,11 @@
 Everything a user brings (an upload in the app, a path in a config) is read here, never with
 a bare ``torch.load`` or ``pickle``: weights go through ``safetensors`` or
 ``torch.load(weights_only=True)``, arrays through ``np.load(allow_pickle=False)`` or pandas.
-A file that would run Python code while loading is refused. Every failure raises
-:class:`InputFileError` (a ``ValueError``) whose message says what to change.
+A file that would run Python code while loading is refused: pickles always, TorchScript unless
+the caller passes ``trust=True`` (the CLI's ``--trust-code``, the app operator's
+``$PERCO_VIZ_TRUST_TORCHSCRIPT``). Sizes are checked on disk and on what a file unpacks to
+(zip members from the central directory, ``.npy`` headers) before anything is unpacked. Every
+failure raises :class:`InputFileError` (a ``ValueError``) whose message says what to change.
 
 >>> import numpy as np, io
 >>> buf = io.BytesIO(); np.savez(buf, X=np.eye(3), y=np.arange(3))
@@ -15,6 +18,7 @@ A file that would run Python code while loading is refused. Every failure raises
 
 from __future__ import annotations
 
+import csv
 import importlib
 import io
 import os
@@ -33,6 +37,12 @@ import torch
 
 DEFAULT_MAX_FILE_MB = 2048
 MAX_FILE_ENV = "PERCO_VIZ_MAX_FILE_MB"
+TRUST_TORCHSCRIPT_ENV = "PERCO_VIZ_TRUST_TORCHSCRIPT"
+MAX_COLUMNS_ENV = "PERCO_VIZ_MAX_COLUMNS"
+DEFAULT_MAX_COLUMNS = 4096
+MAX_ROWS_ENV = "PERCO_VIZ_MAX_ROWS"
+DEFAULT_MAX_ROWS = 5_000_000
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own cap on its JSON header
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 ARRAY_SUFFIXES = (".npz", ".npy", ".csv")
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module")
@@ -127,37 +137,128 @@ def is_torchscript_archive(path: PathLike) -> bool:
         return False
 
 
+def server_trusts_torchscript() -> bool:
+    """The app operator's switch: ``$PERCO_VIZ_TRUST_TORCHSCRIPT`` is ``1`` or ``true``.
+
+    Read by the app only (the server process, when a training job is made); the CLI never reads
+    it: there ``--trust-code`` on the command line is the only way to load TorchScript.
+    """
+    return os.environ.get(TRUST_TORCHSCRIPT_ENV, "").strip().lower() in ("1", "true")
+
+
+SAFE_MODEL_HINT = (
+    "bring the model safely instead: its state_dict as .safetensors "
+    "(safetensors.torch.save_file(model.state_dict(), 'model.safetensors')) plus its architecture "
+    "(a built-in teacher/student, a torchvision or timm model name), or compute its embeddings "
+    "yourself and load them on Diagnose"
+)
+
+
+def torchscript_refused(name: str) -> InputFileError:
+    """The error for a TorchScript archive that nobody said to trust (the message says what to do)."""
+    return InputFileError(
+        f"{name!r} is a TorchScript archive: loading it runs the code it carries (PyTorch loads only "
+        f"TorchScript you trust), so perco_viz refuses it by default; {SAFE_MODEL_HINT}. Only for a "
+        "file you made yourself: pass --trust-code on the perco-viz command line (in the app the operator "
+        f"must start the server with {TRUST_TORCHSCRIPT_ENV}=1)"
+    )
+
+
+def check_zip_unpacked(source: PathLike | IO[bytes], name: str, *, max_bytes: int | None = None) -> int:
+    """Refuse a zip (``torch.save`` file, ``.npz``) whose members declare more than the limit unpacked.
+
+    The sizes come from the central directory, without unpacking anything. ``zipfile`` and
+    PyTorch's reader both stop a member at its declared size (and check its CRC), so a member
+    that lies small cannot grow past it either.
+
+    Args:
+        source: the zip file (path or seekable binary stream).
+        name: the name for messages.
+        max_bytes: the limit (``None``: ``$PERCO_VIZ_MAX_FILE_MB``).
+
+    Returns:
+        The declared unpacked size in bytes.
+    """
+    try:
+        with zipfile.ZipFile(source) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+    except Exception as exc:  # BadZipFile, NotImplementedError("zip file version"), ...
+        raise InputFileError(f"{name!r} is not a readable zip archive ({_first_line(exc)}); save it again") from None
+    limit = max_file_bytes() if max_bytes is None else max_bytes
+    if unpacked > limit:
+        raise InputFileError(
+            f"{name!r} unpacks to {_mb(unpacked)}, above the {_mb(limit)} limit (refused before unpacking); "
+            f"use a smaller file or raise the limit with the environment variable {MAX_FILE_ENV}"
+        )
+    return unpacked
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """The 8-byte header length of a ``.safetensors`` must fit the file and the library's cap."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    n = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if n < 2 or n > size - 8 or n > SAFETENSORS_MAX_HEADER:
+        raise InputFileError(
+            f"{path.name!r} is not a valid .safetensors file: its header claims {max(n, 0)} bytes in a "
+            f"{size}-byte file; the file is truncated, damaged or forged, save it again"
+        )
+
+
 def _load_safetensors_file(path: Path) -> Any:
     from safetensors.torch import load_file
 
+    _check_safetensors_header(path)  # tensors are raw bytes inside the file: bounded by its size
     return load_file(str(path), device="cpu")
 
 
-def _load_torch_file(path: Path) -> Any:
-    if is_torchscript_archive(path):
+def _check_torch_file(path: Path, max_bytes: int | None = None) -> None:
+    """A ``torch.save`` file: TorchScript refused, a zip's unpacked size within the limit."""
+    if zipfile.is_zipfile(path):
+        if is_torchscript_archive(path):
+            raise InputFileError(
+                f"{path.name!r} is a TorchScript archive, not a state_dict (and loading TorchScript runs the "
+                f"code it carries); {SAFE_MODEL_HINT}"
+            )
+        check_zip_unpacked(path, path.name, max_bytes=max_bytes)
+    # A legacy (pre-zip) torch file stores its tensors as raw, uncompressed bytes inside the file:
+    # a storage is reserved at its declared size (untouched pages) and filled from the file, whose
+    # own size record must match, so what is read stays within its size on disk (check_file);
+    # weights_only refuses its objects. (tests/test_unpack_limits.py: a declared 4 GiB, 1.5 MB.)
+
+
+def load_torch_checkpoint(path: PathLike, *, max_bytes: int | None = None, map_location: Any = "cpu") -> Any:
+    """A ``torch.save`` file (a run's resume checkpoint) read with ``weights_only=True`` within the limits.
+
+    Raises:
+        InputFileError: missing, too big on disk or unpacked, TorchScript, unreadable, or holding
+            Python objects (refused, never executed).
+    """
+    p = check_file(path, max_bytes=max_bytes, what="checkpoint")
+    try:
+        return _load_torch_file(p, max_bytes=max_bytes, map_location=map_location)
+    except InputFileError:
+        raise
+    except Exception as exc:
         raise InputFileError(
-            f"{path.name!r} is a TorchScript archive, not a state_dict; load it as TorchScript "
-            "(teacher kind 'torchscript' / student arch 'file')"
-        )
+            f"{p.name!r} could not be read ({type(exc).__name__}: {_first_line(exc)}); the file may be "
+            "truncated or corrupt"
+        ) from None
+
+
+def _load_torch_file(path: Path, max_bytes: int | None = None, map_location: Any = "cpu") -> Any:
+    _check_torch_file(path, max_bytes)
     try:
         with warnings.catch_warnings():  # "Detected pickle protocol 4": noise on a refused file
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise InputFileError(
             f"{path.name!r}: this file contains Python code/objects, which perco_viz refuses to "
             "unpickle; re-save it with safetensors or as a plain state_dict "
             "(torch.save(model.state_dict(), path))"
         ) from None
-
-
-_STATE_LOADERS: dict[str, Callable[[Path], Any]] = {
-    ".safetensors": _load_safetensors_file,
-    ".pt": _load_torch_file,
-    ".pth": _load_torch_file,
-    ".bin": _load_torch_file,
-    ".ckpt": _load_torch_file,
-}
 
 
 def _unwrap_state(obj: Any, name: str) -> dict[str, torch.Tensor]:
@@ -208,13 +309,13 @@ def load_state_dict(path: PathLike, *, max_bytes: int | None = None) -> dict[str
             carries Python objects (refused, never executed).
     """
     p = check_file(path, max_bytes=max_bytes, what="weights file")
-    loader = _STATE_LOADERS.get(p.suffix.lower())
-    if loader is None:
+    suffix = p.suffix.lower()
+    if suffix not in STATE_DICT_SUFFIXES:
         raise InputFileError(
             f"{p.name!r}: unknown weights format {p.suffix!r}; use one of {', '.join(STATE_DICT_SUFFIXES)}"
         )
     try:
-        obj = loader(p)
+        obj = _load_safetensors_file(p) if suffix == ".safetensors" else _load_torch_file(p, max_bytes)
     except InputFileError:
         raise
     except Exception as exc:  # corrupt zip, truncated header, ...
@@ -239,13 +340,27 @@ def read_safetensors_metadata(path: PathLike) -> dict[str, str]:
         ) from None
 
 
-def load_torchscript(path: PathLike, *, max_bytes: int | None = None) -> torch.jit.ScriptModule:
-    """Load a TorchScript module (``torch.jit.save``) onto the CPU.
+def load_torchscript(path: PathLike, *, trust: bool = False, max_bytes: int | None = None) -> torch.jit.ScriptModule:
+    """Load a TorchScript module (``torch.jit.save``) onto the CPU, only when told to trust it.
+
+    Loading TorchScript runs the code the archive carries (its compiled methods, ``__setstate__``
+    among them, can write files), so it is refused unless ``trust=True``: the CLI's
+    ``--trust-code``, or the app operator's :data:`TRUST_TORCHSCRIPT_ENV`.
+
+    Args:
+        path: the archive.
+        trust: the caller vouches for the file (the user's own file on their own command line).
+        max_bytes: size limit on disk and unpacked (``None``: ``$PERCO_VIZ_MAX_FILE_MB``).
 
     Raises:
-        InputFileError: missing, too big, or not a TorchScript archive.
+        InputFileError: not trusted (the message says how to bring the model safely), missing,
+            too big on disk or unpacked, or not a TorchScript archive.
     """
     p = check_file(path, max_bytes=max_bytes, what="TorchScript file")
+    if not trust:
+        raise torchscript_refused(p.name)
+    if zipfile.is_zipfile(p):
+        check_zip_unpacked(p, p.name, max_bytes=max_bytes)
     try:
         with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; users still bring it
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -286,6 +401,207 @@ def save_safetensors(
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- bounded .npz/.npy
+
+
+NPY_MAGIC = b"\x93NUMPY"
+_CHUNK = 1 << 20  # bytes read per step while unpacking
+
+
+def _open_source(source: Source, name: str | None, max_bytes: int | None) -> tuple[IO[bytes], str, bool]:
+    """A seekable binary stream over ``source``, its name, and whether we opened it (and must close it).
+
+    A path is checked with :func:`check_file`; bytes are wrapped; a file object is used as is
+    when seekable, else read (at most the limit plus one byte) into memory.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        p = check_file(source, max_bytes=max_bytes, what="array file")
+        return open(p, "rb"), name or p.name, True
+    if name is None:
+        name = str(getattr(source, "name", "") or "") or None
+    if name is None:
+        raise InputFileError("give the file name (e.g. name='points.npz') so its format is known")
+    limit = max_file_bytes() if max_bytes is None else max_bytes
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif getattr(source, "seekable", lambda: False)():
+        start = source.tell()
+        size = source.seek(0, io.SEEK_END) - start
+        source.seek(start)
+        if size <= 0:
+            raise InputFileError(f"{name!r} is empty (0 bytes); upload the file again")
+        check_size(size, repr(name), max_bytes)
+        return source, name, False
+    else:
+        data = source.read(limit + 1)
+    if not data:
+        raise InputFileError(f"{name!r} is empty (0 bytes); upload the file again")
+    check_size(len(data), repr(name), max_bytes)
+    return io.BytesIO(data), name, True
+
+
+def _read_exactly_into(fp: IO[bytes], out: np.ndarray, what: str) -> None:
+    """Fill ``out``'s bytes from ``fp`` in chunks; a short read is a truncated file."""
+    if out.nbytes == 0:
+        return
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    pos = 0
+    while pos < len(view):
+        n = fp.readinto(view[pos : pos + _CHUNK])  # type: ignore[attr-defined]
+        if not n:
+            raise InputFileError(f"{what} is truncated: it ends before the data its header declares; save it again")
+        pos += n
+
+
+def _read_npy_stream(fp: IO[bytes], *, available: int, budget: int, what: str, limit: int) -> np.ndarray:
+    """One ``.npy`` array from ``fp``, refused before allocation when its header asks too much.
+
+    Args:
+        fp: stream positioned at the ``\\x93NUMPY`` magic.
+        available: bytes the stream holds from its current position (the member's unpacked size).
+        budget: bytes still allowed for arrays in this file.
+        what: name for messages.
+        limit: the file's whole unpacked-size limit (for the message).
+    """
+    start = fp.tell()
+    magic = fp.read(len(NPY_MAGIC) + 2)
+    if not magic.startswith(NPY_MAGIC) or len(magic) < len(NPY_MAGIC) + 2:
+        raise _not_numpy(what, magic)
+    version = (magic[-2], magic[-1])
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as exc:  # ValueError, SyntaxError, tokenize.TokenError on a damaged header
+        raise InputFileError(f"{what} is not a readable .npy array ({_first_line(exc)}); save it with np.save / np.savez") from None
+    if dtype.hasobject:
+        raise InputFileError(
+            f"{what} holds pickled Python objects (dtype {dtype}), which perco_viz refuses to unpickle; "
+            "save plain numeric/string arrays with np.savez / np.save"
+        )
+    if any(int(dim) < 0 for dim in shape):
+        raise InputFileError(f"{what} declares a negative shape {tuple(shape)}; the file is forged or corrupt")
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    nbytes = count * dtype.itemsize
+    available -= fp.tell() - start
+    if nbytes > budget:
+        raise InputFileError(
+            f"{what} declares an array of shape {tuple(shape)} ({_mb(nbytes)}), which would take the file past "
+            f"its {_mb(limit)} unpacked limit; use a smaller file or raise the limit with the environment "
+            f"variable {MAX_FILE_ENV}"
+        )
+    if nbytes > available:
+        raise InputFileError(
+            f"{what} declares an array of shape {tuple(shape)} ({_mb(nbytes)}) but holds only "
+            f"{_mb(max(available, 0))}; the file is truncated or forged, save it again"
+        )
+    try:
+        out = np.empty(count, dtype=dtype)
+    except (ValueError, MemoryError) as exc:  # e.g. 2^62 items of a zero-size dtype
+        raise InputFileError(f"{what} declares an impossible array of shape {tuple(shape)} ({_first_line(exc)})") from None
+    _read_exactly_into(fp, out, what)
+    if fortran:
+        return out.reshape(shape[::-1]).transpose()
+    return out.reshape(shape)
+
+
+def _not_numpy(what: str, head: bytes) -> InputFileError:
+    """The error for a file (or member) that does not start like a NumPy file."""
+    if head.startswith(b"\x80"):  # the PROTO opcode that starts every pickle since protocol 2
+        return InputFileError(
+            f"{what} is not a plain NumPy array file: it is a pickle (Python objects), which perco_viz "
+            "refuses to unpickle; save plain numeric/string arrays with np.savez / np.save"
+        )
+    return InputFileError(
+        f"{what} is not a readable NumPy file (neither .npz nor .npy); save the arrays with np.savez / np.save"
+    )
+
+
+def load_npz(source: Source, *, name: str | None = None, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Read a ``.npz`` (or a single ``.npy``) within a size limit on what it unpacks to.
+
+    The zip's central directory is checked first (the members' declared unpacked sizes must fit
+    the limit), then every array's ``.npy`` header (shape x itemsize must fit what is left and
+    what the member holds) before anything is allocated; members are streamed in chunks and
+    ``zipfile`` stops each at its declared size and checks its CRC, so a forged small size can
+    not expand memory either. Object arrays (pickles) are refused, never unpickled.
+
+    Args:
+        source: a path, the file's bytes, or a binary file object (an upload).
+        name: the name for messages (required for bytes unless the file object has ``.name``).
+        max_bytes: limit for the file on disk and for its unpacked arrays together
+            (``None``: ``$PERCO_VIZ_MAX_FILE_MB``).
+
+    Returns:
+        member name (without ``.npy``) -> array; a bare ``.npy`` gives ``{"arr_0": array}``
+        (the name ``np.savez`` gives a positional array).
+
+    Raises:
+        InputFileError: too big on disk or unpacked, not a NumPy file, truncated, corrupt (bad
+            CRC), or holding pickled objects.
+    """
+    limit = max_file_bytes() if max_bytes is None else max_bytes
+    fp, name, owned = _open_source(source, name, max_bytes)
+    try:
+        start = fp.tell()
+        magic = fp.read(len(NPY_MAGIC))
+        size = fp.seek(0, io.SEEK_END) - start
+        fp.seek(start)
+        if magic == NPY_MAGIC:
+            return {"arr_0": _read_npy_stream(fp, available=size, budget=limit, what=repr(name), limit=limit)}
+        if not magic.startswith(b"PK"):
+            raise _not_numpy(repr(name), magic)
+        return _read_npz_members(fp, name, limit)
+    finally:
+        if owned:
+            fp.close()
+
+
+def _read_npz_members(fp: IO[bytes], name: str, limit: int) -> dict[str, np.ndarray]:
+    try:
+        zf = zipfile.ZipFile(fp)
+    except Exception as exc:  # BadZipFile, NotImplementedError("zip file version"), ...
+        raise InputFileError(f"{name!r} is not a readable .npz file ({_first_line(exc)}); save it with np.savez") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        declared = sum(i.file_size for i in infos)
+        if declared > limit:
+            raise InputFileError(
+                f"{name!r} unpacks to {_mb(declared)}, above the {_mb(limit)} limit (refused before unpacking); "
+                f"use a smaller file or raise the limit with the environment variable {MAX_FILE_ENV}"
+            )
+        odd = [i.filename for i in infos if not i.filename.endswith(".npy")]
+        if odd:
+            raise InputFileError(
+                f"{name!r}: members {sorted(odd)[:5]} are not NumPy arrays; is it really an .npz? "
+                "save the arrays with np.savez"
+            )
+        arrays: dict[str, np.ndarray] = {}
+        budget = limit
+        for info in infos:
+            what = f"{name!r} member {info.filename!r}"
+            try:
+                with zf.open(info) as member:
+                    arr = _read_npy_stream(member, available=info.file_size, budget=budget, what=what, limit=limit)
+                    while member.read(_CHUNK):  # trailing bytes (at most the declared size): reach the CRC check
+                        pass
+            except InputFileError:
+                raise
+            except Exception as exc:  # BadZipFile (bad CRC), zlib.error, EOFError, NotImplementedError
+                raise InputFileError(
+                    f"{what} could not be unpacked ({type(exc).__name__}: {_first_line(exc)}); "
+                    "the file is corrupt or forged, save it again with np.savez"
+                ) from None
+            budget -= arr.nbytes
+            arrays[info.filename[: -len(".npy")]] = arr
+    return arrays
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -351,42 +667,10 @@ def _read_source(src: Source, name: str | None, max_bytes: int | None) -> tuple[
     return data, name
 
 
-def _check_unpacked_size(data: bytes, name: str) -> None:
-    """An .npz is a zip: refuse one whose members unpack beyond the size limit (a zip bomb)."""
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        return
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            unpacked = sum(info.file_size for info in zf.infolist())
-    except Exception as exc:  # BadZipFile, NotImplementedError("zip file version"), ...
-        raise InputFileError(f"{name!r} is not a readable .npz file ({_first_line(exc)}); save it with np.savez") from None
-    check_size(unpacked, f"{name!r} unpacked", None)
-
-
 def _read_npz(data: bytes, name: str, label_column: str | None) -> tuple[Any, Any, Any]:
-    kind = Path(name).suffix.lower() or ".npz"
-    _check_unpacked_size(data, name)
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-        arrays = {k: npz[k] for k in npz.files} if hasattr(npz, "files") else {"X": npz}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise InputFileError(
-                f"{name!r} is not a plain {kind} array file: it holds pickled Python objects "
-                "(or is not a NumPy file at all), which perco_viz refuses to unpickle; save plain "
-                "numeric/string arrays with np.savez / np.save"
-            ) from None
-        raise InputFileError(f"{name!r} is not a readable {kind} file ({_first_line(exc)})") from None
-    except Exception as exc:
-        raise InputFileError(
-            f"{name!r} is not a readable {kind} file ({_first_line(exc)}); save it with np.savez / np.save"
-        ) from None
-    odd = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
-    if odd:  # a zip member without the .npy header comes back as raw bytes
-        raise InputFileError(
-            f"{name!r}: members {sorted(odd)[:5]} are not NumPy arrays; is it really an .npz? "
-            "save the arrays with np.savez"
-        )
+    arrays = load_npz(data, name=name)
+    if set(arrays) == {"arr_0"}:  # a bare .npy, or np.savez(path, X)
+        arrays = {"X": arrays["arr_0"]}
     xkey = next((k for k in _FEATURE_KEYS if k in arrays), None)
     if xkey is None:
         raise InputFileError(
@@ -408,16 +692,52 @@ def _read_npy(data: bytes, name: str, label_column: str | None) -> tuple[Any, An
     return X, None, None
 
 
-def _read_csv(data: bytes, name: str, label_column: str | None) -> tuple[Any, Any, Any]:
+def _env_int(env: str, default: int) -> int:
+    raw = os.environ.get(env, str(default))
     try:
-        df = pd.read_csv(io.BytesIO(data))
+        return int(float(raw))
+    except ValueError:
+        raise InputFileError(f"{env}={raw!r} is not a whole number; set e.g. {default}") from None
+
+
+def check_csv_shape(data: bytes, name: str) -> None:
+    """Refuse a CSV with more columns than ``$PERCO_VIZ_MAX_COLUMNS`` (default 4096) or more rows
+    than ``$PERCO_VIZ_MAX_ROWS`` (default 5,000,000), counted on the raw bytes before pandas
+    parses anything (a 1 MB header of 100k columns costs pandas ~20 s of CPU)."""
+    max_cols = _env_int(MAX_COLUMNS_ENV, DEFAULT_MAX_COLUMNS)
+    max_rows = _env_int(MAX_ROWS_ENV, DEFAULT_MAX_ROWS)
+    end = data.find(b"\n")
+    end = len(data) if end < 0 else end
+    columns = data.count(b",", 0, end) + 1  # quoted commas overcount: then the csv module decides
+    if columns > max_cols and end <= 2**20:
+        first = next(csv.reader([data[:end].decode("utf-8", "replace")]), [])
+        columns = len(first)
+    if columns > max_cols:
+        raise InputFileError(
+            f"{name!r} has {columns} columns, above the {max_cols}-column limit; reduce the features "
+            f"(e.g. PCA) or raise the limit with the environment variable {MAX_COLUMNS_ENV}"
+        )
+    rows = data.count(b"\n")
+    if rows > max_rows + 1:
+        raise InputFileError(
+            f"{name!r} has about {rows} rows, above the {max_rows}-row limit; subsample it or raise "
+            f"the limit with the environment variable {MAX_ROWS_ENV}"
+        )
+
+
+def read_csv_limited(data: bytes, name: str, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv`` on bytes after :func:`check_csv_shape`; any parse error is an :class:`InputFileError`."""
+    check_csv_shape(data, name)
+    try:
+        return pd.read_csv(io.BytesIO(data), **kwargs)
     except Exception as exc:
         raise InputFileError(f"{name!r} is not a readable CSV file ({_first_line(exc)})") from None
+
+
+def _read_csv(data: bytes, name: str, label_column: str | None) -> tuple[Any, Any, Any]:
+    df = read_csv_limited(data, name)
     if len(df.columns) and all(_is_number(c) for c in df.columns):  # no header row
-        try:
-            df = pd.read_csv(io.BytesIO(data), header=None)
-        except Exception as exc:
-            raise InputFileError(f"{name!r} is not a readable CSV file ({_first_line(exc)})") from None
+        df = read_csv_limited(data, name, header=None)
         df.columns = [str(c) for c in df.columns]
     label = _pick_label_column(df, label_column, name)
     y = df.pop(label).to_numpy() if label else None

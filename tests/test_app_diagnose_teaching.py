@@ -110,8 +110,8 @@ def test_diagnose_a_student_checkpoint_on_a_dataset(app_env, finished_run):
     at.run()
     at.button(key="diag-models-go").click().run()
     assert not at.exception and not at.error
-    uploads = list((app_env / "app-sessions").glob("*/uploads/*student.safetensors"))
-    assert len(uploads) == 1  # kept in this session's own folder
+    uploads = list((app_env / "app-sessions" / at.session_state["sid"]).glob("uploads/*/student.safetensors"))
+    assert len(uploads) == 1  # kept in this session's own folder (the one saver of every page)
     ds = load_dataset(finished_run.config().data)
     teacher = models.load_teacher(TeacherConfig(kind="builtin"), ds, cache_dir=models.default_cache_dir())
     student = models.build_student(StudentConfig(arch="file", path=str(finished_run.student_path)), ds)
@@ -121,6 +121,50 @@ def test_diagnose_a_student_checkpoint_on_a_dataset(app_env, finished_run):
     at.run()
     at.button(key="diag-models-go").click().run()
     assert not at.exception and at.error and "broken.safetensors" in at.error[0].value
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_diagnose_offers_torchscript_only_on_a_trusting_server(app_env, monkeypatch, trusted):
+    if trusted:
+        monkeypatch.setenv("PERCO_VIZ_TRUST_TORCHSCRIPT", "1")
+    else:
+        monkeypatch.delenv("PERCO_VIZ_TRUST_TORCHSCRIPT", raising=False)
+    at = _app(DIAGNOSE).run()
+    at.radio(key="diag-source").set_value("models").run()
+    assert not at.exception
+    kinds = at.selectbox(key="diag-teacher-kind").options
+    assert any("TorchScript" in k for k in kinds) == trusted
+    warned = [w.value for w in at.warning if "runs the code inside it on this server" in w.value]
+    refused = [c.value for c in at.caption if "TorchScript files are not accepted" in c.value]
+    assert (len(warned), len(refused)) == ((1, 0) if trusted else (0, 1))
+
+
+def test_diagnose_embedding_files_are_read_in_the_worker_within_the_time_limit(app_env, rng, monkeypatch):
+    import time
+
+    from perco_viz import sessions
+
+    calls, real = [], sessions.run_limited
+
+    def limited(fn, *args, **kwargs):  # the first read hangs (as a hostile file would): stopped after 1 s
+        calls.append(fn)
+        if len(calls) == 1:
+            return real(time.sleep, 60, timeout_s=1.0, what=kwargs.get("what", "the file"))
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(sessions, "run_limited", limited)
+    at = _app(DIAGNOSE).run()
+    X = rng.normal(size=(50, 4))
+    _upload(at, "diag-teacher-file", "t.npz", _npz(X=X))
+    _upload(at, "diag-student-file", "s.npz", _npz(X=X[:, :2]))
+    t0 = time.monotonic()
+    at.run()
+    assert not at.exception and time.monotonic() - t0 < 30
+    assert any("took longer than 1 s" in e.value and "PERCO_VIZ_PARSE_TIMEOUT_S" in e.value for e in at.error)
+    assert getattr(calls[0], "func", None) is diagnose.load_pair  # the page parses through the worker
+    _upload(at, "diag-student-file", "s2.npz", _npz(X=X[:, :3]))  # a fresh worker reads the next files
+    at.run()
+    assert not at.exception and not at.error and at.metric
 
 
 # --------------------------------------------------------------------------- Teaching view

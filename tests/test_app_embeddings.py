@@ -165,7 +165,7 @@ def test_vector_data_with_metadata(tmp_path, monkeypatch):
 
     cfg = RunConfig().override(**{"data.name": "swiss_roll", "data.n_samples": 300, "data.probe_size": 60,
                                   "teacher.kind": "identity", "student.dim": 2, "train.epochs": 1,
-                                  "train.device": "cpu"})
+                                  "train.batch_size": 64, "train.device": "cpu"})
     assert distill(cfg, out=tmp_path, name="roll").status == "finished"
     monkeypatch.setenv("PERCO_VIZ_RUNS", str(tmp_path))
     monkeypatch.chdir(Path(PAGE).parent.parent)

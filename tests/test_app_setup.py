@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from perco_viz.config import ConfigError, RunConfig
 from perco_viz.safe_io import InputFileError
+from perco_viz.sessions import check_array_upload
 from ui import setup_form as form
 from ui.setup_form import key as K
 
@@ -92,12 +95,12 @@ def test_use_this_configuration_stores_the_widget_values(at):
     assert RunConfig.from_text(at.code[0].value) == cfg
 
 
-def test_out_of_range_values_show_without_error(app_env):
+def test_values_outside_the_widget_ranges_show_without_error(app_env):
     page = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     odd = {"data.name": "blobs", "data.n_samples": 150, "data.noise": 3.0, "data.test_fraction": 0.9,
-           "data.probe_size": 1, "teacher.kind": "identity", "student.hidden": 20000, "loss.tau": 0.07,
-           "loss.anchors": 5, "loss.ce_weight": 500.0, "loss.kd_temperature": 0.01, "train.epochs": 0,
-           "train.lr": 5.0, "train.batch_size": 3, "train.device": "cuda:3", "train.snapshot_every": -1}
+           "data.probe_size": 3, "teacher.kind": "identity", "student.hidden": 8192, "loss.tau": 0.07,
+           "loss.anchors": 5, "loss.ce_weight": 500.0, "loss.kd_temperature": 0.01, "train.epochs": 1,
+           "train.lr": 5.0, "train.batch_size": 3, "train.device": "cuda:3", "train.snapshot_every": 10**9}
     stored = RunConfig(name="odd").override(**odd)
     page.session_state["setup_config"] = stored
     page.run()
@@ -141,7 +144,7 @@ def test_uploads_through_the_page(at, app_env):
     at.file_uploader(key="setup-data-upload-npz").set_value(("my points.npz", _npz_bytes(X), "application/octet-stream"))
     at.run()
     assert not at.exception and not at.error
-    path = at.text_input(key=K("data", "path")).value
+    path = at.session_state[K("data", "path")]  # no path field: filled by the upload
     assert path.startswith(str(app_env / "app-sessions" / at.session_state["sid"] / "uploads"))
     assert path.endswith("my_points.npz")
     assert "60 points" in at.success[0].value
@@ -151,7 +154,7 @@ def test_uploads_through_the_page(at, app_env):
     bad = b"a,b,label\n1,2,x\nnan,3,y\n4,5,x\n"
     at.file_uploader(key="setup-data-upload-csv").set_value(("bad.csv", bad, "text/csv")).run()
     assert any("NaN" in e.value and "bad.csv" in e.value for e in at.error)
-    assert at.text_input(key=K("data", "path")).value == ""
+    assert at.session_state[K("data", "path")] == ""
 
 
 def test_a_teacher_weights_upload_lists_its_layers(at, tmp_path):
@@ -163,7 +166,7 @@ def test_a_teacher_weights_upload_lists_its_layers(at, tmp_path):
     at.file_uploader(key="setup-teacher-upload-safetensors").set_value(("t.safetensors", weights, "application/octet-stream"))
     at.run()
     assert not at.exception and not at.error
-    assert at.text_input(key=K("teacher", "path")).value.endswith("t.safetensors")
+    assert at.session_state[K("teacher", "path")].endswith("t.safetensors")
     assert {"embed", "head", "features"} <= set(at.selectbox(key="setup-teacher-layer").options)
     assert "128-d" in " ".join(c.value for c in at.caption)
     at.file_uploader(key="setup-teacher-upload-safetensors").set_value(("t.safetensors", b"junk", "x/y")).run()
@@ -180,24 +183,14 @@ def test_config_and_widget_values_round_trip():
     assert form.config_from_values({**values, K("data", "path"): "  "}).data.path is None
 
 
-def test_upload_helpers_validate_and_sanitize(tmp_path):
+def test_upload_check_validates(tmp_path):
     X = np.arange(12, dtype=float).reshape(6, 2)
-    assert form.check_array_upload(_npz_bytes(X, y=np.array([0, 1] * 3)), "a.npz") == (6, 2, 2)
-    assert form.check_array_upload(_npz_bytes(X), "a.npz") == (6, 2, None)
+    assert check_array_upload(_npz_bytes(X, y=np.array([0, 1] * 3)), "a.npz") == (6, 2, 2)
+    assert check_array_upload(_npz_bytes(X), "a.npz") == (6, 2, None)
     with pytest.raises(InputFileError, match="NaN"):
-        form.check_array_upload(b"a,b\n1,2\nnan,3\n4,5\n", "bad.csv")
+        check_array_upload(b"a,b\n1,2\nnan,3\n4,5\n", "bad.csv")
     with pytest.raises(InputFileError, match="unknown array format"):
-        form.check_array_upload(b"123", "a.txt")
-    path = form.save_upload(b"abc", "../../etc/pass wd.npz", tmp_path)
-    assert path.parent.parent == tmp_path and path.name == "pass_wd.npz" and path.read_bytes() == b"abc"
-    assert form.sanitize_filename(".hidden") == "hidden" and form.sanitize_filename("") == "upload"
-
-
-def test_upload_size_limit(tmp_path, monkeypatch):
-    monkeypatch.setenv("PERCO_VIZ_MAX_FILE_MB", "0.000001")
-    with pytest.raises(InputFileError, match="limit"):
-        form.save_upload(b"x" * 100, "big.npz", tmp_path)
-    assert not any(tmp_path.iterdir())
+        check_array_upload(b"123", "a.txt")
 
 
 def test_parse_config_upload():
@@ -208,7 +201,7 @@ def test_parse_config_upload():
         form.parse_config_upload(b"\xff\xfe\x00")
     with pytest.raises(ConfigError):
         form.parse_config_upload(b"data: [unclosed\n")
-    with pytest.raises(ConfigError, match="loss.name is 'nope'; choose one of coherence"):
+    with pytest.raises(ConfigError, match="loss.name must be one of coherence, .*got 'nope'"):
         form.parse_config_upload(b"loss: {name: nope}\n")
 
 
@@ -233,3 +226,172 @@ def test_start_training_hands_the_config_to_the_engine(at, monkeypatch):
     assert not at.exception
     assert len(started) == 1 and started[0].teacher.layer == "features"
     assert at.session_state["setup_config"] == started[0]
+
+
+# --------------------------------------------------------------------------- a shared server
+def _keys(elements) -> set[str]:
+    return {e.key for e in elements}
+
+
+def _texts(at: AppTest) -> str:
+    return " ".join(str(e.value) for kind in ("error", "warning", "info", "caption", "success", "markdown")
+                    for e in getattr(at, kind))
+
+
+def test_off_by_default_no_server_paths_and_no_torchscript(at, monkeypatch):
+    monkeypatch.delenv("PERCO_VIZ_TRUST_TORCHSCRIPT", raising=False)
+    at.selectbox(key="setup-data-name").select("csv").run()
+    assert not at.exception
+    assert K("data", "path") not in _keys(at.text_input)  # uploads only
+    assert "PERCO_VIZ_DATA_ROOTS" in _texts(at)
+    assert not [o for o in at.selectbox(key="setup-teacher-kind").options if o.startswith("torchscript")]
+    at.selectbox(key="setup-data-name").select("image_folder").run()
+    assert K("data", "path") not in _keys(at.text_input) and "choose another dataset" in _texts(at)
+    at.selectbox(key="setup-data-name").select("digits").run()
+    at.selectbox(key="setup-teacher-kind").select("safetensors").run()
+    assert K("teacher", "path") not in _keys(at.text_input)
+    at.selectbox(key="setup-student-arch").select("file").run()
+    assert not at.exception and K("student", "path") not in _keys(at.text_input)
+    assert "TorchScript files are not accepted on this server" in _texts(at)
+    assert not [w for w in at.warning if "runs the code" in w.value]
+    # a config that chose a TorchScript teacher (an upload, another page): said why, and it cannot start
+    at.session_state["setup_config"] = RunConfig(name="ts").override(**{"teacher.kind": "torchscript"})
+    at.run()
+    assert not at.exception and at.selectbox(key="setup-teacher-kind").value == "torchscript"
+    assert any("TorchScript files are not accepted" in e.value for e in at.error)
+    assert at.button(key="setup-start").disabled
+
+
+def test_trusted_torchscript_is_offered_with_a_warning(app_env, monkeypatch):
+    monkeypatch.setenv("PERCO_VIZ_TRUST_TORCHSCRIPT", "1")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert [o for o in at.selectbox(key="setup-teacher-kind").options if o.startswith("torchscript")]
+    at.selectbox(key="setup-teacher-kind").select("torchscript").run()
+    assert not at.exception
+    assert any("runs the code inside it on this server" in w.value for w in at.warning)
+    at.selectbox(key="setup-student-arch").select("file").run()
+    assert len([w for w in at.warning if "runs the code" in w.value]) == 2
+
+
+def test_server_paths_on_are_kept_inside_the_data_roots(app_env, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "points.csv").write_text("a,b,label\n" + "\n".join(f"{i},{i % 7},{i % 3}" for i in range(60)))
+    (tmp_path / "secret.csv").write_text("TOPSECRETHEADER,b\n1,2\n")
+    (data / "escape.csv").symlink_to(tmp_path / "secret.csv")
+    other = app_env / "app-sessions" / ("f" * 32) / "uploads" / "0123"
+    other.mkdir(parents=True, exist_ok=True)
+    (other / "theirs.csv").write_text("THEIRHEADER,b\n1,2\n3,4\n")
+    # the runs root (which holds every session's folder) is itself a data root: still no way in
+    monkeypatch.setenv("PERCO_VIZ_DATA_ROOTS", f"{data}{os.pathsep}{app_env}")
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+        at.selectbox(key="setup-data-name").select("csv").run()
+        field = at.text_input(key=K("data", "path"))
+        for path, why in ((tmp_path / "secret.csv", "outside the data folders"),
+                          (data / "escape.csv", "outside the data folders"),
+                          (other / "theirs.csv", "another session"),
+                          (f"{data}/../secret.csv", "outside the data folders")):
+            field.set_value(str(path)).run()
+            assert not at.exception
+            assert any(why in e.value for e in at.error), (path, [e.value for e in at.error])
+            assert "TOPSECRETHEADER" not in _texts(at) and "THEIRHEADER" not in _texts(at)
+            assert at.button(key="setup-start").disabled
+        field.set_value(str(data / "points.csv")).run()
+        assert not at.error, [e.value for e in at.error]
+        assert "60 points" in at.success[0].value
+    finally:
+        shutil.rmtree(app_env / "app-sessions" / ("f" * 32), ignore_errors=True)
+
+
+def test_a_config_naming_another_sessions_file_is_refused_at_start(app_env):
+    """The check runs again when a training starts (a config may come from an upload or a run)."""
+    theirs = app_env / "app-sessions" / ("e" * 32) / "uploads" / "0123" / "theirs.npz"
+    at = AppTest.from_file(str(Path(PAGE).parent / "2_Distill.py"), default_timeout=TIMEOUT)
+    at.session_state["setup_config"] = RunConfig(name="sneaky").override(
+        **{"data.name": "npz", "data.path": str(theirs)})
+    at.run()
+    at.button(key="distill-start").click().run()
+    assert not at.exception
+    assert any("not started" in e.value and "another session" in e.value for e in at.error)
+    mine = app_env / "app-sessions" / at.session_state["sid"]
+    assert not mine.exists() or not [p for p in mine.iterdir() if p.name != "uploads"]
+
+
+def test_an_upload_past_the_session_quota_is_refused_and_uploads_can_be_deleted(at, app_env, monkeypatch):
+    monkeypatch.setenv("PERCO_VIZ_SESSION_QUOTA_MB", "0.004")  # 4 KiB
+    at.selectbox(key="setup-data-name").select("npz").run()
+    rng = np.random.default_rng(0)
+    at.file_uploader(key="setup-data-upload-npz").set_value(
+        ("small.npz", _npz_bytes(rng.normal(size=(20, 4))), "application/octet-stream")).run()
+    assert not at.error and "20 points" in at.success[0].value
+    at.file_uploader(key="setup-data-upload-npz").set_value(
+        ("big.npz", _npz_bytes(rng.normal(size=(200, 4))), "application/octet-stream")).run()
+    assert not at.exception
+    refused = [e.value for e in at.error if "does not fit" in e.value]
+    assert refused and "0.9 KB of its 4.1 KB are used" in refused[0] and "Delete my uploads" in refused[0]
+    uploads = app_env / "app-sessions" / at.session_state["sid"] / "uploads"
+    assert [p.name for p in uploads.rglob("*.npz")] == ["small.npz"]
+    at.button(key="setup-delete-uploads").click().run()
+    assert not at.exception and not uploads.exists()
+    assert "Deleted your uploads" in _texts(at)
+    assert "Upload a file to continue" in _texts(at)  # the form no longer points at the deleted file
+
+
+# --------------------------------------------------------------------------- config uploads are data, validated
+def _upload_config(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="setup-config-upload").set_value((name, data, "text/yaml"))
+    return at.run()
+
+
+BAD_CONFIGS = [
+    ("number.yaml", b"name: 123\n", "name must be a string (text), got 123"),
+    ("list.yaml", b"name: [1, 2]\n", "name must be a string (text), got [1, 2]"),
+    ("bomb.yaml", b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                  b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n", "anchor"),
+    ("tag.yaml", b"name: !!python/object/apply:os.system ['true']\n", "explicit YAML tag"),
+    ("range.json", b'{"train": {"batch_size": 0, "epochs": 3}}', "train.batch_size must be between 3 and 65,536"),
+    ("nan.yaml", b"loss: {ce_weight: .nan}\n", "loss.ce_weight must be a finite number"),
+    ("bool.yaml", b"train: {amp: maybe}\n", "train.amp must be true or false"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "message"), BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_a_bad_config_upload_is_one_error_and_the_page_keeps_working(at, name, data, message):
+    _upload_config(at, name, data)
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith(f"{name} is not a usable configuration: ") and message in errors[0]
+    assert at.selectbox(key="setup-data-name").value == "digits" and at.text_input(key=K("", "name")).value == "demo"
+    at.run()  # later reruns: no traceback, the form and the reset button are still there
+    assert not at.exception and at.button(key="setup-reset") is not None
+    assert RunConfig.from_text(at.code[0].value) == RunConfig(name="demo")
+    good = RunConfig(name="after").override(**{"train.epochs": 4}).to_yaml().encode()
+    _upload_config(at, "good.yaml", good)
+    assert not at.exception and not at.error and at.number_input(key="setup-train-epochs").value == 4
+
+
+def test_the_reset_button_is_drawn_even_when_the_form_cannot_be_read(at):
+    at.session_state[form.APPLIED] = {"data": {"noise": "loud"}, "train": {"epochs": [1]}}  # a broken form state
+    at.run()
+    assert at.exception  # the form cannot be drawn...
+    assert at.button(key="setup-reset") is not None  # ...but the way out is, drawn before anything that could fail
+    at.button(key="setup-reset").click().run()
+    assert not at.exception and not at.error
+    assert at.number_input(key="setup-train-epochs").value == RunConfig().train.epochs
+    assert RunConfig.from_text(at.code[0].value) == RunConfig(name="demo")
+
+
+def test_a_config_with_every_field_at_its_edge_fills_the_form(at):
+    edges = {"data.n_samples": 1_000_000, "data.noise": 50.0, "data.test_fraction": 0.95,
+             "data.probe_size": 100_000, "student.dim": 4096, "student.hidden": 16,
+             "loss.tau": 1e-6, "loss.anchors": 1, "loss.kd_temperature": 1e-3, "train.epochs": 1_000_000,
+             "train.batch_size": 65_536, "train.lr": 1e-9, "train.weight_decay": 100.0, "train.seed": 2**32 - 1,
+             "train.snapshot_every": 10**9, "data.seed": 2**32 - 1}
+    cfg = RunConfig(name="edges").override(**edges)
+    data = cfg.to_json().encode()
+    _upload_config(at, "edges.json", data)
+    assert not at.exception
+    assert not [e.value for e in at.error if "configuration" in e.value]
+    assert at.number_input(key="setup-train-epochs").value == 1_000_000
+    assert at.slider(key="setup-student-dim").value == 4096

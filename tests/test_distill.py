@@ -109,8 +109,8 @@ def test_nan_loss_stops_with_clear_error(tmp_path, monkeypatch):
 
 
 def test_setup_errors_are_recorded(tmp_path):
-    result = distill(tiny(**{"data.name": "nope"}), out=tmp_path)
-    assert result.status == "failed" and "nope" in result.error
+    result = distill(tiny(**{"data.name": "npz", "data.path": str(tmp_path / "nope.npz")}), out=tmp_path)
+    assert result.status == "failed" and "nope.npz" in result.error
     assert result.run_dir.status()["state"] == "failed"
 
 
@@ -134,8 +134,14 @@ def test_device_resolution():
     with pytest.raises(TrainingError, match="unknown device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(TrainingError, match="no CUDA"):
-            resolve_device("cuda")
+        for name in ("cuda", "cuda:0"):
+            with pytest.raises(TrainingError, match=f"device '{name}' is not available on this machine; "
+                                                    "available: cpu"):
+                resolve_device(name)
+    else:
+        assert resolve_device("cuda:0").type == "cuda"
+        with pytest.raises(TrainingError, match="'cuda:999' is not available"):
+            resolve_device("cuda:999")
 
 
 # ----------------------------------------------------------------------------- DDP (gloo, CPU)
@@ -188,3 +194,60 @@ def test_run_dir_roundtrip_of_real_run(tmp_path):
     run = RunDir(result.run_dir.path)
     probe = run.teacher_probe()
     assert probe["features"].shape[0] == 60 and probe["labels"].shape == (60,)
+
+
+# --------------------------------------------------------------------------- nonsense arguments
+def test_steps_per_epoch_never_counts_a_batch_too_small_to_rank():
+    from perco_viz.distill import steps_per_epoch
+
+    assert [steps_per_epoch(n, 64) for n in (64, 65, 66, 67, 128, 225)] == [1, 1, 1, 2, 2, 4]
+    assert steps_per_epoch(3, 3) == 1
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("batch_size", 0, "train.batch_size must be between 3 and 65,536"),
+    ("batch_size", 2, "train.batch_size must be between 3 and 65,536"),
+    ("epochs", -1, "train.epochs must be between 1"),
+    ("snapshot_every", -1, "train.snapshot_every must be between 0"),
+    ("lr", float("nan"), "train.lr must be a finite number"),
+])
+def test_a_directly_built_bad_config_is_refused_before_anything_is_written(tmp_path, field, value, match):
+    from perco_viz.config import ConfigError
+
+    cfg = tiny()
+    setattr(cfg.train, field, value)  # a dataclass built in code bypasses from_dict: distill checks again
+    with pytest.raises(ConfigError, match=match):
+        distill(cfg, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_absent_device_is_refused_before_anything_is_written(tmp_path):
+    from perco_viz.config import ConfigError
+
+    with pytest.raises(ConfigError, match="device 'cuda' is not available on this machine; available: cpu"):
+        distill(tiny(**{"train.device": "cuda"}), out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_batch_larger_than_the_training_set_fails_with_the_largest_that_works(tmp_path):
+    result = distill(tiny(**{"train.batch_size": 4096}), out=tmp_path)  # blobs 300: 225 for training
+    assert result.status == "failed"
+    assert result.error == "train.batch_size 4,096 is larger than the training set (225 points); use at most 225"
+    assert result.run_dir.status()["state"] == "failed"
+    assert result.run_dir.metrics() == []  # nothing was trained or measured
+
+
+def test_the_smallest_batch_trains_every_epoch(tmp_path):
+    steps = []
+    cfg = tiny(**{"train.batch_size": 3, "train.epochs": 1, "data.n_samples": 40, "data.probe_size": 10})
+    result = distill(cfg, out=None, callbacks=Callbacks(on_progress=lambda p: steps.append(p["step"])))
+    assert result.status == "finished", result.error
+    assert max(steps) == 10 and result.final == {}  # 30 training points / 3
+
+
+def test_too_few_held_out_points_for_the_probe_set_is_refused(tmp_path):
+    cfg = tiny(**{"data.n_samples": 10, "data.test_fraction": 0.1, "train.batch_size": 3})
+    result = distill(cfg, out=None)
+    assert result.status == "failed" and "probe set needs at least 3" in result.error
+    assert "data.test_fraction" in result.error

@@ -54,7 +54,7 @@ def test_full_disk_mid_run_fails_clearly(tmp_path, monkeypatch):
 
     cfg = RunConfig().override(**{"data.name": "blobs", "data.n_samples": 300, "data.probe_size": 50,
                                   "teacher.kind": "identity", "student.dim": 2, "train.epochs": 5,
-                                  "train.device": "cpu"})
+                                  "train.batch_size": 64, "train.device": "cpu"})
     real = runs.atomic_write_bytes
     calls = {"n": 0}
 

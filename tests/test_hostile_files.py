@@ -27,6 +27,7 @@ import pathlib
 import pickle
 import subprocess
 import sys
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +36,7 @@ import pytest
 import torch
 
 from perco_viz import models
-from perco_viz.config import DataConfig, StudentConfig, TeacherConfig
+from perco_viz.config import DataConfig, RunConfig, StudentConfig, TeacherConfig
 from perco_viz.data import load_dataset
 from perco_viz.safe_io import (
     InputFileError,
@@ -59,6 +60,39 @@ class Payload:
 
     def __reduce__(self):
         return (pathlib.Path.touch, (self.marker,))
+
+
+class CodeOnLoad(torch.nn.Module):
+    """A real TorchScript module whose loading runs code: its compiled ``__setstate__`` (which
+    ``torch.jit.load`` calls) maps ``path`` with ``torch.from_file(shared=True)``, which creates
+    that file. TorchScript that can create a file can write one: proof that code ran."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.stash = torch.zeros(1, dtype=torch.uint8)
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, bool]:
+        return (self.path, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool]) -> None:
+        self.path = state[0]
+        self.training = state[1]
+        self.stash = torch.from_file(self.path, True, 16, dtype=torch.uint8)  # creates the file
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def write_code_on_load(path: pathlib.Path, marker: pathlib.Path) -> pathlib.Path:
+    """Script and save :class:`CodeOnLoad` (saving runs nothing: the marker is made on load)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.10 deprecates TorchScript
+        torch.jit.script(CodeOnLoad(str(marker))).save(str(path))
+    assert not marker.exists()
+    return path
 
 
 def write_hostile(folder: pathlib.Path, marker: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -96,6 +130,7 @@ def write_hostile(folder: pathlib.Path, marker: pathlib.Path) -> dict[str, pathl
         zf.writestr("archive/code/__torch__.py", "def forward(self, x):\n    return x\n")
         zf.writestr("archive/version", "3\n")
     put("fake_torchscript.pt", buf.getvalue())
+    files["code_on_load.pt"] = write_code_on_load(folder / "code_on_load.pt", marker)
     return files
 
 
@@ -135,7 +170,7 @@ ENTRANCES = {
 HOSTILE_NAMES = sorted([  # the names write_hostile makes (test_the_payload_is_live checks)
     *(f"{kind}{s}" for kind in ("pickle", "torchsave") for s in SUFFIXES),
     "state_dict_with_payload.pt", "object_array.npy", "object_array.npz", "member_pickle.npz",
-    "fake_torchscript.pt",
+    "fake_torchscript.pt", "code_on_load.pt",
 ])
 
 
@@ -156,6 +191,11 @@ def test_the_payload_is_live(tmp_path):
     marker.unlink()
     np.load(files["object_array.npy"], allow_pickle=True)
     assert marker.exists()
+    marker.unlink()
+    with warnings.catch_warnings():  # TorchScript runs its code on load: what every entrance must refuse
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(files["code_on_load.pt"]))
+    assert marker.exists() and marker.stat().st_size == 16
 
 
 @pytest.mark.parametrize("entrance", sorted(ENTRANCES))
@@ -324,7 +364,7 @@ def test_npz_bomb_is_refused(tmp_path, monkeypatch):
     np.savez_compressed(path, X=np.zeros((1000, 1000)))
     assert path.stat().st_size < 2**20
     monkeypatch.setenv("PERCO_VIZ_MAX_FILE_MB", "1")
-    with pytest.raises(InputFileError, match="unpacked.*limit"):
+    with pytest.raises(InputFileError, match="unpacks to.*limit"):
         load_array_file(path)
 
 
@@ -373,6 +413,13 @@ def _cli_cases(files: dict[str, pathlib.Path], broken: dict[str, pathlib.Path], 
             ["--student", "file", "--student-path", files["torchsave.pt"]], {}, "refuses"),
         "student file <- fake TorchScript zip": (
             ["--student", "file", "--student-path", files["fake_torchscript.pt"]], {}, "TorchScript"),
+        "teacher torchscript <- code-carrying TorchScript": (
+            ["--teacher", "torchscript", "--teacher-path", files["code_on_load.pt"]],
+            {"PERCO_VIZ_TRUST_TORCHSCRIPT": "1"}, "runs the code it carries"),  # the app's switch: not the CLI's
+        "student file <- code-carrying TorchScript": (
+            ["--student", "file", "--student-path", files["code_on_load.pt"]], {}, "--trust-code"),
+        "teacher safetensors <- code-carrying TorchScript": (
+            ["--teacher", "safetensors", "--teacher-path", files["code_on_load.pt"]], {}, ".safetensors"),
         "dataset npz <- object array payload": (
             ["--dataset", "npz", "--data-path", files["object_array.npz"]], {}, "refuses to unpickle"),
         "dataset npz <- raw pickle .npz": (
@@ -396,8 +443,8 @@ def _cli_cases(files: dict[str, pathlib.Path], broken: dict[str, pathlib.Path], 
         "dataset npz <- NaN features": (["--dataset", "npz", "--data-path", nan_npz], {}, "NaN/inf"),
         "dataset csv <- text in a feature column": (
             ["--dataset", "csv", "--data-path", text_csv], {}, "not numbers"),
-        "unknown loss": (["--loss", "triplet"], {}, "unknown loss"),
-        "unknown dataset": (["--dataset", "imagenet"], {}, "unknown dataset"),
+        "unknown loss": (["--loss", "triplet"], {}, "'triplet'"),  # the message names the bad value
+        "unknown dataset": (["--dataset", "imagenet"], {}, "'imagenet'"),
     }
 
 
@@ -425,7 +472,9 @@ CLI_IDS = [  # the keys of _cli_cases (test_every_cli_case_is_listed checks)
     "teacher safetensors <- torch.save payload .pt", "teacher safetensors <- pickle payload .pth",
     "teacher safetensors <- pickle named .safetensors", "teacher torchscript <- torch.save payload .pt",
     "teacher torchscript <- fake TorchScript zip", "student file <- torch.save payload .pt",
-    "student file <- fake TorchScript zip", "dataset npz <- object array payload",
+    "student file <- fake TorchScript zip", "teacher torchscript <- code-carrying TorchScript",
+    "student file <- code-carrying TorchScript", "teacher safetensors <- code-carrying TorchScript",
+    "dataset npz <- object array payload",
     "dataset npz <- raw pickle .npz", "dataset csv <- pickle .csv",
     "teacher <- truncated safetensors", "teacher <- corrupted header", "teacher <- NaN weights",
     "teacher <- empty file", "teacher <- a directory", "teacher <- missing file",
@@ -451,3 +500,145 @@ def test_cli_refuses_with_one_line(cli_results, hostile, case):
 
 def test_every_cli_case_is_listed(cli_results):
     assert sorted(cli_results) == sorted(CLI_IDS)
+
+
+# ----------------------------------------------------------------------------- TorchScript trust
+def _ts_config(archive: pathlib.Path, *, student: bool = False) -> RunConfig:
+    """A tiny blobs run whose teacher (or student) is the TorchScript ``archive``."""
+    cfg = RunConfig().override(**{
+        "data.name": "blobs", "data.n_samples": 120, "data.probe_size": 20, "student.dim": 2,
+        "train.batch_size": 32, "train.epochs": 1, "train.device": "cpu"})
+    if student:
+        return cfg.override(**{"teacher.kind": "identity", "student.arch": "file", "student.path": str(archive)})
+    return cfg.override(**{"teacher.kind": "torchscript", "teacher.path": str(archive)})
+
+
+@pytest.fixture
+def code_archive(tmp_path):
+    marker = tmp_path / "MARKER_torchscript_ran"
+    return write_code_on_load(tmp_path / "model.pt", marker), marker
+
+
+def test_the_refusal_says_how_to_bring_the_model_safely(code_archive, blobs):
+    archive, marker = code_archive
+    with pytest.raises(InputFileError) as info:
+        load_torchscript(archive)
+    message = str(info.value)
+    for says in ("runs the code it carries", "state_dict as .safetensors", "torchvision or timm",
+                 "embeddings", "Diagnose", "--trust-code", "PERCO_VIZ_TRUST_TORCHSCRIPT"):
+        assert says in message, (says, message)
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_trust_is_the_callers_explicit_choice(code_archive, blobs, monkeypatch):
+    """trust=True loads (and so runs the file's code); the operator's variable does not reach the library."""
+    archive, marker = code_archive
+    monkeypatch.setenv("PERCO_VIZ_TRUST_TORCHSCRIPT", "1")  # only the app's job maker reads it
+    for load in (lambda: load_torchscript(archive),
+                 lambda: models.load_teacher(TeacherConfig(kind="torchscript", path=str(archive)), blobs),
+                 lambda: models.build_student(StudentConfig(arch="file", path=str(archive)), blobs)):
+        with pytest.raises(InputFileError, match="runs the code it carries"):
+            load()
+        assert not marker.exists()
+    teacher = models.load_teacher(TeacherConfig(kind="torchscript", path=str(archive)), blobs, trust_code=True)
+    assert marker.exists()
+    assert torch.equal(teacher(blobs.X_test[:3]), blobs.X_test[:3])
+    marker.unlink()
+    models.build_student(StudentConfig(arch="file", path=str(archive)), blobs, trust_code=True)
+    assert marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_distill_library_refuses_unless_trusted(code_archive, tmp_path):
+    from perco_viz.distill import distill
+
+    archive, marker = code_archive
+    for student in (False, True):
+        result = distill(_ts_config(archive, student=student), out=tmp_path / "runs")
+        assert result.status == "failed" and "runs the code it carries" in result.error
+        assert not marker.exists()
+    result = distill(_ts_config(archive), out=tmp_path / "runs", trust_code=True)
+    assert result.status == "finished", result.error
+    assert marker.exists()
+
+
+def test_a_config_cannot_grant_trust():
+    from perco_viz.config import ConfigError
+
+    assert "trust" not in json.dumps(RunConfig().to_dict())
+    for raw in ({"trust_code": True}, {"teacher": {"kind": "torchscript", "trust_code": True}}):
+        with pytest.raises(ConfigError):
+            RunConfig.from_dict(raw)
+
+
+@pytest.mark.parametrize(("value", "trusted"), [
+    (None, False), ("", False), ("0", False), ("false", False), ("yes", False), ("1", True), ("true", True),
+    (" TRUE ", True)])
+def test_the_operator_switch(monkeypatch, value, trusted):
+    from perco_viz.safe_io import TRUST_TORCHSCRIPT_ENV, server_trusts_torchscript
+
+    assert TRUST_TORCHSCRIPT_ENV == "PERCO_VIZ_TRUST_TORCHSCRIPT"
+    if value is None:
+        monkeypatch.delenv(TRUST_TORCHSCRIPT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TRUST_TORCHSCRIPT_ENV, value)
+    assert server_trusts_torchscript() is trusted
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "perco_viz", *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def test_cli_trust_code_flag_on_distill_and_resume(code_archive, tmp_path):
+    """distill/resume refuse a TorchScript teacher without --trust-code (even a run's saved config
+    cannot grant it) and load it with the flag; the help says the file can run code."""
+    from perco_viz.distill import distill
+
+    archive, marker = code_archive
+    for command in ("distill", "resume"):
+        assert "runs the code" in " ".join(_cli(command, "--help").stdout.split())
+    flags = ["--dataset", "blobs", "--n-samples", "120", "--probe-size", "20", "--student-dim", "2",
+             "--batch-size", "32", "--device", "cpu", "--quiet", "--epochs", "1", "--out", str(tmp_path / "runs"),
+             "--teacher", "torchscript", "--teacher-path", str(archive)]
+    proc = _cli("distill", *flags, "--trust-code")
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists()
+    marker.unlink()
+    run = distill(_ts_config(archive), out=tmp_path / "runs", name="untrusted").run_dir  # failed: refused
+    assert not marker.exists()
+    proc = _cli("resume", str(run.path), "--quiet")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--trust-code" in proc.stderr and not marker.exists()
+    proc = _cli("resume", str(run.path), "--quiet", "--trust-code")
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_app_training_child_trusts_only_the_operator(code_archive, tmp_path, monkeypatch):
+    """The app's trainings (live.py): refused unless the server was started with the variable."""
+    from perco_viz import live
+
+    archive, marker = code_archive
+    reg = live.RunRegistry()
+    monkeypatch.delenv("PERCO_VIZ_TRUST_TORCHSCRIPT", raising=False)
+    run = reg.start("me", _ts_config(archive), tmp_path / "runs", "refused")
+    _wait_until(lambda: not run.alive)
+    assert run.info()["state"] == "failed" and "runs the code it carries" in run.info()["error"]
+    assert not marker.exists()
+    monkeypatch.setenv("PERCO_VIZ_TRUST_TORCHSCRIPT", "1")
+    run = reg.start("me", _ts_config(archive), tmp_path / "runs", "trusted")
+    _wait_until(lambda: not run.alive)
+    assert run.info()["state"] == "finished", run.info()
+    assert marker.exists()
+
+
+def _wait_until(predicate, timeout: float = 180.0) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)

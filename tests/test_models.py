@@ -305,18 +305,22 @@ def test_torchscript_round_trip(digits, tmp_path):
     path = tmp_path / "s.pt"
     torch.jit.script(student).save(str(path))
     x = digits.X_test[:4]
-    loaded = build_student(StudentConfig(arch="file", path=str(path)), digits)
+    with pytest.raises(InputFileError, match="runs the code it carries.*safetensors"):  # not trusted: refused
+        build_student(StudentConfig(arch="file", path=str(path)), digits)
+    with pytest.raises(InputFileError, match="runs the code it carries.*--trust-code"):
+        load_teacher(TeacherConfig(kind="torchscript", path=str(path)), digits)
+    loaded = build_student(StudentConfig(arch="file", path=str(path)), digits, trust_code=True)
     with torch.no_grad():
         assert torch.allclose(loaded(x), student(x), atol=1e-6)
-    teacher = load_teacher(TeacherConfig(kind="torchscript", path=str(path)), digits)
+    teacher = load_teacher(TeacherConfig(kind="torchscript", path=str(path)), digits, trust_code=True)
     assert teacher.feature_dim == 3 and not teacher.has_head
     with pytest.raises(ValueError, match="TorchScript"):
-        load_teacher(TeacherConfig(kind="torchscript", path=str(path), layer="body"), digits)
+        load_teacher(TeacherConfig(kind="torchscript", path=str(path), layer="body"), digits, trust_code=True)
     with pytest.raises(InputFileError, match="TorchScript archive"):
         load_state_dict(path)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(InputFileError, match="not a loadable TorchScript"):
-        load_teacher(TeacherConfig(kind="torchscript", path=str(tmp_path / "junk.pt")), digits)
+        load_teacher(TeacherConfig(kind="torchscript", path=str(tmp_path / "junk.pt")), digits, trust_code=True)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")

@@ -19,12 +19,9 @@ SHEPARD_PAIRS = 20_000
 # --------------------------------------------------------------------------- run facts
 def snapshot_stamp(path: str, index: int) -> float:
     """The snapshot file's modification time: part of every cache key (a resumed run rewrites it)."""
-    from pathlib import Path
+    from perco_viz.runs import RunDir
 
-    try:
-        return (Path(path) / "snapshots" / f"{int(index):06d}.npz").stat().st_mtime
-    except OSError:
-        return 0.0
+    return RunDir(path).snapshot_stamp(index)
 
 
 def metrics_of(run) -> tuple[str, str | None]:
@@ -52,11 +49,14 @@ def snapshot_picker(run, key: str, epochs: list[float], indices: list[int]) -> i
 @st.cache_data(max_entries=32, show_spinner=False)
 def snapshot_epochs(path: str, signature: tuple) -> tuple[list[int], list[float]]:
     """(snapshot indices, their epochs) of a run; ``signature`` keys the cache."""
-    from perco_viz.runs import RunDir
+    from perco_viz.runs import RunDir, RunStoreError
 
     run = RunDir(path)
     indices = run.snapshot_indices()
-    by_index = {r.get("snapshot"): r for r in run.metrics()}
+    try:
+        by_index = {r.get("snapshot"): r for r in run.metrics()}
+    except RunStoreError:  # damaged metrics (the page says so): the snapshots' own epochs
+        by_index = {}
     epochs = []
     for i in indices:
         rec = by_index.get(i)

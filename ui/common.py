@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ def page(title: str, caption: str | None = None) -> None:
     if caption:
         st.caption(caption)
     session_id()
+    _housekeeping()
 
 
 def page_links(links: list[tuple[str, str, str]]) -> None:
@@ -81,9 +84,90 @@ def runs_root() -> Path:
     return Path(os.environ.get("PERCO_VIZ_RUNS", "runs"))
 
 
+def sessions_dir() -> Path:
+    """The folder of every session's own folder (``perco_viz.sessions.SESSIONS_DIRNAME``)."""
+    return runs_root() / "app-sessions"
+
+
 def session_root() -> Path:
-    """This session's own runs; other sessions never list them."""
-    return runs_root() / "app-sessions" / session_id()
+    """This session's own runs and uploads; other sessions never list or read them."""
+    return sessions_dir() / session_id()
+
+
+def session_space():
+    """This session's folder with its quota (``perco_viz.sessions.SessionSpace``)."""
+    from perco_viz.sessions import SessionSpace
+
+    return SessionSpace(session_root(), how_to_free=(
+        "delete your uploads (Setup → This session's files → Delete my uploads); a session's runs are deleted "
+        "a while after the session ends"))
+
+
+def server_paths_on() -> bool:
+    """Whether the operator lets sessions type paths on the server (``PERCO_VIZ_DATA_ROOTS``)."""
+    from perco_viz.sessions import data_roots
+
+    return bool(data_roots())
+
+
+def trusts_torchscript() -> bool:
+    """Whether the operator started the server trusting TorchScript uploads (they can run code)."""
+    from perco_viz.safe_io import server_trusts_torchscript
+
+    return server_trusts_torchscript()
+
+
+SERVER_PATHS_OFF = ("Paths on the server are off here: upload your files (or use a built-in dataset). The operator "
+                    "can allow folders with `PERCO_VIZ_DATA_ROOTS=/data:/models` when starting the app.")
+TORCHSCRIPT_OFF = ("TorchScript files are not accepted on this server: loading one can run code on it. Bring the "
+                   "model's state_dict as .safetensors with its architecture name instead (or its features, on "
+                   "Diagnose). The operator can allow TorchScript with `PERCO_VIZ_TRUST_TORCHSCRIPT=1`.")
+TORCHSCRIPT_WARNING = ("Loading a TorchScript file runs the code inside it on this server: upload only files "
+                       "whose origin you trust.")
+
+
+def check_path(path: str, field: str):
+    """The resolved ``path`` typed into ``field`` if this session may read it; else raises
+    ``perco_viz.sessions.PathNotAllowed`` (see ``sessions.check_user_path``)."""
+    return session_space().check_path(path, field=field)
+
+
+def save_session_upload(data: bytes, name: str) -> Path:
+    """Keep an upload in this session's own folder, within its quota (the one saver of every page).
+
+    Raises:
+        QuotaExceeded: the session's folder is full (the message says how to free it).
+        InputFileError: the file is above the size limit.
+        OSError: the disk refused it.
+    """
+    return session_space().save_upload(data, name)
+
+
+_TOUCH_EVERY_S = 60.0
+
+
+def _housekeeping() -> None:
+    """Keep this session's folder marked as in use, and now and then delete abandoned ones —
+    in a background thread, at most once a minute per session (pages never wait for it)."""
+    import threading
+    import time
+
+    now = time.monotonic()
+    if now - st.session_state.get("_housekeeping_at", -_TOUCH_EVERY_S) < _TOUCH_EVERY_S:
+        return
+    st.session_state["_housekeeping_at"] = now
+    threading.Thread(target=_sweep_and_touch, args=(session_root(), sessions_dir()), daemon=True,
+                     name="perco-viz-housekeeping").start()
+
+
+def _sweep_and_touch(own: Path, folder: Path) -> None:
+    from perco_viz import sessions
+
+    sessions.SessionSpace(own).touch()
+    try:
+        sessions.maybe_sweep(folder, is_live=lambda f: any(r.alive for r in registry().runs_of(f.name)))
+    except sessions.SessionError:  # a bad PERCO_VIZ_SESSION_TTL_HOURS: no sweep (said on Setup)
+        pass
 
 
 def demo_config():
@@ -98,7 +182,15 @@ def start_run(config, *, resume_dir: str | None = None) -> bool:
     """Start (or resume) a background training for this session; False (with a message) if refused."""
     from perco_viz.live import RegistryFull
     from perco_viz.runs import RunStoreError
+    from perco_viz.sessions import SessionError
 
+    try:  # a config from an upload or a shared run may name files this session may not read
+        space = session_space()
+        space.check_config(config)
+        space.check_room()
+    except SessionError as exc:
+        show_error(exc, "The run was not started")
+        return False
     try:
         run = registry().start(session_id(), config, session_root(), config.name, resume_dir=resume_dir)
     except RegistryFull as exc:
@@ -120,72 +212,161 @@ def live_run():
     return run
 
 
-def all_runs() -> dict[str, Path]:
-    """Label → run directory: this session's runs first, then the shared ones."""
+DAMAGED = "damaged"  # the mark of a run the pickers list but cannot open
+
+
+def run_problems() -> dict[str, tuple[Path, str | None]]:
+    """Label → (run directory, what is wrong with it or None): this session's runs first, then the
+    shared ones, newest first in each. A run whose config or status cannot be read
+    (``RunDir.problem()``) is listed too, marked ``· damaged`` in its label, so one bad run never
+    hides the others."""
     from perco_viz.runs import list_runs
 
-    options: dict[str, Path] = {}
-    for run in list_runs(session_root()):
-        options[f"{run.name}  ·  yours"] = run.path
-    for run in list_runs(runs_root()):
-        options[f"{run.name}  ·  shared"] = run.path
-    return options
+    listed: dict[str, tuple[Path, str | None]] = {}
+    for root, whose in ((session_root(), "yours"), (runs_root(), "shared")):
+        for run in list_runs(root):
+            problem = run.problem()
+            label = f"{run.name}  ·  {whose}" + (f"  ·  {DAMAGED}" if problem else "")
+            listed[label] = (run.path, problem)
+    return listed
 
 
 def run_picker(key: str, *, label: str = "Run", help: str | None = None):
-    """A select box of runs; defaults to the session's live run. Returns a RunDir or None."""
+    """A select box of runs; defaults to the session's live run, else the newest run it can read.
+    Returns a RunDir, or None (with a message in its place) when there is none or the chosen
+    run is damaged."""
     from perco_viz.runs import RunDir
 
-    options = all_runs()
-    if not options:
+    listed = run_problems()
+    if not listed:
         st.info("No runs yet. Start the demo on the home page, set one up on **Setup**, or point "
                 "`PERCO_VIZ_RUNS` at a folder of runs made with `perco-viz distill`.")
         return None
-    labels = list(options)
+    labels = list(listed)
+    default = next((i for i, lab in enumerate(labels) if not listed[lab][1]), 0)  # the newest readable run
     live = live_run()
-    default = 0
     if live is not None and live.run_dir is not None:
-        for i, lab in enumerate(labels):
-            if options[lab] == live.run_dir.path:
-                default = i
+        default = next((i for i, lab in enumerate(labels) if listed[lab][0] == live.run_dir.path), default)
     choice = st.selectbox(label, labels, index=default, key=key, help=help or
                           "Runs made in this session (yours) and in the shared run folder.")
-    return RunDir(options[choice])
+    path, problem = listed[choice]
+    if problem:
+        show_run_problem(path.name, problem)
+        return None
+    return RunDir(path)
+
+
+def show_run_problem(name: str, problem: object, what: str = "cannot be shown") -> None:
+    """The one message a damaged run gets in place of its figures: ``Run **name** {what}: {problem}``."""
+    st.error(f"Run **{name}** {what}: {problem}", icon=":material/broken_image:")
+
+
+def run_data_errors() -> tuple[type[BaseException], ...]:
+    """What reading a run's files may raise when they are damaged: ``RunStoreError`` (the run
+    store's one entrance), ``InputFileError`` and ``ConfigError`` (both ValueErrors), OSError."""
+    from perco_viz.runs import RunStoreError
+
+    return (RunStoreError, ValueError, OSError)
+
+
+@contextmanager
+def run_guard(run, what: str = "cannot be shown", *, stop: bool = True) -> Iterator[None]:
+    """Show a run's damaged files as one message in place of what the block draws.
+
+    Reading a run inside the block may raise :func:`run_data_errors`: the message names the run,
+    ``what`` happened and the error's own words; then the page stops (``stop=True``) or goes on
+    after the block (in a fragment, or when the rest of the page does not need the block).
+    """
+    try:
+        yield
+    except run_data_errors() as exc:
+        show_run_problem(run.name, exc, what)
+        if stop:
+            st.stop()
+
+
+def note_metrics_damage(run) -> None:
+    """Say when the run's ``metrics.jsonl`` cannot be read (a warning: the page goes on with the
+    snapshots alone) or has lines left out (``RunDir.metrics_skipped``: torn, corrupt or wrongly
+    typed lines, a caption)."""
+    try:
+        skipped = run.metrics_skipped()
+    except run_data_errors() as exc:
+        st.warning(f"Run **{run.name}**: its metrics cannot be read, so epochs and scores come from the "
+                   f"snapshots alone: {exc}", icon=":material/warning:")
+        return
+    if skipped:
+        st.caption(f"ℹ️ {skipped} line(s) of this run's metrics.jsonl are damaged (torn, not JSON, or of the wrong "
+                   "types) and are left out.")
+
+
+def metric_number(record: dict, key: str) -> float | None:
+    """``record[key]`` of a metrics line when it is a finite real number, else None (shown "—")."""
+    from perco_viz.figures import record_number
+
+    return record_number(record, key)
 
 
 def run_signature(run) -> tuple[str, int, float]:
-    """Cache key that changes whenever the run gets a new snapshot."""
-    metrics = run.path / "metrics.jsonl"
-    mtime = metrics.stat().st_mtime if metrics.exists() else 0.0
-    return str(run.path), len(run.snapshot_indices()), mtime
+    """Cache key that changes whenever the run gets a new snapshot (``RunDir.signature``; never raises)."""
+    return run.signature()
 
 
 # --------------------------------------------------------------------------- cached loaders
 @st.cache_data(max_entries=64, show_spinner=False)
 def load_snapshot(path: str, index: int) -> dict[str, Any]:
+    """One snapshot, checked against its run (``RunDir.load_snapshot``; raises ``RunStoreError``):
+    ``student`` (n_probe, d_s), ``coherence`` (n_probe,), ``epoch``, ``step``, ``metrics``."""
     from perco_viz.runs import RunDir
 
-    snap = RunDir(path).load_snapshot(index)
+    run = RunDir(path)
+    snap = run.load_snapshot(index)
+    _check_comparable(run, f"snapshot {index}", "student", snap.student)
     return {"student": snap.student, "coherence": snap.coherence, "epoch": snap.epoch, "step": snap.step,
             "metrics": snap.metrics}
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def load_teacher_probe(path: str) -> dict[str, Any]:
+    """The run's ``features`` (n_probe, d_t), ``indices`` (n_probe,) and optional ``labels``."""
     from perco_viz.runs import RunDir
 
-    return RunDir(path).teacher_probe()
+    run = RunDir(path)
+    probe = run.teacher_probe()
+    _check_comparable(run, "teacher_probe.npz", "teacher", probe["features"])
+    return probe
+
+
+def _check_comparable(run, what: str, name: str, features) -> None:
+    """``RunStoreError`` when finite (n, d) ``features`` are too large for distances and PCA in
+    float64 (``checks.check_magnitude``): the engine never writes such values (it writes float32),
+    so the file is damaged; a page would otherwise draw NaN or fail inside a projection."""
+    import torch
+
+    from perco_viz.checks import check_magnitude
+    from perco_viz.runs import RunStoreError
+
+    try:
+        check_magnitude(torch.from_numpy(features), name, torch.float64)
+    except ValueError as exc:
+        raise RunStoreError(f"{what} of run {run.name!r} is damaged and cannot be used: {exc}") from None
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading the dataset…")
 def load_dataset_cached(data_config_json: str):
-    """The run's dataset (for thumbnails and class names)."""
+    """The run's dataset (for thumbnails and class names). A person's own array file (csv, npz,
+    npy) is parsed in the worker process within ``PERCO_VIZ_PARSE_TIMEOUT_S``, never here."""
     import json
 
+    from perco_viz import sessions
     from perco_viz.config import DataConfig
     from perco_viz.data import load_dataset
+    from perco_viz.safe_io import ARRAY_SUFFIXES
 
-    return load_dataset(DataConfig(**json.loads(data_config_json)))
+    cfg = DataConfig(**json.loads(data_config_json))
+    if cfg.path and f".{cfg.name}" in ARRAY_SUFFIXES:
+        return sessions.run_limited(load_dataset, cfg, what=f"the {cfg.name} file")
+    return load_dataset(cfg)
 
 
 def dataset_of(run):
@@ -194,7 +375,10 @@ def dataset_of(run):
     import json
 
     try:
-        return load_dataset_cached(json.dumps(dataclasses.asdict(run.config().data), sort_keys=True))
+        data = run.config().data
+        if data.path:  # a shared run's config may name any file: only what this session may read
+            check_path(data.path, "data.path")
+        return load_dataset_cached(json.dumps(dataclasses.asdict(data), sort_keys=True))
     except Exception:  # noqa: BLE001 — thumbnails and names are optional extras
         return None
 

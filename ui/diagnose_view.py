@@ -3,11 +3,13 @@ files, models on a dataset, a run) and the panel (cards, figures, report downloa
 
 Uploaded bytes stay in this session: in memory, in ``st.session_state`` (never in the
 server-wide ``st.cache_data``), and — for model files, which the loaders read from disk — in
-``common.session_root()/uploads``.
+``common.session_root()/uploads`` (through ``common.save_session_upload``, within the session's
+quota). Embedding files are parsed in the worker process, within ``PERCO_VIZ_PARSE_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections import OrderedDict
@@ -16,13 +18,13 @@ from typing import Any
 
 import streamlit as st
 
-from perco_viz import diagnose
+from perco_viz import diagnose, sessions
 from perco_viz.safe_io import InputFileError, OptionalDependencyError
 from ui import common
 
 _MEMO_KEY = "diag-memo"
 _MEMO_SIZE = 6
-USER_ERRORS = (InputFileError, OptionalDependencyError, ValueError)
+USER_ERRORS = (InputFileError, OptionalDependencyError, ValueError, OSError)  # sessions.SessionError is a ValueError
 EMBEDDING_TYPES = ["npz", "csv", "npy"]
 BUILTIN_DATASETS = ["digits", "circles", "blobs", "swiss_roll", "spheres"]
 
@@ -80,26 +82,17 @@ def pair_from_uploads() -> Sourced | None:
     key = ("files", _digest(t_bytes), t_file.name, _digest(s_bytes), s_file.name, labels_from, label_column,
            None if l_bytes is None else (_digest(l_bytes), l_file.name))
     try:
+        read = functools.partial(  # parsed in the worker process, within the time limit
+            diagnose.load_pair, teacher_name=t_file.name, student_name=s_file.name, labels_from=labels_from,
+            labels=l_bytes, labels_name=None if l_file is None else l_file.name, label_column=label_column)
         with st.spinner("Reading the files…"):
-            return key, session_memo(key, lambda: diagnose.load_pair(
-                t_bytes, s_bytes, teacher_name=t_file.name, student_name=s_file.name, labels_from=labels_from,
-                labels=l_bytes, labels_name=None if l_file is None else l_file.name, label_column=label_column))
+            return key, session_memo(key, lambda: sessions.run_limited(read, t_bytes, s_bytes, what="the files"))
     except USER_ERRORS as exc:
         st.error(f"These files cannot be diagnosed: {exc}")
         return None
 
 
 # --------------------------------------------------------------------------- source 2: models
-def _save_upload(upload) -> str:
-    """Write an upload into this session's own folder; the loaders read files from disk."""
-    folder = common.session_root() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in upload.name)[-80:]
-    path = folder / f"{uuid.uuid4().hex[:8]}-{safe}"
-    path.write_bytes(upload.getvalue())
-    return str(path)
-
-
 def pair_from_model_files() -> Sourced | None:
     """A teacher and a student checkpoint run on a dataset's test split → (key, pair), or None."""
     from perco_viz.config import DataConfig, StudentConfig, TeacherConfig
@@ -107,7 +100,9 @@ def pair_from_model_files() -> Sourced | None:
     c1, c2, c3 = st.columns(3)
     dataset = c1.selectbox("Dataset", BUILTIN_DATASETS, key="diag-dataset",
                            help="The features are computed on its held-out test split.")
-    teacher_kind = c2.selectbox("Teacher", ["builtin", "safetensors", "torchscript"], key="diag-teacher-kind",
+    trusted = common.trusts_torchscript()
+    teacher_kind = c2.selectbox("Teacher", ["builtin", "safetensors", *(["torchscript"] if trusted else [])],
+                                key="diag-teacher-kind",
                                 format_func={"builtin": "built-in for this dataset (trained once, cached)",
                                              "safetensors": "weights of the built-in architecture (.safetensors)",
                                              "torchscript": "TorchScript file"}.__getitem__)
@@ -115,8 +110,12 @@ def pair_from_model_files() -> Sourced | None:
     if teacher_kind != "builtin":
         t_upload = c2.file_uploader("Teacher file", type=["safetensors", "pt", "pth"], key="diag-teacher-model")
     s_upload = c3.file_uploader("Student checkpoint", type=["safetensors", "pt", "pth"], key="diag-student-model",
-                                help="A student of a built-in architecture (e.g. a run's student.safetensors) "
-                                     "or a TorchScript file whose output are the features.")
+                                help="A student of a built-in architecture (e.g. a run's student.safetensors)"
+                                     + (" or a TorchScript file whose output are the features." if trusted else "."))
+    if trusted:
+        st.warning(common.TORCHSCRIPT_WARNING, icon=":material/warning:")
+    else:
+        st.caption(common.TORCHSCRIPT_OFF.replace("on Diagnose", "with the Embedding files source"))
     d1, d2, d3, _ = st.columns([1, 1, 1, 3])
     dim = d1.number_input("Student dim", 1, 4096, 8, key="diag-student-dim",
                           help="Width of the student's features (needed to rebuild a built-in student).")
@@ -139,10 +138,12 @@ def pair_from_model_files() -> Sourced | None:
                 from perco_viz.data import load_dataset
 
                 ds = load_dataset(DataConfig(name=dataset, n_samples=int(n_samples)))
-                t_cfg = TeacherConfig(kind=teacher_kind, path=_save_upload(t_upload) if t_upload else None)
-                teacher = models.load_teacher(t_cfg, ds, cache_dir=models.default_cache_dir())
+                t_path = str(common.save_session_upload(t_upload.getvalue(), t_upload.name)) if t_upload else None
+                s_path = str(common.save_session_upload(s_upload.getvalue(), s_upload.name))
+                teacher = models.load_teacher(TeacherConfig(kind=teacher_kind, path=t_path), ds,
+                                              cache_dir=models.default_cache_dir(), trust_code=trusted)
                 student = models.build_student(
-                    StudentConfig(arch="file", path=_save_upload(s_upload), dim=int(dim), hidden=int(hidden)), ds)
+                    StudentConfig(arch="file", path=s_path, dim=int(dim), hidden=int(hidden)), ds, trust_code=trusted)
                 pair = diagnose.pair_from_models(
                     teacher, student, ds.X_test, ds.y_test, class_names=ds.class_names,
                     source=f"{dataset} test split · teacher {teacher_kind} · student {s_upload.name}")
@@ -164,7 +165,11 @@ def pair_from_app_run() -> Sourced | None:
                                 help="Its teacher's probe-set features and the student's snapshot.")
     if run is None:
         return None
-    indices = run.snapshot_indices()
+    try:
+        indices = run.snapshot_indices()
+    except common.run_data_errors() as exc:  # a snapshots folder leading out of the runs folder
+        common.show_run_problem(run.name, exc)
+        return None
     if not indices:
         st.info("This run has no snapshot yet.")
         return None

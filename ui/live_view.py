@@ -75,37 +75,47 @@ def _student_pca(path: str, index: int) -> np.ndarray:
 
 def _cards(records: list[dict]) -> None:
     last, first = records[-1], records[0]
+    number = common.metric_number
+    pc, pc0, knn, loss = number(last, "pc"), number(first, "pc"), number(last, "knn_acc"), number(last, "train_loss")
     cols = st.columns(5)
-    cols[0].metric("Epoch", f"{last.get('epoch', 0):.3g}")
-    cols[1].metric("PC (probe set)", f"{last['pc']:.3f}" if last.get("pc") is not None else "—",
-                   delta=f"{last['pc'] - first['pc']:+.3f}" if last.get("pc") is not None and len(records) > 1 else None,
+    cols[0].metric("Epoch", f"{number(last, 'epoch') or 0:.3g}")
+    cols[1].metric("PC (probe set)", f"{pc:.3f}" if pc is not None else "—",
+                   delta=f"{pc - pc0:+.3f}" if pc is not None and pc0 is not None and len(records) > 1 else None,
                    help="Perception coherence on the held-out probe set: 1 = same ranking as the teacher, 0.5 = chance.")
-    knn = last.get("knn_acc")
     cols[2].metric("k-NN accuracy", f"{knn:.1%}" if knn is not None else "—",
                    help="5-nearest-neighbour accuracy of the student's features on the probe set (leave-one-out).")
-    loss = last.get("train_loss")
     cols[3].metric("Train loss", f"{loss:.4g}" if loss is not None else "—")
-    cols[4].metric("Wall time", f"{last.get('wall_s', 0):.1f} s")
+    cols[4].metric("Wall time", f"{number(last, 'wall_s') or 0:.1f} s")
 
 
 def _body(run, key: str) -> None:
     from perco_viz import figures
 
     _phase_line(run)
-    status = run.status()
-    if status.get("state") == "failed" and status.get("error"):
-        st.error(f"This run failed: {status['error']}")
-    elif status.get("state") == "stale":
-        st.warning(status["error"])
+    status = run.status()  # never raises: a damaged status reads {"state": "damaged", "error": ...}
+    state, error = status.get("state"), status.get("error")
+    if state == "failed" and error:
+        st.error(f"This run failed: {error}")
+    elif state in ("stale", "damaged"):
+        st.warning(f"{error}")
     records = [r for r in run.metrics() if r.get("snapshot") is not None]
     indices = run.snapshot_indices()
+    if indices and not records and state not in ("running", "unknown"):
+        st.warning(f"Run **{run.name}** has {len(indices)} snapshot(s) but no readable line in its metrics.jsonl: "
+                   "no numbers or curves to show. Its embeddings are on **Embeddings**.")
+    common.note_metrics_damage(run)
     if not records or not indices:
-        st.caption("Waiting for the first snapshot…")
+        if state in ("running", "unknown"):
+            st.caption("Waiting for the first snapshot…")
+        elif not indices:
+            st.caption(f"This run ({state}) has no snapshot.")
         return
     _cards(records)
     try:
         t_xy, labels = _teacher_pca(str(run.path))
-    except Exception as exc:  # noqa: BLE001 — the teacher probe is written at set-up
+    except common.run_data_errors() as exc:
+        if state not in ("running", "unknown"):  # a finished run without its probe is damaged, not waiting
+            raise
         st.caption(f"Waiting for the teacher's probe features… ({exc})")
         return
     s_xy = _student_pca(str(run.path), indices[-1])
@@ -128,7 +138,8 @@ def show(run, *, key: str) -> None:
 
     @st.fragment(run_every=POLL_S if live else None)
     def _fragment() -> None:
-        _body(run, key)
+        with common.run_guard(run, stop=False):  # a damaged file: one message instead of the figures
+            _body(run, key)
         if live and not _is_live(run):
             st.rerun()  # the run ended: one full rerun, then no more polling
 

@@ -13,11 +13,9 @@ tests call them directly; the callbacks and cached look-ups below them do.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import streamlit as st
 
 from perco_viz.config import ConfigError, RunConfig, TeacherConfig
 from perco_viz.data import NEEDS_PATH, SYNTHETIC
-from perco_viz.safe_io import ARRAY_SUFFIXES, STATE_DICT_SUFFIXES, check_size, load_array_file
+from perco_viz.safe_io import ARRAY_SUFFIXES, STATE_DICT_SUFFIXES
 
 PREFIX = "setup"
 FLAG = "setup-initialised"  # the form's widgets have been filled once in this session
@@ -66,19 +64,20 @@ TEACHER_HELP = {
     "identity": "The raw inputs are the teacher's features: natural for synthetic and unlabeled data.",
     "torchvision": "A torchvision architecture by name with your weights file (nothing is downloaded). Images only.",
     "timm": "A timm architecture by name with your weights file (nothing is downloaded). Images only.",
-    "torchscript": "A TorchScript file (torch.jit.save); its output are the features.",
+    "torchscript": "A TorchScript file (torch.jit.save); its output are the features. Loading it runs its code.",
     "safetensors": "Weights of the built-in teacher architecture for this dataset (.safetensors or .pt).",
 }
 WEIGHT_TYPES = [s.lstrip(".") for s in STATE_DICT_SUFFIXES]  # uploader types of a weights file
 TORCHSCRIPT_TYPES = ["pt", "pth", "zip", "torchscript"]
 TEACHER_FILE_TYPES = {"torchscript": TORCHSCRIPT_TYPES}  # other kinds take WEIGHT_TYPES
-STUDENT_FILE_TYPES = sorted({*TORCHSCRIPT_TYPES, *WEIGHT_TYPES})
+STUDENT_FILE_TYPES = sorted({*TORCHSCRIPT_TYPES, *WEIGHT_TYPES})  # when the server trusts TorchScript
 
 IMAGE_ONLY_STUDENTS = frozenset({"cnn"})
 STUDENT_HELP = {
     "mlp": "Built-in multilayer perceptron: works on any input.",
     "cnn": "Built-in small convolutional network: image data only.",
-    "file": "Your own student: a TorchScript file, or a .safetensors of a built-in student.",
+    "file": "Your own student: a .safetensors of a built-in student (or, where the server allows it, a "
+            "TorchScript file).",
 }
 
 POINT_CHOICES = (100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000, 15_000, 20_000,
@@ -237,85 +236,15 @@ def file_stamp(path: str | None) -> float:
 
 
 # --------------------------------------------------------------------------- uploads
-def sanitize_filename(name: str) -> str:
-    """A safe file name: no folders, only ``A-Za-z0-9._-``, no leading dot, at most 100 characters."""
-    base = re.split(r"[\\/]", name or "")[-1]
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._")
-    if len(clean) > 100:
-        stem, dot, suffix = clean.rpartition(".")
-        clean = (stem[: 99 - len(suffix)] + dot + suffix) if dot and len(suffix) < 12 else clean[:100]
-    return clean or "upload"
-
-
-def save_upload(data: bytes, name: str, folder: str | os.PathLike) -> Path:
-    """Write uploaded bytes to ``folder/<hash>/<sanitized name>`` (atomically) and return the path.
-
-    The hash of the content keeps two uploads with one name apart (and caches keyed by path
-    honest).
-
-    Raises:
-        InputFileError: the file is above ``safe_io.max_file_bytes()``.
-    """
-    check_size(len(data), repr(name))
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    path = Path(folder) / digest / sanitize_filename(name)
-    if path.is_file() and path.stat().st_size == len(data):
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
-def check_array_upload(data: bytes, name: str, label_column: str | None = None) -> tuple[int, int, int | None]:
-    """Validate a ``.npz``/``.csv`` upload through ``safe_io.load_array_file``.
-
-    Returns:
-        (points, features, classes or None when unlabeled).
-
-    Raises:
-        InputFileError: the message says what is wrong with the file and how to fix it.
-    """
-    X, y, _ = load_array_file(data, name=name, label_column=label_column or None)
-    classes = None if y is None else len(set(y.tolist()))
-    return int(X.shape[0]), int(X.shape[1]), classes
-
-
 def parse_config_upload(data: bytes) -> RunConfig:
-    """A RunConfig from an uploaded YAML/JSON file.
+    """A RunConfig from an uploaded YAML/JSON file, through ``RunConfig.from_text``: size, YAML
+    anchors/aliases/tags, every field's type and range and every name against its registry
+    (else a select box would silently pick another).
 
     Raises:
-        ConfigError: not text, not YAML/JSON, or unknown sections/keys/types.
+        ConfigError: not UTF-8 text, not YAML/JSON, or a field unknown, mistyped or out of range.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("the file is not UTF-8 text; upload the config.yaml or config.json of a run") from None
-    cfg = RunConfig.from_text(text)
-    check_choices(cfg)
-    return cfg
-
-
-def check_choices(cfg: RunConfig) -> None:
-    """Every name in ``cfg`` is one the registries know (else a select box would silently pick another).
-
-    Raises:
-        ConfigError: naming the field, the value and the choices.
-    """
-    from perco_viz.coherence import KERNELS, METRICS
-    from perco_viz.data import DATASET_NAMES
-    from perco_viz.losses import LOSS_NAMES
-    from perco_viz.models import STUDENT_ARCHS, TEACHER_KINDS
-
-    registries = {("data", "name"): DATASET_NAMES, ("teacher", "kind"): TEACHER_KINDS,
-                  ("student", "arch"): STUDENT_ARCHS, ("loss", "name"): LOSS_NAMES, ("loss", "kernel"): KERNELS,
-                  ("loss", "metric"): METRICS, ("loss", "teacher_metric"): (None, *METRICS)}
-    for (section, name), allowed in registries.items():
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            shown = ", ".join(str(a) for a in allowed if a is not None)
-            raise ConfigError(f"{section}.{name} is {value!r}; choose one of {shown}")
+    return RunConfig.from_text(data)
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -352,15 +281,32 @@ def on_teacher_change() -> None:
     st.session_state[key("teacher", "layer")] = ""
 
 
-def _session_uploads() -> Path:
-    from ui import common
+def teacher_kinds(trusted: bool, current: str | None = None) -> list[str]:
+    """The teacher kinds offered: TorchScript only on a server that trusts it (or when a loaded
+    config already chose it, so the page can say why it cannot be used)."""
+    from perco_viz.models import TEACHER_KINDS
 
-    return common.session_root() / "uploads"
+    return [k for k in TEACHER_KINDS if k != "torchscript" or trusted or k == current]
+
+
+def student_file_types(trusted: bool) -> list[str]:
+    """Uploader types of a student file: weights always, TorchScript only on a trusting server."""
+    return STUDENT_FILE_TYPES if trusted else WEIGHT_TYPES
+
+
+def _upload_errors() -> tuple[type[BaseException], ...]:
+    """What an upload may fail with: a bad file, a full session folder, the time limit, the disk."""
+    from perco_viz.safe_io import InputFileError
+    from perco_viz.sessions import SessionError
+
+    return InputFileError, SessionError, OSError
 
 
 def on_data_upload(upload_key: str) -> None:
-    """Validate the ``.npz``/``.csv`` in the uploader ``upload_key``; keep it in this session's folder."""
-    from perco_viz.safe_io import InputFileError
+    """Validate the ``.npz``/``.csv`` in the uploader ``upload_key`` (parsed in the worker process,
+    within the time limit); keep it in this session's folder, within its quota."""
+    from perco_viz import sessions
+    from ui import common
 
     s = st.session_state
     upload = s.get(upload_key)
@@ -368,9 +314,10 @@ def on_data_upload(upload_key: str) -> None:
         return
     data = upload.getvalue()
     try:
-        n, d, classes = check_array_upload(data, upload.name, s.get(key("data", "label_column")))
-        path = save_upload(data, upload.name, _session_uploads())
-    except (InputFileError, OSError) as exc:
+        n, d, classes = sessions.run_limited(sessions.check_array_upload, data, upload.name,
+                                             s.get(key("data", "label_column")) or None, what=repr(upload.name))
+        path = common.save_session_upload(data, upload.name)
+    except _upload_errors() as exc:
         _message("data", "error", f"This file cannot be used: {exc}")
         return
     s[key("data", "path")] = str(path)
@@ -382,14 +329,14 @@ def on_data_upload(upload_key: str) -> None:
 
 
 def _on_model_upload(upload_key: str, slot: str, field: tuple[str, str]) -> None:
-    from perco_viz.safe_io import InputFileError
+    from ui import common
 
     upload = st.session_state.get(upload_key)
     if upload is None:
         return
     try:
-        path = save_upload(upload.getvalue(), upload.name, _session_uploads())
-    except (InputFileError, OSError) as exc:
+        path = common.save_session_upload(upload.getvalue(), upload.name)
+    except _upload_errors() as exc:
         _message(slot, "error", f"This file cannot be used: {exc}")
         return
     st.session_state[key(*field)] = str(path)
@@ -418,8 +365,29 @@ def on_config_upload() -> None:
     except ConfigError as exc:
         _message("config", "error", f"{upload.name} is not a usable configuration: {exc}")
         return
+    except Exception as exc:  # noqa: BLE001 — a callback's exception would break every rerun of the page
+        _message("config", "error", f"{upload.name} could not be read: {type(exc).__name__}: {exc}")
+        return
     apply_config(st.session_state, cfg)
     _message("config", "ok", f"Loaded {upload.name}: the form now shows it.")
+
+
+def delete_uploads() -> None:
+    """Delete this session's uploads; the fields that pointed at them are emptied."""
+    from ui import common
+
+    space = common.session_space()
+    freed = space.delete_uploads()
+    uploads = str(space.uploads)
+    for section, name in (("data", "path"), ("teacher", "path"), ("student", "path")):
+        value = st.session_state.get(key(section, name)) or ""
+        if value.startswith(uploads):
+            st.session_state[key(section, name)] = ""
+    paths = st.session_state.get(PATHS) or {}
+    for name, value in list(paths.items()):
+        if (value or "").startswith(uploads):
+            paths[name] = ""
+    st.session_state[MESSAGES] = {"files": ("ok", f"Deleted your uploads ({freed / 2**20:,.1f} MB).")}
 
 
 def reset_to_demo() -> None:
@@ -437,35 +405,37 @@ def load_dataset(cfg: RunConfig):
     return common.load_dataset_cached(data_json(cfg))
 
 
-def _teacher_model(cfg: TeacherConfig, ds):
-    """The teacher as a FeatureModel; the built-in one untrained (same layers, no waiting)."""
+def _teacher_model(cfg: TeacherConfig, ds, trusted: bool):
+    """The teacher as a FeatureModel; the built-in one untrained (same layers, no waiting).
+    ``trusted``: the server trusts TorchScript (``common.trusts_torchscript()``)."""
     from perco_viz import models
 
     if cfg.kind == "builtin":
         return models.FeatureModel(models.teacher_architecture(ds), cfg.layer, input_shape=ds.input_shape)
-    return models.load_teacher(cfg, ds)
+    return models.load_teacher(cfg, ds, trust_code=trusted)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def teacher_layers(data_key: str, kind: str, arch: str | None, path: str | None, stamp: float) -> list[str]:
+def teacher_layers(data_key: str, kind: str, arch: str | None, path: str | None, stamp: float,
+                   trusted: bool = False) -> list[str]:
     """Module names of the teacher (``models.list_modules``), offered as the feature layer."""
     from perco_viz import models
 
     ds = _dataset_from_key(data_key)
-    return models.list_modules(_teacher_model(TeacherConfig(kind=kind, arch=arch, path=path), ds))
+    return models.list_modules(_teacher_model(TeacherConfig(kind=kind, arch=arch, path=path), ds, trusted))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def teacher_shape(data_key: str, teacher_key: str, stamp: float) -> dict[str, Any]:
+def teacher_shape(data_key: str, teacher_key: str, stamp: float, trusted: bool = False) -> dict[str, Any]:
     """Feature width, parameter count, resolved layer and head name of the teacher at its chosen layer."""
     ds = _dataset_from_key(data_key)
-    model = _teacher_model(TeacherConfig(**json.loads(teacher_key)), ds)
+    model = _teacher_model(TeacherConfig(**json.loads(teacher_key)), ds, trusted)
     return {"dim": int(model.feature_dim), "params": sum(p.numel() for p in model.parameters()),
             "layer": model.layer, "head": model.head_name}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def student_shape(data_key: str, student_key: str, stamp: float) -> dict[str, int]:
+def student_shape(data_key: str, student_key: str, stamp: float, trusted: bool = False) -> dict[str, int]:
     """Feature width and parameter count of the student (built, not trained)."""
     import torch
 
@@ -473,7 +443,7 @@ def student_shape(data_key: str, student_key: str, stamp: float) -> dict[str, in
     from perco_viz.config import StudentConfig
 
     ds = _dataset_from_key(data_key)
-    model = models.build_student(StudentConfig(**json.loads(student_key)), ds).eval()
+    model = models.build_student(StudentConfig(**json.loads(student_key)), ds, trust_code=trusted).eval()
     with torch.no_grad():
         out = model(torch.zeros((2, *ds.input_shape)))
     return {"dim": int(out.flatten(1).shape[1]), "params": sum(p.numel() for p in model.parameters())}
