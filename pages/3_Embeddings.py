@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from perco_viz import embedding_view as ev
+from perco_viz.figures import record_number
 from ui import common, embeddings, warmup
 
 common.page("Embeddings", "The teacher's and the student's features on the probe set, projected to 2-D or 3-D: "
@@ -109,7 +110,7 @@ def viewer() -> None:
                 help="Mean per-sample coherence c_i over the probe set (= perception coherence).")
     m[2].metric("c_i, 10th percentile", f"{float(np.quantile(coherence, 0.1)):.3f}",
                 help="One input in ten is perceived worse than this by the student.")
-    knn = common.metric_number(rec, "knn_acc")
+    knn = record_number(rec, "knn_acc")
     m[3].metric("k-NN accuracy", f"{knn:.1%}" if knn is not None else "—",
                 help="5-nearest-neighbour accuracy of the student's features on the probe set.")
     m[4].metric("Selected inputs", f"{len(selection):,}",

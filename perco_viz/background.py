@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from perco_viz.live import _apply_env, _child_env, _context, exit_with
+from perco_viz.live import apply_env, child_env, exit_with, process_context
 
 
 class WorkerDied(RuntimeError):
@@ -38,7 +38,7 @@ def _serve(tasks, events, server_pid: int) -> None:
         task, fn, args, with_progress, cwd, env = tasks.get()
         try:
             os.chdir(cwd)
-            _apply_env(env)  # the caller's, not the fork server's (older) environment
+            apply_env(env)  # the caller's, not the fork server's (older) environment
             if with_progress:
                 result = fn(*args, progress=lambda done, total, task=task: events.put(("progress", task, done, total)))
             else:
@@ -67,7 +67,7 @@ class WorkerProcess:
         self._start()
 
     def _start(self) -> None:
-        ctx = _context()
+        ctx = process_context()
         self._tasks, events = ctx.Queue(), ctx.Queue()
         self._proc = ctx.Process(target=_serve, args=(self._tasks, events, os.getpid()), name="worker", daemon=True)
         self._proc.start()
@@ -86,7 +86,7 @@ class WorkerProcess:
                 self._start()
             task = next(self._ids)
             self._pending[task] = (future, progress, self._proc)
-            self._tasks.put((task, fn, args, progress is not None, os.getcwd(), _child_env()))
+            self._tasks.put((task, fn, args, progress is not None, os.getcwd(), child_env()))
         return future
 
     def _relay(self, proc, events) -> None:

@@ -539,7 +539,7 @@ def distill(config: RunConfig, *, out: str | Path | None = "runs", name: str | N
     if out is not None and int(os.environ.get("RANK", "0")) == 0:
         run_dir = RunDir.create(out, config, name)
     engine = Distiller(config, run_dir, callbacks, cancel, cache_dir, trust_code=trust_code)
-    return _setup_and_run(engine)
+    return run_engine(engine)
 
 
 def resume(run_dir: str | Path | RunDir, *, epochs: int | None = None, config: RunConfig | None = None,
@@ -589,7 +589,7 @@ def resume(run_dir: str | Path | RunDir, *, epochs: int | None = None, config: R
         engine = Distiller(new, run, callbacks, cancel, cache_dir, trust_code=trust_code)
         engine.resume_state = state
         save_config = None if new == saved else (lambda: run.write_config(new))
-        return _setup_and_run(engine, restore=True, before_training=save_config)
+        return run_engine(engine, restore=True, before_training=save_config)
 
 
 _RESUME_MAY_CHANGE = ("train.epochs", "train.device", "name")
@@ -625,7 +625,7 @@ def preflight(config: RunConfig) -> None:
         raise ConfigError(f"train.device: {exc}") from None
 
 
-def _setup_and_run(engine: Distiller, restore: bool = False,
+def run_engine(engine: Distiller, restore: bool = False,
                    before_training: Callable[[], None] | None = None) -> RunResult:
     """Set up (and restore), then train, holding the run's writer lock throughout.
 

@@ -38,7 +38,7 @@ class RegistryFull(RuntimeError):
     """Too many trainings at once; the message says what to do."""
 
 
-def _context():
+def process_context():
     """The multiprocessing context of our processes: ``forkserver`` (preloaded) where it
     exists, ``spawn`` elsewhere; its processes never re-run the main script (see
     :func:`_without_main_script`)."""
@@ -124,7 +124,7 @@ def _noop() -> None:
 
 def prestart() -> None:
     """Start the process server now (imports torch once), so the first training starts fast."""
-    ctx = _context()
+    ctx = process_context()
     proc = ctx.Process(target=_noop, daemon=True)
     proc.start()
     proc.join()
@@ -147,12 +147,12 @@ TRAINING_NICENESS = 5  # below the server and its browser tabs, above the projec
 _ENV_PREFIXES = ("PERCO_VIZ_", "NUMBA_", "TORCH_", "CUDA_")
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """What a child must see of this process's environment (the fork server's may be older)."""
     return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
 
 
-def _apply_env(env: dict[str, str]) -> None:
+def apply_env(env: dict[str, str]) -> None:
     """In a child: make our variables exactly the caller's (set, changed or removed since the
     fork server started)."""
     for key in [k for k in os.environ if k.startswith(_ENV_PREFIXES) and k not in env]:
@@ -181,11 +181,11 @@ def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
         if hasattr(os, "nice"):  # the pages that show the training go first
             os.nice(TRAINING_NICENESS)
         os.chdir(job["cwd"])
-        _apply_env(job["env"])
+        apply_env(job["env"])
         import torch
 
         from perco_viz.config import ConfigError
-        from perco_viz.distill import Callbacks, Distiller, TrainingError, _setup_and_run, resume
+        from perco_viz.distill import Callbacks, Distiller, TrainingError, resume, run_engine
 
         torch.set_num_threads(job["threads"])
         run_dir = RunDir(job["run_dir"])
@@ -196,7 +196,7 @@ def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
             if job["resume"]:  # under the run's lock, everything checked before anything is written
                 resume(run_dir, config=config, callbacks=callbacks, cancel=cancel, trust_code=trust)
             else:
-                _setup_and_run(Distiller(config, run_dir, callbacks, cancel, trust_code=trust))
+                run_engine(Distiller(config, run_dir, callbacks, cancel, trust_code=trust))
         except (RunStoreError, ConfigError, TrainingError) as exc:  # refused: one line, the run untouched
             on_status("failed", str(exc))
     except BaseException as exc:  # noqa: BLE001 — reported, never a silent death
@@ -242,11 +242,11 @@ class LiveRun:
         else:
             run_dir = RunDir.create(self.root, self.config, self.name)
         self._set(run_dir=str(run_dir.path), state="running")
-        ctx = _context()
+        ctx = process_context()
         self.cancel = ctx.Event()
         self._messages = ctx.Queue()
         job = {"config": self.config.to_dict(), "run_dir": str(Path(run_dir.path).resolve()),
-               "resume": self.resume_dir is not None, "cwd": os.getcwd(), "env": _child_env(),
+               "resume": self.resume_dir is not None, "cwd": os.getcwd(), "env": child_env(),
                "threads": self.threads, "server_pid": os.getpid(),
                # the operator's switch, read here in the server (never from the config or the child's env)
                "trust_code": server_trusts_torchscript()}

@@ -842,6 +842,9 @@ class RunDir:
         n = len(features)
         if not np.isfinite(features).all():
             raise damaged("'features' hold NaN or inf")
+        too_large = _too_large_to_compare(features, "teacher")
+        if too_large:
+            raise damaged(too_large)
         out = {"features": features, "indices": indices}
         for key in ("indices", "labels"):
             a = arrays.get(key)
@@ -942,6 +945,11 @@ def _snapshot_problem(arrays: dict[str, np.ndarray], index: int, probe_rows, dim
                 f"got shape {coherence.shape} {coherence.dtype}")
     if not np.isfinite(student).all() or not np.isfinite(coherence).all():
         return "its features or coherence hold NaN or inf"
+    if ((coherence < 0) | (coherence > 1)).any():
+        return "its per-sample coherence lies outside [0, 1]"
+    too_large = _too_large_to_compare(student, "student")
+    if too_large:
+        return too_large
     for key, kinds in (("epoch", "fiu"), ("step", "iu"), ("index", "iu")):
         a = arrays[key]
         if a.shape != () or a.dtype.kind not in kinds or not np.isfinite(a) or a < 0:
@@ -953,6 +961,21 @@ def _snapshot_problem(arrays: dict[str, np.ndarray], index: int, probe_rows, dim
         return f"it has {n} probe points, the run's teacher probe has {rows}"
     if d != dim:
         return f"its student features are {d}-D, the run's student.dim is {dim}"
+    return None
+
+
+def _too_large_to_compare(features: np.ndarray, name: str) -> str | None:
+    """Why finite (n, d) ``features`` cannot be compared (distances would overflow even in
+    float64, ``checks.check_magnitude``), or None. The engine writes float32 features, so such
+    values mean a damaged file; pages would otherwise draw NaN or fail inside a projection."""
+    import torch
+
+    from perco_viz.checks import check_magnitude
+
+    try:
+        check_magnitude(torch.from_numpy(np.ascontiguousarray(features)), name, torch.float64)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

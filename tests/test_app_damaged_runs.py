@@ -268,10 +268,10 @@ def array_damage(draw, target: str) -> Damage:
     special = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
     where = draw(st.floats(0.0, 0.999))
     ok_dtype = ok_int if key in INT_KEYS else ok_float
-    # 1e300 passes the finiteness checks: features are refused as too large to compare, integer
-    # arrays as floats; a coherence or epoch of 1e300 is only shown (a range the store does not check)
+    # 1e300 passes the finiteness checks: features are refused as too large to compare, coherence
+    # as outside [0, 1], integer arrays as floats; an epoch of 1e300 is only shown (no range checked)
     says = {"drop": key != "labels", "ndim": True, "rows": True, "empty": True, "dtype": not ok_dtype,
-            "nonfinite": True, "object": True, "huge": key not in ("coherence", "epoch"), "compressed": False,
+            "nonfinite": True, "object": True, "huge": key != "epoch", "compressed": False,
             "extra": False}[kind]
     if kind in ("rows", "empty") and key in ("epoch", "step", "index"):
         kind, says = "ndim", True  # a scalar has no rows: make it an array instead

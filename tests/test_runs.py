@@ -329,6 +329,9 @@ def test_check_metrics_record_says_why():
     ({"step": np.float64(3.5)}, "'step' must be a number"),
     ({"step": np.int64(-1)}, "'step' must be a number >= 0"),
     ({"index": np.int64(7)}, "it says it is snapshot 7"),
+    ({"coherence": np.full(N, 1.5)}, "per-sample coherence lies outside [0, 1]"),
+    ({"coherence": np.full(N, -0.1)}, "per-sample coherence lies outside [0, 1]"),
+    ({"student": np.full((N, D), 1e300)}, "student features reach 1e+300"),
     ({"student": np.zeros((N + 2, D), np.float32), "coherence": np.zeros(N + 2)},
      "it has 7 probe points, the run's teacher probe has 5"),
     ({"student": np.zeros((N, D + 3), np.float32)}, "its student features are 5-D, the run's student.dim is 2"),
@@ -383,6 +386,9 @@ def test_damaged_teacher_probe(tmp_path):
         run.load_snapshot(0)
     (run.path / "teacher_probe.npz").write_bytes(_npz(features=np.zeros((N, 3), np.complex64), indices=np.arange(N)))
     with pytest.raises(RunStoreError, match="'features' must be a non-empty 2-D float array"):
+        run.teacher_probe()
+    (run.path / "teacher_probe.npz").write_bytes(_npz(features=np.full((N, 3), 1e300), indices=np.arange(N)))
+    with pytest.raises(RunStoreError, match="teacher features reach 1e\\+300 .* overflow"):
         run.teacher_probe()
 
 

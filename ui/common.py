@@ -300,13 +300,6 @@ def note_metrics_damage(run) -> None:
                    "types) and are left out.")
 
 
-def metric_number(record: dict, key: str) -> float | None:
-    """``record[key]`` of a metrics line when it is a finite real number, else None (shown "—")."""
-    from perco_viz.figures import record_number
-
-    return record_number(record, key)
-
-
 def run_signature(run) -> tuple[str, int, float]:
     """Cache key that changes whenever the run gets a new snapshot (``RunDir.signature``; never raises)."""
     return run.signature()
@@ -319,9 +312,7 @@ def load_snapshot(path: str, index: int) -> dict[str, Any]:
     ``student`` (n_probe, d_s), ``coherence`` (n_probe,), ``epoch``, ``step``, ``metrics``."""
     from perco_viz.runs import RunDir
 
-    run = RunDir(path)
-    snap = run.load_snapshot(index)
-    _check_comparable(run, f"snapshot {index}", "student", snap.student)
+    snap = RunDir(path).load_snapshot(index)
     return {"student": snap.student, "coherence": snap.coherence, "epoch": snap.epoch, "step": snap.step,
             "metrics": snap.metrics}
 
@@ -331,25 +322,7 @@ def load_teacher_probe(path: str) -> dict[str, Any]:
     """The run's ``features`` (n_probe, d_t), ``indices`` (n_probe,) and optional ``labels``."""
     from perco_viz.runs import RunDir
 
-    run = RunDir(path)
-    probe = run.teacher_probe()
-    _check_comparable(run, "teacher_probe.npz", "teacher", probe["features"])
-    return probe
-
-
-def _check_comparable(run, what: str, name: str, features) -> None:
-    """``RunStoreError`` when finite (n, d) ``features`` are too large for distances and PCA in
-    float64 (``checks.check_magnitude``): the engine never writes such values (it writes float32),
-    so the file is damaged; a page would otherwise draw NaN or fail inside a projection."""
-    import torch
-
-    from perco_viz.checks import check_magnitude
-    from perco_viz.runs import RunStoreError
-
-    try:
-        check_magnitude(torch.from_numpy(features), name, torch.float64)
-    except ValueError as exc:
-        raise RunStoreError(f"{what} of run {run.name!r} is damaged and cannot be used: {exc}") from None
+    return RunDir(path).teacher_probe()
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading the dataset…")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from perco_viz.figures import record_number
 from ui import common
 
 POLL_S = 1.0
@@ -75,7 +76,7 @@ def _student_pca(path: str, index: int) -> np.ndarray:
 
 def _cards(records: list[dict]) -> None:
     last, first = records[-1], records[0]
-    number = common.metric_number
+    number = record_number
     pc, pc0, knn, loss = number(last, "pc"), number(first, "pc"), number(last, "knn_acc"), number(last, "train_loss")
     cols = st.columns(5)
     cols[0].metric("Epoch", f"{number(last, 'epoch') or 0:.3g}")
