@@ -9,7 +9,7 @@ from ui import common, warmup
 
 @st.cache_data(show_spinner=False)
 def _two_students():
-    from perco_viz.teaching import two_students_figure
+    from perco_viz.analysis.teaching import two_students_figure
 
     return two_students_figure()
 

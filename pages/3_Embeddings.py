@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from perco_viz import embedding_view as ev
+from perco_viz.analysis import embeddings as ev
 from perco_viz.figures import record_number
 from ui import common, embeddings, warmup
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from perco_viz import analysis, figures
+from perco_viz import figures
+from perco_viz.analysis import rank_agreement as analysis
 from ui import analysis_view as av
 from ui import common
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from perco_viz import diagnose
+from perco_viz.analysis import diagnose
 from ui import common, diagnose_view
 
 common.page("Diagnose", "Bring a student trained anywhere — its features, or its weights — and see how well it "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from perco_viz import compare, figures
+from perco_viz import figures
+from perco_viz.analysis import compare
 from perco_viz.losses import LOSS_NAMES
 from perco_viz.runs import RunDir
 from ui import common
@@ -29,7 +30,7 @@ def _embedding(path: str, index: int, teacher_path: str) -> np.ndarray:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    from perco_viz.projection import project
+    from perco_viz.analysis.projection import project
 
     probe = common.load_teacher_probe(path)
     return project(probe["features"], "pca", dim=2), probe.get("labels")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from perco_viz import figures, teaching
+from perco_viz import figures
+from perco_viz.analysis import teaching
 from perco_viz.coherence import perception_coherence
 from ui import common
 

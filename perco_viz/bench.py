@@ -233,7 +233,8 @@ def bench_analysis(n: int = 2000, *, teacher_dim: int = 128, student_dim: int = 
     """
     import numpy as np
 
-    from perco_viz import analysis, figures
+    from perco_viz import figures
+    from perco_viz.analysis import rank_agreement as analysis
     from perco_viz.coherence import per_sample_coherence, perception_coherence
 
     rng = np.random.default_rng(seed)
@@ -273,7 +274,7 @@ def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[s
     """Projection times (seconds) on scikit-learn's digits (1,797 × 64; ``n`` rows if given):
     PCA, UMAP (first call in this process, then again), t-SNE, the aligned sequences over
     ``snapshots`` noisy copies (PCA + Procrustes, umap's AlignedUMAP, t-SNE from the previous
-    layout), and what the Embeddings page computes (:func:`~perco_viz.embedding_view.aligned_projections`:
+    layout), and what the Embeddings page computes (:func:`~perco_viz.analysis.embeddings.aligned_projections`:
     the teacher plus each snapshot, UMAP initialised from the previous one).
 
     Run it in a fresh process to see the first UMAP's numba cost; with a warm on-disk numba
@@ -282,8 +283,8 @@ def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[s
     import numpy as np
     from sklearn.datasets import load_digits
 
-    from perco_viz.embedding_view import aligned_projections
-    from perco_viz.projection import project, project_sequence
+    from perco_viz.analysis.embeddings import aligned_projections
+    from perco_viz.analysis.projection import project, project_sequence
 
     X = load_digits().data.astype(np.float64)[:n]
     rng = np.random.default_rng(0)

@@ -247,7 +247,7 @@ def cmd_bench_projection(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_methods(args: argparse.Namespace) -> int:
-    from perco_viz import compare
+    from perco_viz.analysis import compare
 
     return compare.main(args)
 

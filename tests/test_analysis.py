@@ -1,4 +1,4 @@
-"""perco_viz.analysis: orderings, anchor neighbours, Shepard pairs, per-sample summaries."""
+"""perco_viz.analysis.rank_agreement: orderings, anchor neighbours, Shepard pairs, per-sample summaries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from perco_viz import analysis as an
+from perco_viz.analysis import rank_agreement as an
 from perco_viz.coherence import (
     normalized_ranks,
     pairwise_dissimilarity,

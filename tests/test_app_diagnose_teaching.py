@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from perco_viz import diagnose, teaching
+from perco_viz.analysis import diagnose, teaching
 
 ROOT = Path(__file__).resolve().parent.parent
 DIAGNOSE = str(ROOT / "pages" / "6_Diagnose.py")

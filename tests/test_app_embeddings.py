@@ -139,7 +139,7 @@ def test_tsne_in_the_background(app_env):
 
 def test_worker_process_runs_projections_with_progress(finished_run):
     """The worker's function, called here and in the worker process (progress relayed back)."""
-    from perco_viz.embedding_view import run_projections
+    from perco_viz.analysis.embeddings import run_projections
     from ui import embeddings
 
     seen = []

@@ -117,7 +117,8 @@ def test_warm_up_order_and_numba_gives_way_to_trainings(monkeypatch):
     once no training runs (it is ~25 s of CPU); a failing step is reported, not raised."""
     from concurrent.futures import Future
 
-    from perco_viz import background, live, projection
+    from perco_viz import background, live
+    from perco_viz.analysis import projection
     from ui import warmup
 
     events: list[str] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from perco_viz import compare
+from perco_viz.analysis import compare
 from perco_viz.cli import main
 from perco_viz.data import load_dataset
 from perco_viz.runs import RunDir, list_runs

@@ -342,7 +342,7 @@ def test_cli_flags_and_config_file(tmp_path):
 
 
 def test_bench_set_overrides_are_typed_and_checked():
-    from perco_viz.compare import bench_config, parse_overrides
+    from perco_viz.analysis.compare import bench_config, parse_overrides
 
     cfg = bench_config("digits", 8, 1, overrides=parse_overrides(["train.batch_size=64", "train.amp=off",
                                                                     "loss.kernel=sigmoid"]))

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from perco_viz import diagnose
+from perco_viz.analysis import diagnose
 from perco_viz.metrics import student_report
 from perco_viz.safe_io import InputFileError
 

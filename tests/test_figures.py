@@ -4,6 +4,7 @@ downsampling; thumbnails; HTML/PNG export."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import struct
 import zlib
@@ -319,7 +320,7 @@ def test_figure_image_needs_kaleido(probe, monkeypatch):
     fig = F.embedding_figure(probe[0], title="x")
     with pytest.raises(ValueError, match="fmt"):
         F.figure_image(fig, "gif")
-    monkeypatch.setattr(F.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match="pip install kaleido"):
         F.figure_image(fig, "png")
 

@@ -1,4 +1,4 @@
-"""perco_viz.projection: PCA/UMAP/t-SNE, Procrustes alignment, sequences, subsampling, numba warm-up."""
+"""perco_viz.analysis.projection: PCA/UMAP/t-SNE, Procrustes alignment, sequences, subsampling, numba warm-up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perco_viz import projection as P
+from perco_viz.analysis import projection as P
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from perco_viz import teaching
+from perco_viz.analysis import teaching
 from perco_viz.coherence import coherence_loss, normalized_ranks
 
 
@@ -159,7 +159,7 @@ def test_figures_of_the_page(points):
 
 def test_two_students_bent_keeps_the_order_scrambled_does_not():
     from perco_viz import coherence
-    from perco_viz.teaching import two_students, two_students_figure
+    from perco_viz.analysis.teaching import two_students, two_students_figure
 
     ex = two_students()
     assert ex["pc_bent"] > 0.95 > 0.75 > ex["pc_scrambled"] > 0.5

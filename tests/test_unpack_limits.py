@@ -173,7 +173,8 @@ RUNNER = r"""
 import json, resource, sys, warnings
 warnings.simplefilter("ignore")
 import numpy as np
-from perco_viz import data, diagnose, models
+from perco_viz import data, models
+from perco_viz.analysis import diagnose
 from perco_viz.config import DataConfig, StudentConfig, TeacherConfig
 from perco_viz.safe_io import InputFileError, load_array_file, load_npz, load_state_dict, load_torch_checkpoint
 

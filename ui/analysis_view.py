@@ -1,6 +1,6 @@
 """UI helpers of the *Rank agreement* and *Per-sample coherence* pages: cached computations
 keyed by run path + snapshot, the snapshot slider, point names and thumbnail strips.
-The computations themselves are in :mod:`perco_viz.analysis`."""
+The computations themselves are in :mod:`perco_viz.analysis.rank_agreement`."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def point_text(row: int, labels, class_names, coherence=None) -> str:
 @st.cache_data(max_entries=8, show_spinner=False)
 def rank_rows(path: str, n: int, max_points: int = MAX_RANK_POINTS) -> np.ndarray:
     """The probe rows the n × n matrices are computed on: all, or a stratified subsample."""
-    from perco_viz.projection import stratified_subsample
+    from perco_viz.analysis.projection import stratified_subsample
 
     labels = common.load_teacher_probe(path).get("labels")
     return stratified_subsample(labels, n, max_points, seed=0)
@@ -103,7 +103,7 @@ def rank_rows(path: str, n: int, max_points: int = MAX_RANK_POINTS) -> np.ndarra
 def rank_data(path: str, index: int, stamp: float, metric: str, teacher_metric: str | None,
               rows_key: tuple) -> dict[str, np.ndarray]:
     """R_T, R_S and A (float32, (m, m), NaN diagonal) among the rows :func:`rank_rows` gives."""
-    from perco_viz.analysis import rank_matrices
+    from perco_viz.analysis.rank_agreement import rank_matrices
 
     rows = rank_rows(path, *rows_key)
     teacher = common.load_teacher_probe(path)["features"][rows]
@@ -115,7 +115,7 @@ def rank_data(path: str, index: int, stamp: float, metric: str, teacher_metric: 
 @st.cache_data(max_entries=16, show_spinner=False)
 def ordering(path: str, by: str, rows_key: tuple) -> np.ndarray:
     """Order of the rank rows (positions into :func:`rank_rows`) by label or teacher clustering."""
-    from perco_viz.analysis import order_points
+    from perco_viz.analysis.rank_agreement import order_points
 
     probe = common.load_teacher_probe(path)
     rows = rank_rows(path, *rows_key)
@@ -126,7 +126,7 @@ def ordering(path: str, by: str, rows_key: tuple) -> np.ndarray:
 @st.cache_data(max_entries=16, show_spinner=False)
 def shepard(path: str, index: int, stamp: float, metric: str, teacher_metric: str | None) -> dict[str, Any]:
     """Sampled pairs' teacher and student dissimilarities and their Spearman ρ."""
-    from perco_viz.analysis import shepard_pairs, spearman
+    from perco_viz.analysis.rank_agreement import shepard_pairs, spearman
 
     teacher = common.load_teacher_probe(path)["features"]
     student = common.load_snapshot(path, index)["student"]
@@ -138,7 +138,7 @@ def shepard(path: str, index: int, stamp: float, metric: str, teacher_metric: st
 @st.cache_data(max_entries=16, show_spinner=False)
 def coherence_history(path: str, signature: tuple) -> tuple[list[float], list[np.ndarray]]:
     """(epochs, c_i arrays) of every snapshot; ``signature`` keys the cache (new snapshots reload)."""
-    from perco_viz.analysis import coherence_by_epoch
+    from perco_viz.analysis.rank_agreement import coherence_by_epoch
 
     return coherence_by_epoch(path)
 
@@ -146,7 +146,7 @@ def coherence_history(path: str, signature: tuple) -> tuple[list[float], list[np
 @st.cache_data(max_entries=16, show_spinner=False)
 def student_pca(path: str, index: int, stamp: float) -> np.ndarray:
     """(n, 2) PCA of the snapshot's student features."""
-    from perco_viz.projection import project
+    from perco_viz.analysis.projection import project
 
     return project(common.load_snapshot(path, index)["student"], "pca", dim=2)
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import streamlit as st
 
-from perco_viz import diagnose, sessions
+from perco_viz import sessions
+from perco_viz.analysis import diagnose
 from perco_viz.safe_io import InputFileError, OptionalDependencyError
 from ui import common
 

@@ -48,7 +48,7 @@ def pca_projections(path: str, signature: tuple, dim: int, rows_key: tuple) -> A
 def compute(path: str, signature: tuple, method: str, dim: int, rows_key: tuple,
             progress=None) -> Any:
     """The aligned projections of a run's displayed rows (``signature`` only keys caches)."""
-    from perco_viz.embedding_view import run_projections
+    from perco_viz.analysis.embeddings import run_projections
 
     return run_projections(path, method, dim, rows_key, progress=progress)
 
@@ -145,7 +145,7 @@ def projections(path: str, signature: tuple, method: str, dim: int, rows_key: tu
     if method == "pca":
         return pca_projections(path, signature, dim, rows_key), None
     key = job_key(path, signature, method, dim, rows_key)
-    from perco_viz.embedding_view import run_projections
+    from perco_viz.analysis.embeddings import run_projections
 
     job = worker().submit(key, run_projections, path, method, dim, rows_key)
     if job.future.done():

@@ -57,7 +57,7 @@ def run_config_epochs(run) -> int:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    from perco_viz.projection import project
+    from perco_viz.analysis.projection import project
 
     probe = common.load_teacher_probe(path)
     return project(probe["features"], "pca", dim=2), probe.get("labels")
@@ -65,7 +65,7 @@ def _teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def _student_pca(path: str, index: int) -> np.ndarray:
-    from perco_viz.projection import align_procrustes, project
+    from perco_viz.analysis.projection import align_procrustes, project
 
     snap = common.load_snapshot(path, index)
     coords = project(snap["student"], "pca", dim=2) if snap["student"].shape[1] > 2 else snap["student"][:, :2]

@@ -20,7 +20,7 @@ def _imports() -> None:
     import importlib
 
     t0 = time.perf_counter()
-    for module in ("perco_viz.figures", "perco_viz.projection", "sklearn.decomposition", "scipy.stats", "torch"):
+    for module in ("perco_viz.figures", "perco_viz.analysis.projection", "sklearn.decomposition", "scipy.stats", "torch"):
         importlib.import_module(module)
     _STATE["imports"] = f"ready in {time.perf_counter() - t0:.1f} s"
 
@@ -35,8 +35,8 @@ def _warm(busy) -> None:
     except Exception as exc:  # noqa: BLE001 — warm-up is an optimisation only
         _STATE["trainings"] = f"failed: {exc}"
     _imports()  # after the process server is up: the two do not compete for the CPU
+    from perco_viz.analysis.projection import warm_up_numba
     from perco_viz.background import shared_worker
-    from perco_viz.projection import warm_up_numba
 
     pool = shared_worker()
     for key, fn in (("teacher", live.prepare_demo_teacher), ("numba", warm_up_numba)):

@@ -108,7 +108,7 @@ def aligned_projections(
 
     The student sequence is projected so that points do not jump between epochs: PCA +
     Procrustes to the previous snapshot and t-SNE initialised from the previous snapshot (both
-    :func:`perco_viz.projection.project_sequence`), UMAP initialised from the previous snapshot
+    :func:`perco_viz.analysis.projection.project_sequence`), UMAP initialised from the previous snapshot
     (:func:`umap_chain`). Each frame is centred and
     scaled to the teacher's spread (coherence ignores scale), then one orthogonal map, fitted
     from the last snapshot to the teacher's projection, is applied to the whole sequence: the
@@ -125,7 +125,7 @@ def aligned_projections(
     Returns:
         :class:`AlignedProjections` with teacher (n, dim) and students (k, n, dim).
     """
-    from perco_viz import projection
+    from perco_viz.analysis import projection
 
     if method not in METHODS:
         raise ValueError(f"projection method must be one of {METHODS}, got {method!r}")
@@ -183,7 +183,7 @@ def umap_chain(xs: Sequence[np.ndarray], *, dim: int = 2, seed: int | None = 0,
 
     Measured on the 2-core dev machine, 449 points: about 0.5 s per snapshot once numba is
     compiled, against about 5 s per snapshot for ``umap.AlignedUMAP`` (what
-    :func:`perco_viz.projection.project_sequence` uses), with the same continuity in practice.
+    :func:`perco_viz.analysis.projection.project_sequence` uses), with the same continuity in practice.
 
     Args:
         xs: k arrays (n, d), the snapshots in order.
@@ -194,7 +194,7 @@ def umap_chain(xs: Sequence[np.ndarray], *, dim: int = 2, seed: int | None = 0,
     Returns:
         k arrays (n, dim) float64.
     """
-    from perco_viz import projection
+    from perco_viz.analysis import projection
 
     out: list[np.ndarray] = []
     for t, x in enumerate(xs):
@@ -239,7 +239,7 @@ def display_rows(labels: np.ndarray | None, n: int, max_points: int = MAX_POINTS
     """
     if n <= max_points:
         return np.arange(n), None
-    from perco_viz.projection import stratified_subsample
+    from perco_viz.analysis.projection import stratified_subsample
 
     rows = np.sort(stratified_subsample(labels, n, max_points, seed=seed))
     return rows, subsample_note(len(rows), n, stratified=labels is not None)

@@ -538,7 +538,7 @@ def aligned_embedding(student: np.ndarray, teacher_xy: np.ndarray) -> np.ndarray
         student: (n, d_s) student features of the probe set.
         teacher_xy: (n, 2) PCA of the teacher's probe features (the reference frame).
     """
-    from perco_viz.projection import align_procrustes, project
+    from perco_viz.analysis.projection import align_procrustes, project
 
     coords = project(student, "pca", dim=2) if student.shape[1] > 2 else student[:, :2]
     if coords.shape[1] < 2:  # a 1-d student: a line

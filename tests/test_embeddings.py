@@ -1,4 +1,4 @@
-"""perco_viz.embedding_view: aligned projections, subsampling, colouring, figures, downloads."""
+"""perco_viz.analysis.embeddings: aligned projections, subsampling, colouring, figures, downloads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perco_viz import embedding_view as ev
+from perco_viz.analysis import embeddings as ev
 
 
 @pytest.fixture

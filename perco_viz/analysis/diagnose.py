@@ -404,7 +404,7 @@ class Panel:
 
 def subsample_indices(n: int, labels: np.ndarray | None, max_points: int, seed: int = 0) -> np.ndarray:
     """(min(n, max_points),) sorted row indices, stratified by label when there are labels."""
-    from perco_viz.projection import stratified_subsample
+    from perco_viz.analysis.projection import stratified_subsample
 
     if max_points < MIN_ROWS:
         raise ValueError(f"max_points must be at least {MIN_ROWS}, got {max_points}")
@@ -413,7 +413,7 @@ def subsample_indices(n: int, labels: np.ndarray | None, max_points: int, seed: 
 
 def _embedding_2d(x: np.ndarray) -> np.ndarray:
     """(m, 2) PCA of x (a zero second column when x has one column)."""
-    from perco_viz.projection import project
+    from perco_viz.analysis.projection import project
 
     if x.shape[1] == 1:
         return np.column_stack([x[:, 0], np.zeros(len(x))])
@@ -436,9 +436,9 @@ def compute_panel(pair: EmbeddingPair, *, max_points: int = DEFAULT_MAX_POINTS, 
         A :class:`Panel`; ``panel.report`` equals ``student_report`` on ``panel.student``,
         ``panel.teacher`` and ``panel.labels``.
     """
+    from perco_viz.analysis.projection import align_to
     from perco_viz.coherence import per_sample_coherence, rank_agreement
     from perco_viz.metrics import student_report
-    from perco_viz.projection import align_to
 
     seconds: dict[str, float] = {}
     idx = subsample_indices(pair.n, pair.labels, max_points, seed)

@@ -1,0 +1,129 @@
+"""Plotly figures of perception coherence: pure functions, data in (arrays, lists, dicts), ``go.Figure`` out.
+
+No I/O and no Streamlit here. Every figure uses :data:`TEMPLATE` (white background, the purple
+:data:`PRIMARY`, the class palette :data:`PALETTE`) and :data:`COHERENCE_SCALE` for c_i and A, on
+which low values are red (alarming) and high values green. 2-D scatters are SVG ``go.Scatter`` up
+to :data:`WEBGL_ABOVE` points and ``go.Scattergl`` beyond (fluid up to ~100k points; WebGL costs a
+context per plot and is slow where the browser has no GPU), 3-D ones ``go.Scatter3d``. Words as in
+DESIGN.md §3: teacher, student, PC, c_i (per-sample coherence), R (normalized ranks), A (rank
+agreement), τ, kernel.
+
+>>> import numpy as np
+>>> fig = embedding_figure(np.zeros((3, 2)), color=[0, 1, 1], title="probe set")
+>>> len(fig.data)
+2
+"""
+
+from __future__ import annotations
+
+from perco_viz.figures.curves import (
+    CURVE_PANELS,
+    compare_curves,
+    metrics_bar,
+    record_number,
+    training_curves,
+)
+from perco_viz.figures.embeddings import (
+    embedding_figure,
+    side_by_side_embeddings,
+)
+from perco_viz.figures.export import (
+    figure_html,
+    figure_image,
+)
+from perco_viz.figures.images import (
+    image_data_uri,
+    thumbnail_grid,
+)
+from perco_viz.figures.per_sample import (
+    coherence_histogram,
+    coherence_over_epochs,
+    per_class_coherence,
+)
+from perco_viz.figures.rank_agreement import (
+    anchor_neighbours_figure,
+    anchor_neighbours_table,
+    block_mean,
+    rank_agreement_heatmap,
+    ranks_heatmap,
+    shepard_figure,
+)
+from perco_viz.figures.style import (
+    COHERENCE_SCALE,
+    DENSITY_SCALE,
+    HEIGHT,
+    LEGEND_ON_TOP,
+    MARGIN,
+    METRIC_LABELS,
+    PALETTE,
+    PRIMARY,
+    RANK_SCALE,
+    TEMPLATE,
+    TOO_FAR,
+    TOO_NEAR,
+    WEBGL_ABOVE,
+    as_coords,
+    class_groups,
+    class_label,
+    default_axis_titles,
+    marker_size,
+    metric_label,
+    new_figure,
+    no_data,
+    set_axis_titles,
+)
+from perco_viz.figures.teaching import (
+    loss_terms_figure,
+    soft_step_figure,
+    soft_step_functions,
+    teaching_points_figure,
+)
+
+__all__ = [
+    "TOO_FAR",
+    "TOO_NEAR",
+    "COHERENCE_SCALE",
+    "DENSITY_SCALE",
+    "HEIGHT",
+    "LEGEND_ON_TOP",
+    "MARGIN",
+    "METRIC_LABELS",
+    "PALETTE",
+    "PRIMARY",
+    "RANK_SCALE",
+    "TEMPLATE",
+    "WEBGL_ABOVE",
+    "as_coords",
+    "class_groups",
+    "class_label",
+    "default_axis_titles",
+    "marker_size",
+    "metric_label",
+    "new_figure",
+    "no_data",
+    "set_axis_titles",
+    "embedding_figure",
+    "side_by_side_embeddings",
+    "CURVE_PANELS",
+    "compare_curves",
+    "metrics_bar",
+    "record_number",
+    "training_curves",
+    "anchor_neighbours_figure",
+    "anchor_neighbours_table",
+    "block_mean",
+    "rank_agreement_heatmap",
+    "ranks_heatmap",
+    "shepard_figure",
+    "coherence_histogram",
+    "coherence_over_epochs",
+    "per_class_coherence",
+    "loss_terms_figure",
+    "soft_step_figure",
+    "soft_step_functions",
+    "teaching_points_figure",
+    "image_data_uri",
+    "thumbnail_grid",
+    "figure_html",
+    "figure_image",
+]
