@@ -1,22 +1,25 @@
-# One-command set-up: `make app` starts the app on the built-in demo, `make test` runs the suite.
+# One-command set-up: `make app` starts the app on the built-in demo, `make test` runs the suite
+# (what CI runs), `make test-fast` the quick subset while working.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app test lint bench bench-app load-test load-test-browser browser-deps clean
+.PHONY: setup app test test-fast lint bench bench-app load-test load-test-browser browser-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # torch==2.13.0 first when the venv has none: a CPU build from local disk. GPU users who
-# already have a CUDA torch in the venv keep it (requirements.txt accepts a range).
+# already have a CUDA torch in the venv keep it (requirements.txt accepts a range). Then the
+# runtime (requirements.txt, what users install), then perco_viz itself with its test extra
+# (pytest, hypothesis, playwright, ruff: pyproject.toml), its runtime already satisfied.
 $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
 setup: $(STAMP) browser-deps
@@ -31,10 +34,15 @@ browser-deps:
 app: setup
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
+# the full suite, as CI runs it (all but the browser load test: pyproject's addopts)
 test: setup
 	$(BIN)/python -m pytest -q -ra
 
-lint: setup
+# the quick subset (under a minute): no AppTest pages, browsers, load or marked-slow tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m "not slow and not app and not browser and not load"
+
+lint: $(STAMP)
 	$(BIN)/ruff check perco_viz tests pages ui tools app.py
 
 bench: setup
@@ -48,7 +56,9 @@ bench-app: setup
 load-test: setup
 	$(BIN)/python tools/load_test.py --sessions 20 --demos 4 --epochs 20 --json docs/load.json
 
+# 6 browser sessions asserted (tests/test_load.py), then 20 measured (docs/load_browser.json)
 load-test-browser: setup
+	$(BIN)/python -m pytest -q -ra -m load tests/test_load.py
 	$(BIN)/python tools/load_test_browser.py --sessions 20 --demos 4 --json docs/load_browser.json
 
 clean:

@@ -9,9 +9,10 @@ from ui import common, warmup
 
 @st.cache_data(show_spinner=False)
 def _two_students():
-    from perco_viz.analysis.teaching import two_students_figure
+    from perco_viz.analysis.teaching import two_students
+    from perco_viz.figures import two_students_figure
 
-    return two_students_figure()
+    return two_students_figure(two_students())
 
 
 common.page("perco_viz", "Watch a small student learn to perceive its inputs the way a large teacher does.")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from perco_viz.analysis import diagnose
-from ui import common, diagnose_view
+from ui import common
+from ui import diagnose as diagnose_ui
 
 common.page("Diagnose", "Bring a student trained anywhere — its features, or its weights — and see how well it "
             "perceives its inputs like the teacher. Nothing is trained here.")
 
 SOURCES = {
-    "files": ("Embedding files", diagnose_view.pair_from_uploads),
-    "models": ("Models on a dataset", diagnose_view.pair_from_model_files),
-    "run": ("A run of this app", diagnose_view.pair_from_app_run),
+    "files": ("Embedding files", diagnose_ui.pair_from_uploads),
+    "models": ("Models on a dataset", diagnose_ui.pair_from_model_files),
+    "run": ("A run of this app", diagnose_ui.pair_from_app_run),
 }
 source = st.radio("Source of the features", list(SOURCES), format_func=lambda k: SOURCES[k][0], horizontal=True,
                   key="diag-source",
@@ -37,7 +38,7 @@ c2.markdown(f"**{pair.n:,} inputs** · teacher {pair.teacher.shape[1]}-d · stud
             f"{labels_line}  \n{pair.source}" + (f"  \n_{'; '.join(pair.notes)}_" if pair.notes else ""))
 
 try:
-    panel, figs = diagnose_view.compute_panel(key, pair, int(max_points))
+    panel, figs = diagnose_ui.compute_panel(key, pair, int(max_points))
 except (ValueError, RuntimeError) as exc:
     common.show_error(exc, "The diagnosis failed")
     st.stop()
@@ -46,7 +47,7 @@ if panel.subsampled:
     st.info(panel.scope())
 else:
     st.caption(panel.scope())
-diagnose_view.show_cards(panel)
-diagnose_view.show_downloads(panel, figs, key="diag")
+diagnose_ui.show_cards(panel)
+diagnose_ui.show_downloads(panel, figs, key="diag")
 st.divider()
-diagnose_view.show_figures(panel, figs, key="diag")
+diagnose_ui.show_figures(panel, figs, key="diag")

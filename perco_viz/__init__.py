@@ -13,25 +13,27 @@ the training engine, the run store and pure figure functions; the Streamlit app 
 True
 """
 
-from perco_viz.coherence import (
-    KERNELS,
-    METRICS,
-    coherence_loss,
-    normalized_ranks,
-    pairwise_dissimilarity,
-    per_sample_coherence,
-    perception_coherence,
-    rank_agreement,
-)
-from perco_viz.config import ConfigError, RunConfig
+_LAZY = {  # name -> its module, imported on first use: `import perco_viz.process` does not import torch
+    **dict.fromkeys(("KERNELS", "METRICS", "normalized_ranks", "pairwise_dissimilarity", "per_sample_coherence",
+                     "perception_coherence", "rank_agreement"), "perco_viz.coherence"),
+    **dict.fromkeys(("ConfigError", "RunConfig"), "perco_viz.config"),
+}
 
 
 def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     # The loss registry pulls in every baseline module: load it on first use.
     if name in ("LOSS_NAMES", "LOSSES", "make_loss"):
         from perco_viz import losses
 
         return getattr(losses, name)
+    if name == "coherence_loss":
+        from perco_viz.losses.coherence import coherence_loss
+
+        return coherence_loss
     raise AttributeError(f"module 'perco_viz' has no attribute {name!r}")
 
 

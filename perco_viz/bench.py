@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import json
 import platform
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 
 import torch
 
-from perco_viz.coherence import coherence_loss
+from perco_viz.losses.coherence import coherence_loss
 
 
 def machine_description() -> str:
@@ -55,7 +54,7 @@ def _time(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
 
 _PEAK_SCRIPT = """
 import sys, torch
-from perco_viz.coherence import coherence_loss
+from perco_viz.losses.coherence import coherence_loss
 
 def status(key):
     for line in open('/proc/self/status'):
@@ -157,11 +156,6 @@ def write_json(rows: Any, path: str) -> None:
         json.dump({"machine": machine_description(), "rows": rows}, fh, indent=2)
 
 
-def max_rss_mib() -> float:
-    """The process's peak resident memory so far (MiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # --------------------------------------------------------------------------- the engine
 def bench_engine(*, dataset: str = "digits", epochs: int = 20, student_dim: int = 8, loss: str = "coherence",
                  device: str = "auto", out: str | None = None) -> dict[str, Any]:
@@ -172,6 +166,7 @@ def bench_engine(*, dataset: str = "digits", epochs: int = 20, student_dim: int 
     ``teacher_cached: False`` with its training time), so the timed run finds it cached.
 
     Returns:
+        ``teacher_load_or_train_s`` and ``teacher_cached_load_s`` (a load from the cache),
         ``total_s`` (the CLI process, wall clock), ``first_snapshot_s`` (start → the untrained
         snapshot, i.e. set-up), ``train_s`` (first → last snapshot), ``epoch_s`` (median
         epoch including its snapshot), the final ``pc`` / ``knn_acc`` and the run directory.
@@ -179,20 +174,22 @@ def bench_engine(*, dataset: str = "digits", epochs: int = 20, student_dim: int 
     import subprocess
     import sys
     import tempfile
-    from pathlib import Path
 
-    from perco_viz import models
+    from perco_viz import models, paths
     from perco_viz.config import RunConfig
     from perco_viz.data import load_dataset
-    from perco_viz.runs import RunDir
+    from perco_viz.runs import list_runs
 
     cfg = RunConfig().override(**{"data.name": dataset})
-    cache = Path(models.default_cache_dir())
+    cache = paths.default_cache_dir()
     data = load_dataset(cfg.data)
     t0 = time.perf_counter()
     had = models.teacher_cache_path(data, cache).is_file()
     models.load_teacher(cfg.teacher, data, cache_dir=cache)
     teacher_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    models.load_teacher(cfg.teacher, data, cache_dir=cache)  # from the cache now
+    cached_s = time.perf_counter() - t0
     out = out or tempfile.mkdtemp(prefix="perco-viz-bench-engine-")
     cmd = [sys.executable, "-m", "perco_viz", "distill", "--dataset", dataset, "--epochs", str(epochs),
            "--student-dim", str(student_dim), "--loss", loss, "--device", device, "--out", out, "--quiet"]
@@ -201,11 +198,12 @@ def bench_engine(*, dataset: str = "digits", epochs: int = 20, student_dim: int 
     total = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"distill failed: {proc.stderr.strip().splitlines()[-1:]}")
-    run = RunDir(next(p for p in Path(out).iterdir() if (p / "metrics.jsonl").exists()))
+    run = list_runs(out)[0]  # newest first: the run just made
     snaps = [r for r in run.metrics() if r.get("snapshot") is not None]
     walls = [r["wall_s"] for r in snaps]
     return {
         "command": "perco-viz " + " ".join(cmd[3:]), "teacher_cached": had, "teacher_load_or_train_s": teacher_s,
+        "teacher_cached_load_s": cached_s,
         "total_s": total, "first_snapshot_s": walls[0], "train_s": walls[-1] - walls[0],
         "epoch_s": statistics.median(b - a for a, b in zip(walls, walls[1:])) if len(walls) > 1 else None,
         "pc": snaps[-1]["pc"], "pc_untrained": snaps[0]["pc"], "knn_acc": snaps[-1]["knn_acc"],
@@ -273,9 +271,10 @@ def bench_analysis(n: int = 2000, *, teacher_dim: int = 128, student_dim: int = 
 def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[str, Any]]:
     """Projection times (seconds) on scikit-learn's digits (1,797 × 64; ``n`` rows if given):
     PCA, UMAP (first call in this process, then again), t-SNE, the aligned sequences over
-    ``snapshots`` noisy copies (PCA + Procrustes, umap's AlignedUMAP, t-SNE from the previous
-    layout), and what the Embeddings page computes (:func:`~perco_viz.analysis.embeddings.aligned_projections`:
-    the teacher plus each snapshot, UMAP initialised from the previous one).
+    ``snapshots`` noisy copies (:func:`~perco_viz.analysis.projection.project_sequence`, the code
+    the Embeddings page runs: PCA + Procrustes, UMAP and t-SNE from the previous layout), and the
+    whole of what the page computes (:func:`~perco_viz.analysis.embeddings.aligned_projections`:
+    the teacher plus each snapshot).
 
     Run it in a fresh process to see the first UMAP's numba cost; with a warm on-disk numba
     cache (``NUMBA_CACHE_DIR``, which the app sets and warms) that cost is mostly gone.
@@ -296,7 +295,7 @@ def bench_projection(n: int | None = None, *, snapshots: int = 3) -> list[dict[s
         ("umap (again)", lambda: project(X, "umap")),
         ("tsne", lambda: project(X, "tsne")),
         (f"pca aligned × {snapshots}", lambda: project_sequence(seq, "pca")),
-        (f"AlignedUMAP × {snapshots}", lambda: project_sequence(seq, "umap")),
+        (f"umap aligned × {snapshots}", lambda: project_sequence(seq, "umap")),
         (f"tsne aligned × {snapshots}", lambda: project_sequence(seq, "tsne")),
         (f"Embeddings page, UMAP: teacher + {snapshots} snapshots", lambda: aligned_projections(X, seq, "umap")),
         (f"Embeddings page, t-SNE: teacher + {snapshots} snapshots", lambda: aligned_projections(X, seq, "tsne")),

@@ -7,6 +7,12 @@
     perco-viz bench methods --dataset digits --student-dim 8 --seeds 3 --epochs 20
     perco-viz bench engine | analysis | projection
 
+``distill`` has one flag per config field, derived from the dataclasses of :mod:`perco_viz.config`
+(``--section.field``, its help and choices from the field's metadata; the older short spellings
+such as ``--dataset`` and ``--epochs`` are aliases), ``--loss.options OPTION=VALUE`` for the chosen
+loss's own options and ``--set FIELD=VALUE`` for any field: ``perco-viz distill --help`` lists them
+by section. Every value is text typed by :func:`perco_viz.config.parse_value`.
+
 Errors are one line on stderr and a non-zero exit status, never a traceback. A bad argument
 or config value (wrong type, out of range: :mod:`perco_viz.config`) is refused with exit status
 1 and one ``error:`` line before anything is written.
@@ -19,43 +25,81 @@ import sys
 import time
 from typing import Any
 
-# flag -> config field; the one place the CLI maps onto RunConfig
-DISTILL_FLAGS: dict[str, tuple[str, type]] = {
-    "dataset": ("data.name", str),
-    "data_path": ("data.path", str),
-    "label_column": ("data.label_column", str),
-    "n_samples": ("data.n_samples", int),
-    "probe_size": ("data.probe_size", int),
-    "teacher": ("teacher.kind", str),
-    "teacher_arch": ("teacher.arch", str),
-    "teacher_path": ("teacher.path", str),
-    "teacher_layer": ("teacher.layer", str),
-    "student": ("student.arch", str),
-    "student_dim": ("student.dim", int),
-    "student_path": ("student.path", str),
-    "loss": ("loss.name", str),
-    "tau": ("loss.tau", float),
-    "kernel": ("loss.kernel", str),
-    "metric": ("loss.metric", str),
-    "anchors": ("loss.anchors", int),
-    "ce_weight": ("loss.ce_weight", float),
-    "kd_weight": ("loss.kd_weight", float),
-    "epochs": ("train.epochs", int),
-    "batch_size": ("train.batch_size", int),
-    "lr": ("train.lr", float),
-    "device": ("train.device", str),
-    "seed": ("train.seed", int),
-    "snapshot_every": ("train.snapshot_every", int),
-    "name": ("name", str),
+# The flags of `distill` are derived from the config's dataclasses (perco_viz.config): one flag
+# --section.field per field, its help and choices from the field's metadata. These are the
+# spellings the flags had before, kept as aliases so existing commands still run.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "data.name": ("--dataset",), "data.path": ("--data-path",), "data.label_column": ("--label-column",),
+    "data.n_samples": ("--n-samples",), "data.probe_size": ("--probe-size",),
+    "teacher.kind": ("--teacher",), "teacher.arch": ("--teacher-arch",), "teacher.path": ("--teacher-path",),
+    "teacher.layer": ("--teacher-layer",),
+    "student.arch": ("--student",), "student.dim": ("--student-dim",), "student.path": ("--student-path",),
+    "loss.name": ("--loss",), "loss.tau": ("--tau",), "loss.kernel": ("--kernel",), "loss.metric": ("--metric",),
+    "loss.anchors": ("--anchors",), "loss.ce_weight": ("--ce-weight",), "loss.kd_weight": ("--kd-weight",),
+    "train.epochs": ("--epochs",), "train.batch_size": ("--batch-size",), "train.lr": ("--lr",),
+    "train.device": ("--device",), "train.seed": ("--seed",), "train.snapshot_every": ("--snapshot-every",),
 }
+OPTIONS_FIELD = "loss.options"  # the one field that is a mapping: --loss.options OPTION=VALUE, repeatable
+METAVARS = {bool: "BOOL", int: "INT", float: "FLOAT", str: "TEXT"}
+
+
+def flag_names(dotted: str) -> tuple[str, ...]:
+    """The flags that set the config field ``dotted``: ``--section.field`` first, then its aliases."""
+    return (f"--{dotted}", *ALIASES.get(dotted, ()))
+
+
+def flag_help(info) -> str:
+    """A flag's help: the field's help (:func:`perco_viz.config.field_help`), then its choices and default.
+
+    Args:
+        info: a :class:`perco_viz.config.FieldInfo`.
+    """
+    from perco_viz.config import field_choices, loss_option_defaults
+
+    text = info.help
+    if info.dotted == OPTIONS_FIELD:
+        per_loss = "; ".join(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in loss_option_defaults(name).items())
+                             for name in field_choices("loss", "name") if loss_option_defaults(name))
+        return f"{text} Repeatable, one OPTION=VALUE each. Options and defaults: {per_loss}.".replace("%", "%%")
+    if info.choices is not None:
+        text += f" One of: {', '.join(info.choices)}."
+    elif info.annotation is bool:
+        text += " true or false."
+    default = {None: "none", True: "true", False: "false"}.get(info.default, info.default) \
+        if isinstance(info.default, (bool, type(None))) else info.default
+    text += f" Default: {default}."
+    return text.replace("%", "%%")  # argparse formats help strings with %
+
+
+def _metavar(info) -> str:
+    for kind, name in METAVARS.items():
+        if info.annotation in (kind, kind | None):
+            return name
+    return "VALUE"
 
 
 def _add_distill_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML or JSON config file; flags override it")
-    for flag, (field, typ) in DISTILL_FLAGS.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=typ, default=None, help=f"sets {field}")
-    p.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    """``--config``, ``--out``, ``--quiet``, ``--set`` and one flag per config field, grouped by section."""
+    from perco_viz.config import config_fields, section_help
+
+    run = p.add_argument_group("run")
+    run.add_argument("--config", help="YAML or JSON config file; the flags below override it")
+    run.add_argument("--out", default="runs", help="directory under which the run directory is made (default: runs)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="set a config field by its dotted name, e.g. --set loss.kernel=sigmoid or --set "
+                          "loss.options.gamma=0.3 (repeatable; applied after the other flags)")
+    groups: dict[str, Any] = {"": run}
+    for info in config_fields():
+        if info.section not in groups:
+            groups[info.section] = p.add_argument_group(info.section, section_help(info.section))
+        group = groups[info.section]
+        if info.dotted == OPTIONS_FIELD:
+            group.add_argument(*flag_names(info.dotted), dest=info.dotted, action="append", default=[],
+                               metavar="OPTION=VALUE", help=flag_help(info))
+        else:
+            group.add_argument(*flag_names(info.dotted), dest=info.dotted, default=None, metavar=_metavar(info),
+                               help=flag_help(info))
 
 
 def _add_trust_flag(p: argparse.ArgumentParser) -> None:
@@ -68,44 +112,60 @@ def _add_trust_flag(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """RunConfig from ``--config`` (if any) overridden by the flags given."""
-    from perco_viz.config import RunConfig
+    """RunConfig from ``--config`` (if any), overridden by the field flags given, then by ``--set``.
+
+    Every value is text, typed by :func:`perco_viz.config.parse_value`; a bad one is a
+    ``ConfigError`` naming the dotted field.
+    """
+    from perco_viz.config import (
+        OPTIONS_PREFIX,
+        RunConfig,
+        apply_overrides,
+        config_fields,
+        split_override,
+    )
 
     cfg = RunConfig.load(args.config) if getattr(args, "config", None) else RunConfig()
-    return cfg.override(**{field: getattr(args, flag) for flag, (field, _) in DISTILL_FLAGS.items()})
+    values = {info.dotted: getattr(args, info.dotted, None) for info in config_fields()
+              if info.dotted != OPTIONS_FIELD}
+    for item in getattr(args, OPTIONS_FIELD, None) or []:
+        option, value = split_override(item)
+        values[OPTIONS_PREFIX + option] = value
+    return apply_overrides(cfg.override(**values), getattr(args, "set", None) or [])
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr (no dependency)."""
+class ProgressBar:
+    """The CLI's progress on stderr: a ``tqdm`` bar over the training steps on a terminal;
+    one line per set-up phase when ``quiet`` or when stderr is not a terminal (a log file)."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet or not sys.stderr.isatty()
-        self.last = 0.0
+        self.lines = quiet or not sys.stderr.isatty()
+        self.bar = None
         self.last_phase = None
 
     def __call__(self, p: dict[str, Any]) -> None:
-        if self.quiet:
-            if p["phase"] != self.last_phase and p["phase"] != "train":
-                print(f"[perco-viz] {p['phase']}…", file=sys.stderr, flush=True)
-            self.last_phase = p["phase"]
+        phase = p["phase"]
+        if self.lines:
+            if phase != self.last_phase and phase != "train":
+                print(f"[perco-viz] {phase}…", file=sys.stderr, flush=True)
+            self.last_phase = phase
             return
-        now = time.perf_counter()
-        if now - self.last < 0.1 and p["step"] != p["total_steps"]:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=max(1, p.get("total_steps") or 1), file=sys.stderr, unit="step",
+                            dynamic_ncols=True)
+        if phase != "train":
+            self.bar.set_description_str(f"[perco-viz] {phase}…")
             return
-        self.last = now
-        if p["phase"] != "train":
-            sys.stderr.write(f"\r[perco-viz] {p['phase']}…" + " " * 40)
-        else:
-            total = max(1, p["total_steps"])
-            frac = p["step"] / total
-            bar = "█" * int(30 * frac) + "·" * (30 - int(30 * frac))
-            eta = f" eta {p['eta_s']:.0f}s" if p.get("eta_s") is not None else ""
-            sys.stderr.write(f"\r{bar} {p['step']}/{total} epoch {p['epoch'] + 1} loss {p.get('loss', 0):.4f}{eta}   ")
-        sys.stderr.flush()
+        self.bar.total = max(1, p["total_steps"])
+        self.bar.set_description_str(f"epoch {p['epoch'] + 1}", refresh=False)
+        self.bar.set_postfix_str(f"loss {p.get('loss', 0):.4f}", refresh=False)
+        self.bar.update(p["step"] - self.bar.n)
 
     def close(self) -> None:
-        if not self.quiet:
-            sys.stderr.write("\n")
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _summary(result) -> str:
@@ -123,7 +183,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from perco_viz.distill import Callbacks, distill
 
     cfg = config_from_args(args)
-    bar = _ProgressBar(args.quiet)
+    bar = ProgressBar(args.quiet)
     result = distill(cfg, out=args.out, callbacks=Callbacks(on_progress=bar), trust_code=args.trust_code)
     bar.close()
     if result.run_dir is not None or result.status != "finished":
@@ -139,11 +199,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from perco_viz.distill import Callbacks, resume
     from perco_viz.runs import RunStoreError
 
-    if args.epochs is not None:
-        check_field("train.epochs", args.epochs)  # ConfigError before the run is touched
-    bar = _ProgressBar(args.quiet)
+    epochs = None if args.epochs is None else check_field("train.epochs", args.epochs)  # before the run is touched
+    bar = ProgressBar(args.quiet)
     try:
-        result = resume(args.run_dir, epochs=args.epochs, callbacks=Callbacks(on_progress=bar),
+        result = resume(args.run_dir, epochs=epochs, callbacks=Callbacks(on_progress=bar),
                         trust_code=args.trust_code)
     except RunStoreError as exc:  # locked by another writer, not a run, a damaged config/checkpoint: untouched
         bar.close()
@@ -158,7 +217,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher_train(args: argparse.Namespace) -> int:
-    from perco_viz import models
+    from perco_viz import models, paths
     from perco_viz.config import ConfigError, DataConfig, RunConfig, TeacherConfig
     from perco_viz.data import load_dataset
     from perco_viz.distill import TrainingError, resolve_device
@@ -174,7 +233,7 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     def progress(epoch: int, total: int, acc: float) -> None:
         print(f"[teacher] epoch {epoch}/{total} test accuracy {acc:.3f}", file=sys.stderr, flush=True)
 
-    cache = args.cache_dir or models.default_cache_dir()
+    cache = args.cache_dir or paths.default_cache_dir()
     teacher = models.load_teacher(TeacherConfig(kind="builtin"), data, cache_dir=cache, device=args.device,
                                   progress=progress)
     acc = models.teacher_accuracy(teacher, data) if hasattr(models, "teacher_accuracy") else None
@@ -214,7 +273,8 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
                      device=args.device)
     table = "\n".join([
         r["command"],
-        f"teacher {'cached' if r['teacher_cached'] else 'trained first'} ({r['teacher_load_or_train_s']:.1f} s)",
+        f"teacher {'cached' if r['teacher_cached'] else 'trained first'} ({r['teacher_load_or_train_s']:.1f} s; "
+        f"from the cache {r['teacher_cached_load_s']:.2f} s)",
         "| end to end (s) | set-up to first snapshot (s) | training + snapshots (s) | per epoch (s) | PC untrained → final | k-NN acc |",
         "|---:|---:|---:|---:|---:|---:|",
         f"| {r['total_s']:.1f} | {r['first_snapshot_s']:.1f} | {r['train_s']:.1f} | {r['epoch_s'] or 0:.2f} | "
@@ -247,12 +307,14 @@ def cmd_bench_projection(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_methods(args: argparse.Namespace) -> int:
-    from perco_viz.analysis import compare
+    from perco_viz import methods
 
-    return compare.main(args)
+    return methods.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from perco_viz.config import field_choices, field_help
+
     parser = argparse.ArgumentParser(prog="perco-viz", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -263,14 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="continue a run from its last checkpoint")
     p.add_argument("run_dir")
-    p.add_argument("--epochs", type=int, default=None, help="train to this many epochs in all")
+    p.add_argument("--epochs", "--train.epochs", default=None, metavar="INT",
+                   help="train to this many epochs in all (train.epochs)")
     p.add_argument("--quiet", action="store_true")
     _add_trust_flag(p)
     p.set_defaults(func=cmd_resume)
 
     teacher = sub.add_parser("teacher", help="built-in teachers").add_subparsers(dest="teacher_cmd", required=True)
     p = teacher.add_parser("train", help="train (or load from cache) the built-in teacher for a dataset")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default="digits", help=field_help("data", "name"))
     p.add_argument("--data-path", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -280,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_cmd", required=True)
     p = bench.add_parser("loss", help="forward+backward time of the coherence loss, fast vs reference")
     p.add_argument("--sizes", default=None, help="comma-separated n (default 128..2048, 4096 on CUDA)")
-    p.add_argument("--kernel", default="ramp", choices=["ramp", "sigmoid"])
+    p.add_argument("--kernel", default="ramp", choices=field_choices("loss", "kernel"),
+                   help=field_help("loss", "kernel"))
     p.add_argument("--student-dim", type=int, default=64)
     p.add_argument("--teacher-dim", type=int, default=512)
     p.add_argument("--device", default="auto")

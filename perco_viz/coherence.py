@@ -1,5 +1,6 @@
-"""The mathematics of perception coherence (DESIGN.md §1): ranks, PC, per-sample coherence,
-rank agreement and the coherence loss.
+"""The mathematics of perception coherence (DESIGN.md §1): dissimilarities, hard and soft
+ranks, PC, per-sample coherence and rank agreement. The coherence loss built on them lives in
+:mod:`perco_viz.losses.coherence`.
 
 Reference: Nguyen, Gamboa, Zhang, Chhaibi, Gratton, Giaccone, "Feature Representation
 Transferring to Lightweight Models via Perception Coherence", arXiv:2505.06595 (TMLR 2026).
@@ -11,9 +12,9 @@ their original order, so every "k ∉ {i}" of the formulas is just "another colu
 
 Measurement (:func:`perception_coherence`, :func:`per_sample_coherence`,
 :func:`rank_agreement`, :func:`normalized_ranks`) is exact and runs in float64 on the CPU with
-sort-based counting (O(n² log n)). The loss (:func:`coherence_loss`) is differentiable, runs on
-the features' device, and has two implementations of one formula: ``reference`` (direct,
-O(n³)) and ``fast`` (sub-cubic, equal to the reference to ~1e-5).
+sort-based counting (O(n² log n)). The soft ranks (:func:`soft_ranks`, what the loss trains
+on) are differentiable, run on the features' device, and have two implementations of one
+formula: ``reference`` (direct, O(n³)) and ``fast`` (sub-cubic, equal to the reference to ~1e-5).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ MetricLike = str | Callable[[Tensor, Tensor], Tensor]
 METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
 KERNELS: tuple[str, ...] = ("ramp", "sigmoid")
 DEFAULT_KERNEL = "ramp"
-_ROW_STD_EPS = 1e-12  # DESIGN.md §1: the row std of the student's distances, plus 1e-12
 
 
 # --------------------------------------------------------------------------- dissimilarities
@@ -88,7 +88,8 @@ def pairwise_dissimilarity(x: Tensor, y: Tensor | None = None, metric: MetricLik
     raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)} or pass a callable")
 
 
-def _check_metric(metric: MetricLike) -> None:
+def check_metric(metric: MetricLike) -> None:
+    """Raise ``ValueError`` unless ``metric`` is one of :data:`METRICS` or a callable."""
     if not callable(metric) and metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)} or pass a callable")
 
@@ -99,9 +100,30 @@ def _offdiag_index(anchors: Tensor, n: int) -> Tensor:
     return cols + (cols >= anchors[:, None]).long()
 
 
-def _offdiag_rows(x: Tensor, anchors: Tensor | None, metric: MetricLike) -> Tensor:
-    """(m, n − 1) dissimilarities from each anchor (``None``: every point) to every other point."""
+def offdiag_rows(x: Tensor, anchors: Tensor | None, metric: MetricLike, *, exact_ties: bool = False) -> Tensor:
+    """(m, n − 1) dissimilarities from each anchor (``None``: every point) to every other point.
+
+    Args:
+        x: (n, d) features.
+        anchors: (m,) anchor indices, or ``None`` for every point (m = n).
+        metric: see :func:`pairwise_dissimilarity`.
+        exact_ties: for hard ranks: every duplicated row of ``x`` takes the dissimilarities
+            of its first occurrence, so that each anchor sees duplicates at exactly equal
+            dissimilarities (and they see each other at 0), and their tie counts ½ as
+            DESIGN.md §1 says; a matrix product could otherwise round two equal
+            dissimilarities apart. Gradients then reach only the first row of each duplicate
+            group: use it where no gradient is needed (teacher, measurement).
+    """
     n = x.shape[0]
+    if exact_ties:
+        distinct, inverse = torch.unique(x, dim=0, return_inverse=True)
+        if len(distinct) < n:
+            index = torch.arange(n, device=x.device)
+            first = torch.full((len(distinct),), n, device=x.device).scatter_reduce_(0, inverse, index, "amin")
+            rep = first[inverse]  # (n,) the first occurrence of each row
+            d = pairwise_dissimilarity(x, metric=metric)[rep][:, rep]  # (n, n), 0 between duplicates
+            rows = index if anchors is None else anchors
+            return d[rows].gather(1, _offdiag_index(rows, n))
     if anchors is None:  # drop the diagonal with a strided view: row i keeps every column but i
         d = pairwise_dissimilarity(x, metric=metric)  # (n, n)
         return d.flatten()[1:].view(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
@@ -227,14 +249,14 @@ def _offdiag_np(features: np.ndarray | Tensor, metric: MetricLike, name: str) ->
     check_finite(x, name)
     if x.shape[0] < 3:
         raise ValueError(f"need at least 3 points to compare rankings, got {x.shape[0]}")
-    v = _offdiag_rows(x.detach().to("cpu", torch.float64), None, metric)
+    v = offdiag_rows(x.detach().to("cpu", torch.float64), None, metric, exact_ties=True)
     check_finite(v, f"{name} dissimilarities")
     return v.numpy()
 
 
 def _pair_offdiag(student, teacher, metric, teacher_metric) -> tuple[np.ndarray, np.ndarray]:
-    _check_metric(metric)
-    _check_metric(teacher_metric or metric)
+    check_metric(metric)
+    check_metric(teacher_metric or metric)
     s, t = check_pair(student, teacher, min_points=3)
     return _offdiag_np(s, metric, "student"), _offdiag_np(t, teacher_metric or metric, "teacher")
 
@@ -260,7 +282,7 @@ def normalized_ranks(features: np.ndarray | Tensor, *, metric: MetricLike = "euc
     >>> normalized_ranks(np.array([[0.0], [1.0], [3.0]]))[0]
     array([nan,  0.,  1.])
     """
-    _check_metric(metric)
+    check_metric(metric)
     v = _offdiag_np(features, metric, "features")
     return _square(_map_rows(_ranks_block, v) / (v.shape[1] - 1))
 
@@ -602,114 +624,3 @@ def soft_ranks(v: Tensor, tau: float, kernel: str = DEFAULT_KERNEL, impl: str = 
     if impl == "reference" or (kernel == "sigmoid" and v.shape[1] < _SIGMOID_DIRECT_BELOW):
         return soft_ranks_reference(v, tau, kernel)
     return _FAST[kernel](v, tau)
-
-
-# --------------------------------------------------------------------------- the loss
-def _validate_loss_options(tau: float, kernel: str, impl: str, metric, teacher_metric) -> None:
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-    if impl not in ("fast", "reference"):
-        raise ValueError(f"unknown impl {impl!r}; choose 'fast' or 'reference'")
-    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a positive number, got {tau!r}")
-    _check_metric(metric)
-    _check_metric(teacher_metric or metric)
-
-
-def coherence_loss(
-    student: Tensor,
-    teacher: Tensor,
-    *,
-    tau: float = 0.1,
-    kernel: str = DEFAULT_KERNEL,
-    metric: MetricLike = "euclidean",
-    teacher_metric: MetricLike | None = None,
-    anchors: int | Tensor | None = None,
-    impl: str = "fast",
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Coherence loss: the student's soft ranks against the teacher's hard ranks.
-
-    ``L = 1/(m (n − 1)) Σ_{i ∈ anchors} Σ_{j ≠ i} (R̃^S_i(j) − R^T_i(j))²`` where ``R^T`` is
-    the teacher's hard normalized rank (ties ½, no gradient) and ``R̃^S`` the student's soft
-    rank on dissimilarities divided by their row's population standard deviation (+1e-12),
-    which makes the loss invariant to the scale of the student's features.
-
-    Reference: Nguyen et al., "Feature Representation Transferring to Lightweight Models via
-    Perception Coherence", arXiv:2505.06595 (TMLR 2026); formula as stated in DESIGN.md §1.
-
-    Args:
-        student: (n, d_s) features, n ≥ 3; the loss is differentiable in them.
-        teacher: (n, d_t) features; d_t may differ from d_s. No gradient flows to them.
-        tau: soft-step temperature (in units of the row's standard deviation).
-        kernel: ``ramp`` (default: exact fast form) or ``sigmoid``.
-        metric: student dissimilarity (and the teacher's unless ``teacher_metric``).
-        teacher_metric: teacher dissimilarity.
-        anchors: ``None`` (every point is an anchor), an int m (a random subset of m
-            anchors), or an index tensor of anchors.
-        impl: ``fast`` (sub-cubic) or ``reference`` (the formula, O(n³)).
-        generator: random generator for the anchor subset.
-
-    Returns:
-        Scalar tensor in the compute dtype (float32, or float64 for float64 input).
-
-    >>> s = torch.randn(16, 4, requires_grad=True)
-    >>> coherence_loss(s, torch.randn(16, 32)).backward()
-    >>> s.grad.shape
-    torch.Size([16, 4])
-    """
-    _validate_loss_options(tau, kernel, impl, metric, teacher_metric)
-    student, teacher = check_pair(student, teacher, min_points=3)
-    n = student.shape[0]
-    idx = _anchor_index(anchors, n, student.device, generator)
-    with torch.no_grad():
-        r_t = hard_ranks(_offdiag_rows(teacher.detach().to(student.device), idx, teacher_metric or metric))
-    d_s = _offdiag_rows(student, idx, metric)  # (m, n − 1)
-    d_hat = d_s / (d_s.std(dim=1, unbiased=False, keepdim=True) + _ROW_STD_EPS)
-    r_s = soft_ranks(d_hat, tau, kernel, impl)
-    return ((r_s - r_t.to(r_s.dtype)) ** 2).mean()
-
-
-def _anchor_index(anchors: int | Tensor | None, n: int, device, generator) -> Tensor | None:
-    if anchors is None:
-        return None
-    if isinstance(anchors, Tensor):
-        idx = anchors.to(device=device, dtype=torch.long).flatten()
-        if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= n:
-            raise ValueError(f"anchor indices must lie in [0, {n}), got {idx.tolist()[:5]}…")
-        return idx
-    if not isinstance(anchors, int) or anchors < 1:
-        raise ValueError(f"anchors must be None, a positive int or an index tensor, got {anchors!r}")
-    if anchors >= n:
-        return None
-    return torch.randperm(n, generator=generator)[:anchors].to(device)
-
-
-class CoherenceLoss(torch.nn.Module):
-    """Module form of :func:`coherence_loss`; holds the options (no learnable parts).
-
-    Args:
-        student_dim: width of the student features (unused: no projector is needed).
-        teacher_dim: width of the teacher features (unused).
-        tau, kernel, metric, teacher_metric, anchors, impl: see :func:`coherence_loss`.
-    """
-
-    summary = "Perception coherence: match the teacher's ranking of dissimilarities, not its geometry."
-    defaults = {"tau": 0.1, "kernel": DEFAULT_KERNEL, "metric": "euclidean", "teacher_metric": None,
-                "anchors": None, "impl": "fast"}
-
-    def __init__(self, student_dim: int = 0, teacher_dim: int = 0, **options) -> None:
-        super().__init__()
-        unknown = set(options) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"unknown coherence option(s) {sorted(unknown)}; expected {sorted(self.defaults)}")
-        self.options = {**self.defaults, **options}
-        _validate_loss_options(self.options["tau"], self.options["kernel"], self.options["impl"],
-                               self.options["metric"], self.options["teacher_metric"])
-
-    def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
-        """Loss for a batch: student (n, d_s), teacher (n, d_t) → scalar."""
-        return coherence_loss(student, teacher, **self.options)
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from perco_viz.config import DataConfig
+from perco_viz.paths import dataset_cache_dir
 from perco_viz.safe_io import (
     MAX_FILE_ENV,
     InputFileError,
@@ -465,9 +466,7 @@ def _load_fashion_mnist(cfg: DataConfig) -> _Loaded:
 def _dataset_root(cfg: DataConfig) -> Path:
     if cfg.path:
         return Path(cfg.path).expanduser()
-    from perco_viz.models import default_cache_dir
-
-    return default_cache_dir() / "datasets"
+    return dataset_cache_dir()
 
 
 def _load_cifar(cfg: DataConfig, tv_class: str) -> _Loaded:

@@ -146,7 +146,7 @@ class Distiller:
         run_dir: where to record the run (``None``: keep nothing on disk).
         callbacks: hooks for a UI or a progress bar.
         cancel: set this event to stop within one batch (status ``cancelled``).
-        cache_dir: where built-in teachers are cached (default: ``models.default_cache_dir()``).
+        cache_dir: where built-in teachers are cached (default: ``paths.default_cache_dir()``).
         trust_code: allow a TorchScript teacher/student (loading it runs the code it carries);
             the caller's decision (CLI ``--trust-code``), never a config field.
     """
@@ -175,7 +175,7 @@ class Distiller:
     def setup(self) -> None:
         """Load data and teacher (training the built-in one if needed), build the student."""
         from perco_viz import data as data_mod
-        from perco_viz import models
+        from perco_viz import models, paths
         from perco_viz.losses import make_loss
 
         cfg = self.config
@@ -184,7 +184,7 @@ class Distiller:
         check_against_data(cfg, self.dataset.n_train, self.dataset.n_test)
         self._progress(phase="teacher")
         teacher = models.load_teacher(
-            cfg.teacher, self.dataset, cache_dir=self.cache_dir or models.default_cache_dir(),
+            cfg.teacher, self.dataset, cache_dir=self.cache_dir or paths.default_cache_dir(),
             device=self.device, progress=lambda e, t, a: self._progress(phase="teacher", epoch=e, total=t, acc=a),
             trust_code=self.trust_code,
         )
@@ -319,7 +319,7 @@ class Distiller:
     def _class_terms(self, feats: torch.Tensor, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.head is None:
             return {}
-        from perco_viz.baselines import hinton_kd_loss
+        from perco_viz.losses.kd import hinton_kd_loss
 
         cfg = self.config.loss
         logits = self.head(feats)
@@ -508,11 +508,9 @@ def check_against_data(cfg: RunConfig, n_train: int, n_test: int) -> None:
 
 
 def _loss_options(cfg: RunConfig) -> dict[str, Any]:
-    """Map the config's loss section onto the chosen loss's own options."""
-    if cfg.loss.name != "coherence":
-        return {}
-    return {"tau": cfg.loss.tau, "kernel": cfg.loss.kernel, "metric": cfg.loss.metric,
-            "teacher_metric": cfg.loss.teacher_metric, "anchors": cfg.loss.anchors}
+    """The chosen loss's own options: the loss-section fields it declares (the coherence loss's
+    tau, kernel, metric, teacher_metric, anchors), then ``loss.options`` (e.g. cc's gamma)."""
+    return cfg.loss.loss_kwargs()
 
 
 # --------------------------------------------------------------------------- entry points

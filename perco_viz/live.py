@@ -3,20 +3,19 @@
 No UI code here: a front end keeps one :class:`RunRegistry` for the whole server process (in
 Streamlit, through ``st.cache_resource``), starts runs for a session, and reads a run's
 latest state with :meth:`LiveRun.info` — a thread-safe copy — or from the run directory.
+:func:`start_training` is the one way a training starts (the registry adds its limits).
 
-Each training runs in a process of its own (forked from a server that has already imported
-torch, so it starts in a fraction of a second), never in the UI's process: it neither holds
-the UI's GIL nor waits for it (a plot being built, numba compiling UMAP), trainings of
-different users run in parallel on different cores, and a crash in one cannot take the server
-down. The child reports through a queue (progress, snapshots, the final status) and through
-the run directory, which is all a run made by the CLI offers too.
+Each training runs in a process of its own (:func:`perco_viz.process.start_child`: forked from a
+process server that has already imported torch, so it starts in a fraction of a second), never
+in the UI's process: it neither holds the UI's GIL nor waits for it (a plot being built, numba
+compiling UMAP), trainings of different users run in parallel on different cores, and a crash
+in one cannot take the server down. The child reports through a queue (progress, snapshots,
+the final status) and through the run directory, which is all a run made by the CLI offers too.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import queue
 import threading
 import time
 import uuid
@@ -24,145 +23,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perco_viz import process
 from perco_viz.config import RunConfig
 from perco_viz.runs import RunDir, RunStoreError
 from perco_viz.safe_io import server_trusts_torchscript
 
-_PRELOAD = ["perco_viz.distill", "perco_viz.data", "perco_viz.models", "perco_viz.metrics", "perco_viz.losses"]
-_CONTEXT: list[Any] = []
-_CONTEXT_LOCK = threading.Lock()
 PROGRESS_EVERY_S = 0.1  # the child sends at most ten progress messages a second
+TRAINING_NICENESS = 5  # below the server and its browser tabs, above the worker (process.WORKER_NICENESS)
 
 
 class RegistryFull(RuntimeError):
     """Too many trainings at once; the message says what to do."""
 
 
-def process_context():
-    """The multiprocessing context of our processes: ``forkserver`` (preloaded) where it
-    exists, ``spawn`` elsewhere; its processes never re-run the main script (see
-    :func:`_without_main_script`)."""
-    with _CONTEXT_LOCK:
-        if not _CONTEXT:
-            if "forkserver" in mp.get_all_start_methods():
-                ctx = mp.get_context("forkserver")
-                ctx.set_forkserver_preload(_PRELOAD)
-            else:  # Windows
-                ctx = mp.get_context("spawn")
-            _without_main_script()
-            _CONTEXT.append(_NamedContext(ctx))
-        return _CONTEXT[0]
-
-
-PROCESS_PREFIX = "perco-viz-"
-
-
-def _without_main_script() -> None:
-    """Keep our child processes from importing the parent's ``__main__`` script.
-
-    A spawned or fork-server child normally re-runs the parent's main script first (so that
-    functions defined there unpickle). Streamlit installs the page being run as ``__main__``:
-    a child would run the page, and a page that starts processes would start them again,
-    without end. Our children run library functions only, so for processes named
-    ``perco-viz-*`` the main script is left out of what the child prepares.
-    """
-    from multiprocessing import spawn
-
-    original = spawn.get_preparation_data
-    if getattr(original, "_perco_viz", False):
-        return
-
-    def preparation_data(name: str) -> dict[str, Any]:
-        data = original(name)
-        if str(name).startswith(PROCESS_PREFIX):
-            data.pop("init_main_from_path", None)
-            data.pop("init_main_from_name", None)
-        return data
-
-    preparation_data._perco_viz = True  # type: ignore[attr-defined]
-    spawn.get_preparation_data = preparation_data
-
-
-class _NamedContext:
-    """A multiprocessing context whose processes are all named ``perco-viz-*``."""
-
-    def __init__(self, ctx) -> None:
-        self._ctx = ctx
-
-    def Process(self, *args: Any, name: str | None = None, **kwargs: Any):  # noqa: N802 — the mp API
-        if not (name or "").startswith(PROCESS_PREFIX):
-            name = f"{PROCESS_PREFIX}{name or 'worker'}"
-        return self._ctx.Process(*args, name=name, **kwargs)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._ctx, attr)
-
-
-def exit_with(pid: int, every_s: float = 1.0) -> None:
-    """In a child: end this process soon after process ``pid`` (the server) is gone.
-
-    A fork-server child's parent is the fork server, which itself lives as long as any child
-    does; so a child watches the server that asked for it instead, from a daemon thread.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(every_s)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except OSError:  # exists, but not ours to signal
-                pass
-
-    threading.Thread(target=watch, name="perco-viz-exit-with-server", daemon=True).start()
-
-
-def _noop() -> None:
-    pass
-
-
-def prestart() -> None:
-    """Start the process server now (imports torch once), so the first training starts fast."""
-    ctx = process_context()
-    proc = ctx.Process(target=_noop, daemon=True)
-    proc.start()
-    proc.join()
-
-
 def prepare_demo_teacher() -> None:
-    """Train and cache the demo's teacher if it is not cached yet (run it in a worker)."""
-    from perco_viz import models
-    from perco_viz.config import RunConfig
+    """Train and cache the demo's teacher if it is not cached yet (run it in the worker)."""
+    from perco_viz import models, paths
     from perco_viz.data import load_dataset
 
     cfg = RunConfig()
     data = load_dataset(cfg.data)
-    if not models.teacher_cache_path(data, models.default_cache_dir()).is_file():
-        models.load_teacher(cfg.teacher, data, cache_dir=models.default_cache_dir())
+    if not models.teacher_cache_path(data, paths.default_cache_dir()).is_file():
+        models.load_teacher(cfg.teacher, data, cache_dir=paths.default_cache_dir())
 
 
-TRAINING_NICENESS = 5  # below the server and its browser tabs, above the projection worker (10)
-
-_ENV_PREFIXES = ("PERCO_VIZ_", "NUMBA_", "TORCH_", "CUDA_")
-
-
-def child_env() -> dict[str, str]:
-    """What a child must see of this process's environment (the fork server's may be older)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
-
-
-def apply_env(env: dict[str, str]) -> None:
-    """In a child: make our variables exactly the caller's (set, changed or removed since the
-    fork server started)."""
-    for key in [k for k in os.environ if k.startswith(_ENV_PREFIXES) and k not in env]:
-        del os.environ[key]
-    os.environ.update(env)
-
-
-def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
-    """The child process: run the distillation, report through ``messages``."""
-    exit_with(job["server_pid"])
+def train_in_child(job: dict[str, Any], cancel, messages) -> None:
+    """The training process (:func:`perco_viz.process.start_child`'s target): run the distillation
+    of ``job`` (made by :func:`start_training`), report through ``messages``, stop when ``cancel``
+    is set."""
     last = [0.0]
 
     def on_progress(p: dict[str, Any]) -> None:
@@ -181,7 +69,7 @@ def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
         if hasattr(os, "nice"):  # the pages that show the training go first
             os.nice(TRAINING_NICENESS)
         os.chdir(job["cwd"])
-        apply_env(job["env"])
+        process.apply_env(job["env"])
         import torch
 
         from perco_viz.config import ConfigError
@@ -206,54 +94,43 @@ def _train_in_child(job: dict[str, Any], cancel, messages) -> None:
 
 @dataclass
 class LiveRun:
-    """One background training (a child process). Read it through :meth:`info`."""
+    """One background training (a child process), made by :func:`start_training`. Read it
+    through :meth:`info`."""
 
     owner: str
-    config: RunConfig
+    config: RunConfig | None
     root: Path
     name: str | None = None
     resume_dir: Path | None = None
     threads: int = 1
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    cancel: Any = field(default=None, repr=False)  # a multiprocessing Event, made by start()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _state: dict[str, Any] = field(default_factory=dict, repr=False)
-    _starting: bool = field(default=True, repr=False)  # counts as alive until start() returns
-    _process: Any = field(default=None, repr=False)
-    _messages: Any = field(default=None, repr=False)
+    _starting: bool = field(default=True, repr=False)  # counts as alive until _start() returns
+    _child: process.Child | None = field(default=None, repr=False)
     _watcher: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> LiveRun:
-        """Create (or reopen) the run directory and start the child process.
-
-        Raises:
-            RunLockedError: resuming a run that another process is writing (nothing touched).
-            RunStoreError: the runs folder cannot be written, or the run to resume is damaged.
-        """
-        self._set(state="starting", phase="starting", started=time.time(), snapshots=0, error=None,
-                  run_dir=None, progress={}, snapshot=None)
-        if self.resume_dir is not None:
-            run_dir = RunDir(self.resume_dir)
-            if self.config is None:
-                self.config = run_dir.config()
-            # another writer holds it: refused here with its message (the child checks again under
-            # the lock, and only it writes the config, once everything else is checked)
-            run_dir.check_unlocked()
-        else:
-            run_dir = RunDir.create(self.root, self.config, self.name)
-        self._set(run_dir=str(run_dir.path), state="running")
-        ctx = process_context()
-        self.cancel = ctx.Event()
-        self._messages = ctx.Queue()
-        job = {"config": self.config.to_dict(), "run_dir": str(Path(run_dir.path).resolve()),
-               "resume": self.resume_dir is not None, "cwd": os.getcwd(), "env": child_env(),
-               "threads": self.threads, "server_pid": os.getpid(),
-               # the operator's switch, read here in the server (never from the config or the child's env)
-               "trust_code": server_trusts_torchscript()}
-        self._process = ctx.Process(target=_train_in_child, args=(job, self.cancel, self._messages),
-                                    name=f"{PROCESS_PREFIX}run-{self.id}", daemon=True)
+    def _start(self) -> LiveRun:
+        """Create (or reopen) the run directory and start the child process."""
         try:
-            self._process.start()
+            self._set(state="starting", phase="starting", started=time.time(), snapshots=0, error=None,
+                      run_dir=None, progress={}, snapshot=None)
+            if self.resume_dir is not None:
+                run_dir = RunDir(self.resume_dir)
+                if self.config is None:
+                    self.config = run_dir.config()
+                # another writer holds it: refused here with its message (the child checks again under
+                # the lock, and only it writes the config, once everything else is checked)
+                run_dir.check_unlocked()
+            else:
+                run_dir = RunDir.create(self.root, self.config, self.name)
+            self._set(run_dir=str(run_dir.path), state="running")
+            job = {"config": self.config.to_dict(), "run_dir": str(Path(run_dir.path).resolve()),
+                   "resume": self.resume_dir is not None, "cwd": os.getcwd(), "env": process.child_env(),
+                   "threads": self.threads,
+                   # the operator's switch, read here in the server (never from the config or the child's env)
+                   "trust_code": server_trusts_torchscript()}
+            self._child = process.start_child(train_in_child, job, name=f"run-{self.id}")
             self._watcher = threading.Thread(target=self._watch, name=f"perco-viz-watch-{self.id}", daemon=True)
             self._watcher.start()
         finally:
@@ -264,20 +141,15 @@ class LiveRun:
     def _watch(self) -> None:
         while True:
             try:
-                self._handle(*self._messages.get(timeout=0.2))
-            except queue.Empty:
-                if not self._process.is_alive():
-                    break
-            except (EOFError, OSError):  # the queue's pipe broke: the child is gone
+                messages, alive = self._child.messages(timeout=0.2)
+            except (EOFError, OSError):  # the launcher is gone, and the child with it
                 break
-        while True:  # what the child sent just before it ended
-            try:
-                self._handle(*self._messages.get(timeout=0.2))
-            except (queue.Empty, EOFError, OSError):
+            for kind, body in messages:
+                self._handle(kind, body)
+            if not alive:
                 break
-        self._process.join(5)
         if self.info().get("state") in ("starting", "running"):
-            self._died(self._process.exitcode)
+            self._died(self._child.exitcode)
 
     def _handle(self, kind: str, body: dict[str, Any]) -> None:
         with self._lock:
@@ -322,7 +194,7 @@ class LiveRun:
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        return None if self._child is None else self._child.pid
 
     @property
     def run_dir(self) -> RunDir | None:
@@ -332,15 +204,34 @@ class LiveRun:
 
     def stop(self, wait: float = 0.0) -> None:
         """Ask the run to stop within one batch; optionally wait for it to end."""
-        if self.cancel is not None:
-            self.cancel.set()
+        if self._child is not None and self.alive:
+            try:
+                self._child.cancel()
+            except (EOFError, OSError):  # the launcher is gone, and the child with it
+                pass
         if wait and self._watcher is not None:
             self._watcher.join(wait)
 
-    def kill(self) -> None:
-        """End the child at once (it is marked failed; its completed snapshots are kept)."""
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()
+
+def start_training(config: RunConfig | None, *, runs_root: str | Path, name: str | None = None,
+                   resume_dir: str | Path | None = None, threads: int = 1, owner: str = "") -> LiveRun:
+    """Start (or resume) a training in a process of its own; returns at once.
+
+    Args:
+        config: the run's configuration (``None`` with ``resume_dir``: the saved one).
+        runs_root: the folder the new run directory is made in.
+        name: the run's name (default: derived from the config and the time).
+        resume_dir: go on with this run instead of starting a new one.
+        threads: torch's threads in the child.
+        owner: who started it (a session id), for :class:`RunRegistry`.
+
+    Raises:
+        RunLockedError: resuming a run that another process is writing (nothing touched).
+        RunStoreError: the runs folder cannot be written, or the run to resume is damaged.
+        ChildProcessError: the process launcher (:mod:`perco_viz.process`) could not start.
+    """
+    run = LiveRun(owner, config, Path(runs_root), name, Path(resume_dir) if resume_dir else None, threads)
+    return run._start()
 
 
 class RunRegistry:
@@ -353,32 +244,36 @@ class RunRegistry:
     def __init__(self, max_concurrent: int = 4) -> None:
         self.max_concurrent = max_concurrent
         self._runs: dict[str, list[LiveRun]] = {}
+        self._starting: dict[str, int] = {}  # owner → trainings being started (counted as running)
         self._lock = threading.Lock()
 
-    def start(self, owner: str, config: RunConfig, root: str | Path, name: str | None = None,
+    def start(self, owner: str, config: RunConfig | None, root: str | Path, name: str | None = None,
               resume_dir: str | Path | None = None) -> LiveRun:
-        """Start a training for ``owner`` (one at a time per owner).
+        """:func:`start_training` for ``owner`` (one at a time per owner, ``max_concurrent`` in all).
 
         Raises:
             RegistryFull: the owner already trains, or the server-wide limit is reached.
+            RunLockedError, RunStoreError: see :func:`start_training`.
         """
         with self._lock:
             mine = self._runs.setdefault(owner, [])
-            if any(r.alive for r in mine):
+            if self._starting.get(owner) or any(r.alive for r in mine):
                 raise RegistryFull("a training of yours is already running: stop it before starting another")
-            if self.active_count_unlocked() >= self.max_concurrent:
+            active = self._active_count()
+            if active >= self.max_concurrent:
                 raise RegistryFull(f"the server is running its limit of {self.max_concurrent} trainings at once; "
                                    "try again when one finishes")
-            cores = os.cpu_count() or 1
-            threads = max(1, cores // (self.active_count_unlocked() + 1))  # no oversubscription
-            run = LiveRun(owner, config, Path(root), name, Path(resume_dir) if resume_dir else None, threads)
-            mine.append(run)  # counted (alive while starting) before the lock is let go
+            threads = max(1, (os.cpu_count() or 1) // (active + 1))  # no oversubscription
+            self._starting[owner] = 1  # counted before the lock is let go
         try:  # outside the lock: the first start may wait seconds for the process server
-            return run.start()
-        except BaseException:
+            run = start_training(config, runs_root=root, name=name, resume_dir=resume_dir, threads=threads,
+                                 owner=owner)
             with self._lock:
-                mine.remove(run)
-            raise
+                mine.append(run)
+            return run
+        finally:
+            with self._lock:
+                self._starting.pop(owner, None)
 
     def latest(self, owner: str) -> LiveRun | None:
         """The owner's most recent run (running or not)."""
@@ -390,31 +285,10 @@ class RunRegistry:
         with self._lock:
             return list(self._runs.get(owner) or [])
 
-    def active_count_unlocked(self) -> int:
-        return sum(r.alive for runs in self._runs.values() for r in runs)
+    def _active_count(self) -> int:
+        return sum(self._starting.values()) + sum(r.alive for runs in self._runs.values() for r in runs)
 
     def active_count(self) -> int:
+        """Trainings running (or being started) now, over all owners."""
         with self._lock:
-            return self.active_count_unlocked()
-
-    def stop_all(self, wait: float = 0.0) -> None:
-        with self._lock:
-            runs = [r for rs in self._runs.values() for r in rs]
-        for r in runs:
-            r.stop(wait)
-
-    def reap(self, idle_s: float = 3600.0) -> int:
-        """Stop runs nobody has looked at for ``idle_s`` (abandoned sessions); returns how many."""
-        now, stopped = time.time(), 0
-        with self._lock:
-            runs = [r for rs in self._runs.values() for r in rs if r.alive]
-        for r in runs:
-            if now - r.info().get("seen", r.info().get("started", now)) > idle_s:
-                r.stop()
-                stopped += 1
-        return stopped
-
-    def touch(self, owner: str) -> None:
-        """Mark the owner's runs as watched (see :meth:`reap`)."""
-        for r in self.runs_of(owner):
-            r._set(seen=time.time())
+            return self._active_count()

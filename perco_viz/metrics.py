@@ -19,7 +19,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from perco_viz.checks import as_tensor, check_finite
+from perco_viz.checks import check_feature_pair, check_features, check_labels
 
 ArrayLike = np.ndarray | torch.Tensor
 PROBE_FOLDS = 5
@@ -28,42 +28,6 @@ _CONSTANT_RTOL = 1e-10  # centred features this small relative to the raw ones a
 
 
 # --------------------------------------------------------------------------- input checks
-def _features(x: ArrayLike, name: str, min_points: int = 1) -> np.ndarray:
-    """(n, d) float64 array; ValueError on a bad shape, NaN/inf or too few points."""
-    t = as_tensor(x, name)
-    check_finite(t, name)
-    if t.shape[0] < min_points:
-        raise ValueError(f"{name} features need at least {min_points} points, got {t.shape[0]}")
-    return np.asarray(t.detach().cpu().to(torch.float64))
-
-
-def _pair(
-    a: ArrayLike, b: ArrayLike, names: tuple[str, str], min_points: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Two feature arrays describing the same points (widths may differ)."""
-    x, y = _features(a, names[0]), _features(b, names[1])
-    if len(x) != len(y):
-        raise ValueError(
-            f"{names[0]} and {names[1]} must describe the same points: "
-            f"got {len(x)} and {len(y)} rows"
-        )
-    if len(x) < min_points:
-        raise ValueError(f"need at least {min_points} points, got {len(x)}")
-    return x, y
-
-
-def _labels(y: ArrayLike, n: int, name: str = "labels") -> np.ndarray:
-    """(n,) label array; ValueError on wrong shape, wrong length or NaN/inf."""
-    arr = np.asarray(y.detach().cpu()) if isinstance(y, torch.Tensor) else np.asarray(y)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D (n,) array, got shape {arr.shape}")
-    if len(arr) != n:
-        raise ValueError(f"{name} has {len(arr)} entries but the features have {n} rows")
-    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contain NaN/inf; drop or fix those points")
-    return arr
-
-
 def _check_k(k: int, name: str = "k") -> None:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"{name} must be a positive integer, got {k!r}")
@@ -75,10 +39,10 @@ def _test_split(test_features, test_labels, width: int) -> tuple[np.ndarray, np.
         raise ValueError("give both test_features and test_labels, or neither")
     if test_features is None:
         return None
-    xt = _features(test_features, "test", min_points=1)
+    xt = check_features(test_features, "test", min_points=1)
     if xt.shape[1] != width:
         raise ValueError(f"test features have {xt.shape[1]} columns, training features {width}")
-    return xt, _labels(test_labels, len(xt), "test labels")
+    return xt, check_labels(test_labels, len(xt), "test labels")
 
 
 # --------------------------------------------------------------------------- neighbours
@@ -131,8 +95,8 @@ def knn_accuracy(
     1.0
     """
     _check_k(k)
-    x = _features(features, "features", min_points=2)
-    y = _labels(labels, len(x))
+    x = check_features(features, "features", min_points=2)
+    y = check_labels(labels, len(x))
     split = _test_split(test_features, test_labels, x.shape[1])
     if split is None:
         return _knn_leave_one_out(x, y, k)
@@ -184,8 +148,8 @@ def linear_probe_accuracy(
     >>> linear_probe_accuracy(x, (x[:, 0] > 0).astype(int)) > 0.9
     True
     """
-    x = _features(train_features, "train", min_points=2)
-    y = _labels(train_labels, len(x), "train labels")
+    x = check_features(train_features, "train", min_points=2)
+    y = check_labels(train_labels, len(x), "train labels")
     split = _test_split(test_features, test_labels, x.shape[1])
     if split is not None:
         return _probe_correct(x, y, *split) / len(split[1])
@@ -224,7 +188,7 @@ def trustworthiness(teacher: ArrayLike, student: ArrayLike, *, k: int = 10) -> f
     1.0
     """
     _check_k(k)
-    t, s = _pair(teacher, student, ("teacher", "student"), min_points=3)
+    t, s = check_feature_pair(teacher, student, min_points=3, names=("teacher", "student"))
     return _trust(t, s, k, "euclidean")
 
 
@@ -253,7 +217,7 @@ def knn_overlap(teacher: ArrayLike, student: ArrayLike, *, k: int = 10) -> float
     1.0
     """
     _check_k(k)
-    t, s = _pair(teacher, student, ("teacher", "student"), min_points=2)
+    t, s = check_feature_pair(teacher, student, min_points=2, names=("teacher", "student"))
     k = min(k, len(t) - 1)
     return _overlap(_neighbours(t, k), _neighbours(s, k))
 
@@ -305,7 +269,7 @@ def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
     >>> round(linear_cka(a, 3.0 * a + 1.0), 12)
     1.0
     """
-    x, y = _pair(a, b, ("a", "b"), min_points=2)
+    x, y = check_feature_pair(a, b, min_points=2, names=("a", "b"))
     xc, yc = _centred(x), _centred(y)
     if xc is None or yc is None:
         return 0.0
@@ -318,7 +282,7 @@ def _label_scores(
     student: np.ndarray, labels, k: int, train_student, train_labels
 ) -> dict[str, float]:
     """knn_acc and linear_acc on held-out data: fitted on the train split when given."""
-    y = _labels(labels, len(student))
+    y = check_labels(labels, len(student))
     if train_student is None:
         return {
             "knn_acc": knn_accuracy(student, y, k=k),
@@ -378,7 +342,7 @@ def student_report(
         raise ValueError("give both train_student and train_labels, or neither")
     if train_student is not None and labels is None:
         raise ValueError("a train split is scored on held-out labels: give labels too")
-    s, t = _pair(student, teacher, ("student", "teacher"), min_points=3)
+    s, t = check_feature_pair(student, teacher, min_points=3)
     c = per_sample_coherence(s, t, metric=metric)  # (n,)
     report = {
         "pc": float(c.mean()),

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from perco_viz import paths
 from perco_viz.config import StudentConfig, TeacherConfig
 from perco_viz.data import Dataset
 from perco_viz.safe_io import (
@@ -43,17 +44,11 @@ from perco_viz.safe_io import (
 )
 
 EMBED_DIM = 128
-CACHE_ENV = "PERCO_VIZ_CACHE"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _HEAD_NAMES = ("head", "fc", "classifier", "heads", "last_linear")
 
 Progress = Callable[[int, int, float], None]
-
-
-def default_cache_dir() -> Path:
-    """Where trained built-in teachers (and downloaded data) live: ``$PERCO_VIZ_CACHE`` or ``~/.cache/perco_viz``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "perco_viz").expanduser()
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -632,7 +627,7 @@ def teacher_cache_path(dataset: Dataset, cache_dir: str | os.PathLike | None = N
     digest.update(dataset.X_train.numpy().tobytes())
     digest.update(dataset.y_train.numpy().tobytes())
     key = f"{dataset.name}-{type(arch).__name__}-seed{dataset.seed}-{digest.hexdigest()[:12]}"
-    return Path(cache_dir or default_cache_dir()) / "teachers" / f"{key}.safetensors"
+    return Path(cache_dir or paths.default_cache_dir()) / "teachers" / f"{key}.safetensors"
 
 
 _CACHE_LOCKS: dict[str, threading.Lock] = {}

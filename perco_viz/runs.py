@@ -9,11 +9,17 @@ Layout::
     <run>/teacher_probe.npz   teacher probe features, labels, probe indices
     <run>/student.safetensors latest student weights
     <run>/checkpoint.pt       what resume needs (tensors and numbers only: weights_only-safe)
+    <run>/heldout.json        the method benchmark's held-out scores of the trained student
     <run>/.lock               the writer's OS lock (``fcntl.flock``) and who holds it
 
 Every file but ``metrics.jsonl`` is written to a temporary name and renamed into place, so a
 reader never sees half a file; ``metrics.jsonl`` is append-only and its reader skips a torn
 last line. A process killed mid-run leaves a directory whose completed snapshots all load.
+
+**Only this module knows the layout.** Everything else asks :class:`RunDir`: its readers and
+writers, :meth:`RunDir.signature` and :meth:`RunDir.snapshot_stamp` for cache keys,
+:meth:`RunDir.snapshot_path`, :attr:`RunDir.metrics_path`, :attr:`RunDir.student_path` for a
+file's place, and :func:`list_runs` to find runs.
 
 **Reading is defensive.** A runs folder may be shared, and its writers are not trusted: every
 read of a run file goes through one entrance (:meth:`RunDir._open_file`) that accepts regular
@@ -71,10 +77,17 @@ MAX_BYTES = {  # per file: bytes on disk (for .npz also what its arrays unpack t
     LOCK_FILE: 4096,
     "snapshot": 512 << 20,  # and at most what the run's probe_size x student.dim needs
     "teacher_probe.npz": 512 << 20,
+    "heldout.json": 1 << 20,
 }
 MAX_SNAPSHOT_FILES = 100_000  # entries of snapshots/ looked at
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 _SNAPSHOT_NAME = re.compile(r"([0-9]{1,9})\.npz")
+SNAPSHOTS = "snapshots"  # the folder of snapshot files
+
+
+def _snapshot_rel(index: int) -> str:
+    """Snapshot ``index``'s file, relative to the run directory."""
+    return f"{SNAPSHOTS}/{int(index):06d}.npz"
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -273,7 +286,7 @@ class RunDir:
                 except FileExistsError:
                     continue
             run = cls(candidate)
-            (candidate / "snapshots").mkdir()
+            (candidate / SNAPSHOTS).mkdir()
             run.write_config(config)
         except OSError as exc:
             raise _disk_error(root, exc) from None
@@ -505,6 +518,16 @@ class RunDir:
         status = self.status()
         return status["error"] if status["state"] == "damaged" else None
 
+    def coherence_metrics(self) -> tuple[str, str | None]:
+        """``(metric, teacher_metric)``: the dissimilarities the run measured c_i with (its
+        config's ``loss.metric`` and ``loss.teacher_metric``; ``("euclidean", None)``, the
+        library default, when the config cannot be read). Never raises."""
+        try:
+            loss = self.config().loss
+            return loss.metric, loss.teacher_metric
+        except Exception:  # noqa: BLE001 — an unreadable config: the library default
+            return "euclidean", None
+
     # ------------------------------------------------------------------ the writer's lock
     def _lock_file_exists(self) -> bool:
         try:
@@ -652,9 +675,8 @@ class RunDir:
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line (flushed and fsynced: a crash loses at most this line)."""
         line = json.dumps(_jsonable(record), allow_nan=False) + "\n"
-        path = self.path / "metrics.jsonl"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
                          | getattr(os, "O_NONBLOCK", 0) | _O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _disk_error(self.path, exc) from None
@@ -710,6 +732,11 @@ class RunDir:
                 out.setdefault(rec["snapshot"], rec)
         return out
 
+    @property
+    def metrics_path(self) -> Path:
+        """Where metrics.jsonl lives (it need not exist); read it with :meth:`metrics`."""
+        return self.path / "metrics.jsonl"
+
     def metrics_mtime(self) -> float:
         """Modification time of metrics.jsonl (0.0 when absent or unreadable). Never raises."""
         key = self._stat_key("metrics.jsonl")
@@ -728,7 +755,7 @@ class RunDir:
         """Keep only records with ``step <= max_step`` (used by resume)."""
         kept = [r for r in self.metrics() if r["step"] <= max_step]
         data = "".join(json.dumps(r) + "\n" for r in kept).encode()
-        atomic_write_bytes(self.path / "metrics.jsonl", data)
+        atomic_write_bytes(self.metrics_path, data)
 
     # ------------------------------------------------------------------ snapshots
     def save_snapshot(self, snap: Snapshot) -> None:
@@ -736,7 +763,7 @@ class RunDir:
         buf = _npz_bytes(student=snap.student.astype(np.float32), coherence=snap.coherence.astype(np.float64),
                          epoch=np.float64(snap.epoch), step=np.int64(snap.step), index=np.int64(snap.index))
         try:
-            atomic_write_bytes(self.path / "snapshots" / f"{snap.index:06d}.npz", buf)
+            atomic_write_bytes(self.snapshot_path(snap.index), buf)
         except OSError as exc:
             raise _disk_error(self.path, exc) from None
         self.append_metrics({**snap.metrics, "snapshot": snap.index})
@@ -748,7 +775,7 @@ class RunDir:
             RunStoreError: snapshots/ leads out of the runs folder, cannot be listed, or holds
                 more than :data:`MAX_SNAPSHOT_FILES` entries.
         """
-        folder = self.path / "snapshots"
+        folder = self.path / SNAPSHOTS
         real = os.path.realpath(folder)
         if not _inside(real, self._root()):
             raise RunStoreError(f"snapshots/ of run {self.name!r} leads out of the runs folder (to {real!r}); "
@@ -771,10 +798,14 @@ class RunDir:
             raise RunStoreError(f"snapshots/ of run {self.name!r} cannot be listed: {exc.strerror or exc}") from None
         return sorted(found)
 
+    def snapshot_path(self, index: int) -> Path:
+        """Where snapshot ``index`` lives (it need not exist); read it with :meth:`load_snapshot`."""
+        return self.path / _snapshot_rel(index)
+
     def snapshot_stamp(self, index: int) -> float:
         """Modification time of snapshot ``index``'s file (0.0 when absent): part of cache keys,
         since a resumed run rewrites snapshots. Never raises."""
-        key = self._stat_key(f"snapshots/{int(index):06d}.npz")
+        key = self._stat_key(_snapshot_rel(index))
         return 0.0 if key is None else key[4] / 1e9
 
     def load_snapshot(self, index: int) -> Snapshot:
@@ -792,7 +823,7 @@ class RunDir:
         config = self.config()
         # what a snapshot of this run can hold: (probe_size, dim) float32 + (probe_size,) float64 + slack
         cap = min(MAX_BYTES["snapshot"], config.data.probe_size * (4 * config.student.dim + 8) + (1 << 20))
-        arrays = self._read_npz(f"snapshots/{index:06d}.npz", cap, what)
+        arrays = self._read_npz(_snapshot_rel(index), cap, what)
         if arrays is None:
             raise RunStoreError(f"{what} of run {self.name!r} cannot be read: its file does not exist")
 
@@ -809,7 +840,7 @@ class RunDir:
     def remove_snapshots_after(self, index: int) -> None:
         for i in self.snapshot_indices():
             if i > index:
-                (self.path / "snapshots" / f"{i:06d}.npz").unlink(missing_ok=True)
+                self.snapshot_path(i).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ teacher probe
     def save_teacher_probe(self, features: np.ndarray, labels: np.ndarray | None, indices: np.ndarray) -> None:
@@ -857,6 +888,33 @@ class RunDir:
 
     def _probe_rows(self) -> int:
         return self._cached("probe_rows", "teacher_probe.npz", lambda: len(self.teacher_probe()["features"]))
+
+    # ------------------------------------------------------------------ held-out scores
+    def save_heldout(self, row: dict[str, Any]) -> None:
+        """Write the method benchmark's held-out scores of the trained student (a flat JSON object)."""
+        try:
+            atomic_write_bytes(self.path / "heldout.json", json.dumps(_jsonable(row), indent=1).encode())
+        except OSError as exc:
+            raise _disk_error(self.path, exc) from None
+
+    def heldout(self) -> dict[str, Any] | None:
+        """The held-out scores :meth:`save_heldout` wrote, or ``None`` when there are none.
+
+        Raises:
+            RunStoreError: not a regular file, a link out of the runs folder, too big, or not a
+                JSON object.
+        """
+        data = self._read_bytes("heldout.json", MAX_BYTES["heldout.json"])
+        if data is None:
+            return None
+        try:
+            row = _loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RunStoreError(f"heldout.json of run {self.name!r} is damaged: not valid JSON ({str(exc)[:120]})") from None
+        if not isinstance(row, dict):
+            raise RunStoreError(f"heldout.json of run {self.name!r} is damaged: it must be a JSON object, "
+                                f"not {_type_name(row)}")
+        return row
 
     # ------------------------------------------------------------------ weights
     @property

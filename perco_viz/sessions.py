@@ -433,13 +433,13 @@ _PARSER_LOCK = threading.Lock()
 
 
 def parse_worker():
-    """This process's one worker process for parsing uploads (a :class:`~perco_viz.background.WorkerProcess`
+    """This process's one worker process for parsing uploads (a :class:`perco_viz.process.Worker`
     of its own: ending it on a timeout never stops a projection of the shared worker)."""
-    from perco_viz.background import WorkerProcess
+    from perco_viz.process import Worker
 
     with _PARSER_LOCK:
         if not _PARSER:
-            _PARSER.append(WorkerProcess())
+            _PARSER.append(Worker())
         return _PARSER[0]
 
 
@@ -455,7 +455,7 @@ def run_limited(fn: Callable[..., Any], *args: Any, timeout_s: float | None = No
         SessionError: the worker died while reading (e.g. out of memory).
         Whatever ``fn`` raises (an ``InputFileError`` for a bad file).
     """
-    from perco_viz.background import WorkerDied
+    from perco_viz.process import WorkerDied
 
     limit = parse_timeout_s() if timeout_s is None else timeout_s
     worker = parse_worker()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH_METHODS = ("coherence", "sp")  # the methods of the `bench` fixture
 sys.path.insert(0, str(ROOT))  # the app's `ui` package, as `streamlit run app.py` sees it
 
 # Keep the suite's caches (teacher weights) out of the user's home; shared across the session.
@@ -19,6 +22,24 @@ os.environ.setdefault("PERCO_VIZ_CACHE", str(ROOT / ".perco_viz_cache"))
 # compete with the tests for the CPU (the tests that use UMAP compile it when they need it).
 os.environ.setdefault("PERCO_VIZ_WARMUP", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+# --------------------------------------------------------------------------- markers
+# `make test-fast` = -m "not slow and not app and not browser and not load"; `make test` runs all
+# but `load` (pyproject's addopts). Markers that follow from what a test uses are set here, so a
+# new test is sorted without anyone remembering to: every test of a tests/test_app_*.py file or
+# using the app_env fixture drives pages with AppTest (app, slow); tests using a fixture that
+# trains (SLOW_FIXTURES) are slow. Other slow tests carry @pytest.mark.slow themselves.
+SLOW_FIXTURES = {"bench", "finished_run"}  # a method benchmark; a digits run of the engine (~6 s)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name.startswith("test_app_") or "app_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.app)
+            item.add_marker(pytest.mark.slow)
+        elif SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -54,3 +75,23 @@ def app_env(tmp_path, monkeypatch, finished_run):
     monkeypatch.setenv("PERCO_VIZ_RUNS", str(finished_run.path.parent))
     monkeypatch.chdir(ROOT)
     return finished_run.path.parent
+
+
+@pytest.fixture(scope="session")
+def bench(tmp_path_factory):
+    """One tiny ``perco-viz bench methods`` (digits, width 4, one seed, one epoch, :data:`BENCH_METHODS`).
+
+    Its runs are kept under a runs root (test_compare.py adds a copy of the shared finished run).
+    Returns ``(root, json_path, stdout)``.
+    """
+    from perco_viz.cli import main
+
+    root = tmp_path_factory.mktemp("compare-runs")
+    out_json = root.parent / "bench.json"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["bench", "methods", "--dataset", "digits", "--student-dim", "4", "--seeds", "1",
+                     "--epochs", "1", "--methods", ",".join(BENCH_METHODS), "--device", "cpu",
+                     "--out", str(root), "--json", str(out_json)])
+    assert code == 0, stdout.getvalue()
+    return root, out_json, stdout.getvalue()

@@ -454,9 +454,7 @@ def render(page: Page) -> AppTest:
     at = AppTest.from_file(str(ROOT / page.script), default_timeout=TIMEOUT)
     for key, value in page.state:
         at.session_state[key] = value
-    started = time.perf_counter()
-    at.run()
-    assert time.perf_counter() - started < TIMEOUT
+    at.run()  # over TIMEOUT, AppTest raises: a hang fails the test
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -527,9 +525,7 @@ def test_special_files_are_reported_not_read(env, page, damage):
     /dev/zero (a read that never ends) are said on the page, in bounded time."""
     run = make_damaged(env, [damage])
     try:
-        started = time.perf_counter()
-        check_page(page, env, run, [damage])
-        assert time.perf_counter() - started < TIMEOUT
+        check_page(page, env, run, [damage])  # each page run is bounded by TIMEOUT (render)
     finally:
         release(run)
 

@@ -97,7 +97,7 @@ def test_diagnose_a_run_shows_the_librarys_numbers(app_env, finished_run):
 
 
 def test_diagnose_a_student_checkpoint_on_a_dataset(app_env, finished_run):
-    from perco_viz import models
+    from perco_viz import models, paths
     from perco_viz.config import StudentConfig, TeacherConfig
     from perco_viz.data import load_dataset
 
@@ -113,7 +113,7 @@ def test_diagnose_a_student_checkpoint_on_a_dataset(app_env, finished_run):
     uploads = list((app_env / "app-sessions" / at.session_state["sid"]).glob("uploads/*/student.safetensors"))
     assert len(uploads) == 1  # kept in this session's own folder (the one saver of every page)
     ds = load_dataset(finished_run.config().data)
-    teacher = models.load_teacher(TeacherConfig(kind="builtin"), ds, cache_dir=models.default_cache_dir())
+    teacher = models.load_teacher(TeacherConfig(kind="builtin"), ds, cache_dir=paths.default_cache_dir())
     student = models.build_student(StudentConfig(arch="file", path=str(finished_run.student_path)), ds)
     panel = diagnose.compute_panel(diagnose.pair_from_models(teacher, student, ds.X_test, ds.y_test))
     assert _cards(at)[diagnose.METRIC_INFO["pc"].label] == diagnose.format_value("pc", panel.report["pc"])
@@ -157,9 +157,8 @@ def test_diagnose_embedding_files_are_read_in_the_worker_within_the_time_limit(a
     X = rng.normal(size=(50, 4))
     _upload(at, "diag-teacher-file", "t.npz", _npz(X=X))
     _upload(at, "diag-student-file", "s.npz", _npz(X=X[:, :2]))
-    t0 = time.monotonic()
-    at.run()
-    assert not at.exception and time.monotonic() - t0 < 30
+    at.run()  # AppTest's default_timeout fails a page that waits for the 60 s sleep
+    assert not at.exception
     assert any("took longer than 1 s" in e.value and "PERCO_VIZ_PARSE_TIMEOUT_S" in e.value for e in at.error)
     assert getattr(calls[0], "func", None) is diagnose.load_pair  # the page parses through the worker
     _upload(at, "diag-student-file", "s2.npz", _npz(X=X[:, :3]))  # a fresh worker reads the next files

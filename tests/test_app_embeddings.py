@@ -180,3 +180,13 @@ def test_vector_data_with_metadata(tmp_path, monkeypatch):
     at.run()
     assert not at.exception and not at.get("html")
     assert sorted(at.dataframe[0].value["probe row"]) == [3, 4]
+
+
+def test_selected_rows_of_a_selection_event():
+    """The page's shared selection: the probe rows in ``customdata[0]`` of the selected points."""
+    from ui import embeddings
+
+    event = {"selection": {"points": [{"customdata": [5]}, {"customdata": {"0": 3}}, {"customdata": 7}, {"x": 1}],
+                           "box": [], "lasso": []}}
+    assert embeddings.selected_rows(event) == [3, 5, 7]
+    assert embeddings.selected_rows(None) == [] and embeddings.selected_rows({"selection": {"points": []}}) == []

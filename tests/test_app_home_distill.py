@@ -117,7 +117,7 @@ def test_warm_up_order_and_numba_gives_way_to_trainings(monkeypatch):
     once no training runs (it is ~25 s of CPU); a failing step is reported, not raised."""
     from concurrent.futures import Future
 
-    from perco_viz import background, live
+    from perco_viz import live, process
     from perco_viz.analysis import projection
     from ui import warmup
 
@@ -146,9 +146,9 @@ def test_warm_up_order_and_numba_gives_way_to_trainings(monkeypatch):
         events.append(f"busy={answer}")
         return answer
 
-    monkeypatch.setattr(live, "prestart", lambda: events.append("prestart"))
+    monkeypatch.setattr(process, "prestart", lambda: events.append("prestart"))
     monkeypatch.setattr(live, "prepare_demo_teacher", teacher)
-    monkeypatch.setattr(background, "shared_worker", Pool)
+    monkeypatch.setattr(process, "shared_worker", Pool)
     monkeypatch.setattr(projection, "warm_up_numba", numba)
     monkeypatch.setattr(warmup.time, "sleep", lambda s: None)
     monkeypatch.setattr(warmup, "_STATE", dict(warmup._STATE))

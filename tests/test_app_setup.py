@@ -1,4 +1,4 @@
-"""The Setup page (AppTest) and its form helpers (ui/setup_form.py, called directly)."""
+"""The Setup page (AppTest) and its helpers (ui/setup.py, called directly)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 from perco_viz.config import ConfigError, RunConfig
 from perco_viz.safe_io import InputFileError
 from perco_viz.sessions import check_array_upload
-from ui import setup_form as form
-from ui.setup_form import key as K
+from ui import setup as form
+from ui.setup import key as K
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "1_Setup.py")
 TIMEOUT = 60
@@ -395,3 +395,63 @@ def test_a_config_with_every_field_at_its_edge_fills_the_form(at):
     assert not [e.value for e in at.error if "configuration" in e.value]
     assert at.number_input(key="setup-train-epochs").value == 1_000_000
     assert at.slider(key="setup-student-dim").value == 4096
+
+
+# --------------------------------------------------------------------------- one source: the config's help and options
+def test_every_field_widget_shows_the_configs_help_the_same_as_the_cli(at):
+    from perco_viz.cli import build_parser, flag_names
+    from perco_viz.config import config_fields, field_help
+
+    distill = next(a for a in build_parser()._actions if a.dest == "command").choices["distill"]
+    by_flag = {opt: action.help for action in distill._actions for opt in action.option_strings}
+    widgets = {w.key: w for kind in ("selectbox", "slider", "select_slider", "number_input", "text_input", "checkbox")
+               for w in getattr(at, kind) if w.key}
+    at.selectbox(key="setup-data-name").select("mnist").run()  # the fields of a dataset folder
+    widgets |= {w.key: w for kind in ("select_slider", "checkbox") for w in getattr(at, kind) if w.key}
+    shown = 0
+    for info in config_fields():
+        widget = widgets.get(K(info.section, info.name))
+        if widget is None or widget.disabled:
+            continue
+        text = field_help(info.section, info.name)
+        assert widget.help == text, info.dotted
+        assert by_flag[flag_names(info.dotted)[0]].startswith(text.replace("%", "%%")), info.dotted
+        shown += 1
+    assert shown >= 25
+
+
+def test_the_options_of_a_baseline_are_edited_and_stored(at):
+    at.selectbox(key="setup-loss-name").select("cc").run()
+    gamma = at.number_input(key=form.option_key("cc", "gamma"))
+    assert gamma.value == 0.4 and gamma.help.startswith("gamma of cc (default 0.4)")
+    gamma.set_value(0.25).run()
+    at.button(key="setup-use").click().run()
+    assert not at.exception
+    assert at.session_state["setup_config"].loss.options == {"gamma": 0.25}
+    assert RunConfig.from_text(at.code[0].value).loss.options == {"gamma": 0.25}
+    at.selectbox(key="setup-loss-name").select("rkd").run()  # another loss: its own options, at their defaults
+    assert at.number_input(key=form.option_key("rkd", "angle_weight")).value == 50.0
+    assert RunConfig.from_text(at.code[0].value).loss.options == {}
+    at.selectbox(key="setup-loss-name").select("cc").run()  # cc's value is kept while another loss is shown
+    assert RunConfig.from_text(at.code[0].value).loss.options == {"gamma": 0.25}
+    uploaded = RunConfig(name="up").override(**{"loss.name": "rkd", "loss.options.angle_weight": "0"})
+    _upload_config(at, "rkd.yaml", uploaded.to_yaml().encode())
+    assert at.number_input(key=form.option_key("rkd", "angle_weight")).value == 0.0
+    assert RunConfig.from_text(at.code[0].value) == uploaded
+
+
+def test_options_round_trip_through_the_widget_values():
+    cfg = RunConfig().override(**{"loss.name": "cc", "loss.options.gamma": 0.3})
+    values = form.widget_values(cfg)
+    assert values[form.option_key("cc", "gamma")] == 0.3
+    assert form.config_from_values(values) == cfg
+    assert form.config_from_values({**values, K("loss", "name"): "sp"}).loss.options == {}
+    assert form.config_from_values(form.widget_values(RunConfig())) == RunConfig()
+
+
+def test_an_option_without_a_widget_is_kept_from_the_loaded_config(at):
+    uploaded = RunConfig(name="ref").override(**{"loss.options.impl": "reference"})
+    _upload_config(at, "ref.yaml", uploaded.to_yaml().encode())
+    assert not at.exception and RunConfig.from_text(at.code[0].value) == uploaded
+    at.button(key="setup-use").click().run()
+    assert at.session_state["setup_config"].loss.options == {"impl": "reference"}

@@ -1,11 +1,11 @@
-"""The methods benchmark (library and CLI), the run tables and the Compare page."""
+"""Held-out evaluation, the benchmark table, the run tables and the Compare page.
+
+The ``bench`` fixture (a tiny ``perco-viz bench methods``) is in conftest.py; the benchmark's
+own tests are in test_methods.py."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -13,72 +13,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from perco_viz.analysis import compare
-from perco_viz.cli import main
 from perco_viz.data import load_dataset
-from perco_viz.runs import RunDir, list_runs
+from perco_viz.runs import RunDir
 
 TIMEOUT = 60
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "7_Compare.py")
 METHODS = ("coherence", "sp")
-
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    """One tiny benchmark through the CLI (digits, width 4, one seed, one epoch, two methods).
-
-    Its runs are kept under a runs root that also holds a copy of the shared finished run.
-    Returns ``(root, json_path, stdout)``.
-    """
-    root = tmp_path_factory.mktemp("compare-runs")
-    out_json = root.parent / "bench.json"
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
-        code = main(["bench", "methods", "--dataset", "digits", "--student-dim", "4", "--seeds", "1",
-                     "--epochs", "1", "--methods", ",".join(METHODS), "--device", "cpu",
-                     "--out", str(root), "--json", str(out_json)])
-    assert code == 0, stdout.getvalue()
-    return root, out_json, stdout.getvalue()
-
-
-def test_bench_json_is_well_formed(bench):
-    _, out_json, _ = bench
-    doc = json.loads(out_json.read_text())
-    assert set(doc) >= {"machine", "protocol", "rows"}
-    assert "class-unaware" in doc["protocol"].lower() and "defaults" in doc["protocol"]
-    assert [r["method"] for r in doc["rows"]] == ["teacher", "untrained", *METHODS]
-    for row in doc["rows"]:
-        assert set(compare.ROW_KEYS) <= set(row), row
-        assert "error" not in row
-        for key in compare.METRICS:
-            assert math.isfinite(row[key]) and 0.0 <= row[key] <= 1.0, (row["method"], key, row[key])
-    teacher = doc["rows"][0]
-    assert teacher["pc"] == pytest.approx(1.0) and teacher["cka"] == pytest.approx(1.0)
-    for row in doc["rows"][1:]:
-        assert row["seed"] == 0 and row["train_s"] >= 0.0
-        assert row["pc"] == pytest.approx(row["coherence_mean"])
-
-
-def test_bench_prints_machine_protocol_and_table(bench):
-    _, _, stdout = bench
-    assert stdout.startswith("machine: ") and "protocol: " in stdout
-    table = [line for line in stdout.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| method | seeds | PC |")
-    assert [line.split("|")[1].strip() for line in table[2:]] == ["teacher", "untrained", *METHODS]
-
-
-def test_bench_out_keeps_runs_and_held_out_rows(bench):
-    root, _, _ = bench
-    runs = {r.name: r for r in list_runs(root)}
-    assert set(runs) == {f"digits-d4-s0-{m}" for m in METHODS}
-    for method in METHODS:
-        run = runs[f"digits-d4-s0-{method}"]
-        cfg = run.config()
-        assert (cfg.loss.name, cfg.loss.ce_weight, cfg.loss.kd_weight, cfg.train.seed) == (method, 0.0, 0.0, 0)
-        held = json.loads((run.path / compare.HELDOUT_FILE).read_text())
-        assert held["method"] == method
-    assert compare.find_benches(root) == [root / compare.BENCH_FILE]
-    assert len(compare.load_bench(root / compare.BENCH_FILE)["rows"]) == 2 + len(METHODS)
 
 
 def test_evaluate_student_of_a_run_matches_the_bench(bench):
@@ -104,11 +45,6 @@ def test_summary_table_mean_std_and_failures():
     assert lines[2].startswith("| teacher | 1 | 1.000 |")
     assert lines[3].startswith("| coherence | 2 | **0.850 ± 0.071** |") and "2.0 ± 1.4" in lines[3]
     assert lines[4].startswith("| rkd | 1 (1 failed) | 0.700 |")
-
-
-def test_bench_rejects_unknown_methods():
-    with pytest.raises(ValueError, match="unknown method"):
-        compare.bench_methods("digits", 4, 1, 1, ["triplet"])
 
 
 def test_run_table_and_curves(finished_run, bench):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -14,10 +13,16 @@ from perco_viz.config import (
     MAX_CONFIG_BYTES,
     ConfigError,
     RunConfig,
+    apply_overrides,
     check_field,
     check_type,
+    config_fields,
+    field_choices,
+    field_help,
     field_rules,
+    loss_option_defaults,
     parse_text,
+    parse_value,
 )
 
 
@@ -48,12 +53,12 @@ def _within(seconds: float, fn):
 
 
 # --------------------------------------------------------------------------- YAML
-def test_the_alias_bomb_is_refused_in_milliseconds():
+def test_the_alias_bomb_is_refused_at_the_first_anchor():
     bomb = _bomb()
     assert len(bomb) < 600  # a few hundred bytes that would expand to 9**9 strings
-    exc, elapsed = _within(1.0, lambda: RunConfig.from_text(bomb))
+    exc, _ = _within(30.0, lambda: RunConfig.from_text(bomb))  # expanded, it would never finish
     assert isinstance(exc, ConfigError) and "anchor" in str(exc) and "write every value out" in str(exc)
-    assert elapsed < 1.0 and "\n" not in str(exc)
+    assert "\n" not in str(exc)
 
 
 @pytest.mark.parametrize("text", [
@@ -89,7 +94,7 @@ def test_size_depth_and_breadth_are_capped():
     assert isinstance(exc, ConfigError) and "KiB" in str(exc)
     exc, _ = _within(5.0, lambda: RunConfig.from_text("[" * 200_000))
     assert isinstance(exc, ConfigError) and "deeper" in str(exc)
-    exc, elapsed = _within(5.0, lambda: RunConfig.from_text("data: [" + "1, " * 300_000 + "]"))
+    exc, _ = _within(5.0, lambda: RunConfig.from_text("data: [" + "1, " * 300_000 + "]"))
     assert isinstance(exc, ConfigError) and "more than" in str(exc)
     exc, _ = _within(2.0, lambda: RunConfig.from_text("data: {n_samples: " + "9" * 6000 + "}"))
     assert isinstance(exc, ConfigError) and "\n" not in str(exc)
@@ -341,12 +346,112 @@ def test_cli_flags_and_config_file(tmp_path):
         config_from_args(build_parser().parse_args(["distill", "--config", str(path)]))
 
 
-def test_bench_set_overrides_are_typed_and_checked():
-    from perco_viz.analysis.compare import bench_config, parse_overrides
+# --------------------------------------------------------------------------- one source: help, choices, parsing
+def test_every_field_declares_its_help_once_and_choices_are_the_registries():
+    from perco_viz.coherence import KERNELS, METRICS
+    from perco_viz.data import DATASET_NAMES
+    from perco_viz.losses import LOSS_NAMES
+    from perco_viz.models import STUDENT_ARCHS, TEACHER_KINDS
 
-    cfg = bench_config("digits", 8, 1, overrides=parse_overrides(["train.batch_size=64", "train.amp=off",
-                                                                    "loss.kernel=sigmoid"]))
-    assert (cfg.train.batch_size, cfg.train.amp, cfg.loss.kernel) == (64, False, "sigmoid")
-    with pytest.raises(ConfigError, match="train.batch_size must be between 3 and 65,536"):
-        bench_config("digits", 8, 1, overrides=parse_overrides(["train.batch_size=1"]))
-    assert math.isclose(bench_config("digits", 8, 1, overrides={"train.lr": "3e-4"}).train.lr, 3e-4)
+    infos = config_fields()
+    assert {i.dotted for i in infos} >= {"data.name", "loss.options", "train.amp", "name"}
+    assert len(infos) == len({i.dotted for i in infos}) == 36  # 9 data, 4 teacher, 4 student, 10 loss, 8 train, name
+    for info in infos:
+        assert info.help and info.help == field_help(info.section, info.name), info.dotted
+        assert "\n" not in info.help
+    registries = {("data", "name"): DATASET_NAMES, ("teacher", "kind"): TEACHER_KINDS,
+                  ("student", "arch"): STUDENT_ARCHS, ("loss", "name"): LOSS_NAMES, ("loss", "kernel"): KERNELS,
+                  ("loss", "metric"): METRICS, ("loss", "teacher_metric"): METRICS}
+    for info in infos:
+        assert field_choices(info.section, info.name) == registries.get((info.section, info.name)), info.dotted
+    with pytest.raises(ConfigError, match="unknown config field 'train.epoch'"):
+        field_help("train", "epoch")
+
+
+@pytest.mark.parametrize("field", ["train.amp", "data.download"])
+def test_maybe_is_not_a_boolean_anywhere(field):
+    section, _, name = field.partition(".")
+    with pytest.raises(ConfigError, match=f"^{field} must be true or false .*got 'maybe'"):
+        parse_value(field, "maybe")
+    with pytest.raises(ConfigError, match=f"^{field} must be true or false"):
+        apply_overrides(RunConfig(), [f"{field}=maybe"])
+    with pytest.raises(ConfigError, match=f"^{field} must be true or false, got 'maybe'"):
+        RunConfig.from_text(f"{section}: {{{name}: maybe}}")
+    for word, expected in (("TRUE", True), ("no", False), ("Yes", True), ("0", False), ("1", True)):
+        assert parse_value(field, word) is expected
+
+
+def test_every_optional_field_takes_none_null_and_empty_text():
+    optional = [i for i in config_fields() if i.default is None]
+    assert {i.dotted for i in optional} == {"data.path", "data.label_column", "teacher.arch", "teacher.path",
+                                             "teacher.layer", "student.path", "loss.teacher_metric", "loss.anchors",
+                                             "name"}
+    for info in optional:
+        for word in ("none", "NULL", "", "  "):
+            assert parse_value(info.dotted, word) is None, (info.dotted, word)
+    assert parse_value("loss.anchors", "64") == 64 and parse_value("data.path", "x.csv") == "x.csv"
+    with pytest.raises(ConfigError, match="^train.epochs must be a whole number"):
+        parse_value("train.epochs", "none")  # not optional
+
+
+def test_apply_overrides_types_every_value_and_names_the_field():
+    cfg = apply_overrides(RunConfig(), ["train.epochs=3", "loss.tau = 0.2", "train.amp=off", "name=x"])
+    assert (cfg.train.epochs, cfg.loss.tau, cfg.train.amp, cfg.name) == (3, 0.2, False, "x")
+    for item, match in (("loss.tau", "FIELD=VALUE"), ("=3", "FIELD=VALUE"), ("train.epochz=3", "train.epochz"),
+                        ("train.lr=fast", "^train.lr must be a number")):
+        with pytest.raises(ConfigError, match=match):
+            apply_overrides(RunConfig(), [item])
+
+
+# --------------------------------------------------------------------------- loss options
+def test_loss_options_are_checked_against_the_losss_declared_options():
+    from perco_viz.losses import LOSS_NAMES
+
+    cfg = apply_overrides(RunConfig(), ["loss.name=cc", "loss.options.gamma=0.3"])
+    assert cfg.loss.options == {"gamma": 0.3} and cfg.loss.loss_kwargs() == {"gamma": 0.3}
+    assert RunConfig.from_text(cfg.to_yaml()) == cfg and RunConfig.from_text(cfg.to_json()) == cfg
+    with pytest.raises(ConfigError, match=r"^loss.options.beta is not an option of the cc loss; its options: gamma"):
+        apply_overrides(RunConfig(), ["loss.name=cc", "loss.options.beta=1"])
+    with pytest.raises(ConfigError, match="^loss.options.gamma is not an option of the sp loss; its options: none"):
+        RunConfig.from_text("loss: {name: sp, options: {gamma: 0.3}}")
+    with pytest.raises(ConfigError, match="^loss.options.gamma must be a number, got 'wide'"):
+        RunConfig.from_text("loss: {name: cc, options: {gamma: wide}}")
+    with pytest.raises(ConfigError, match="^loss.options.gamma must be a finite number"):
+        RunConfig.from_text("loss: {name: cc, options: {gamma: .nan}}")
+    with pytest.raises(ConfigError, match="^loss.options must be a mapping"):
+        RunConfig.from_text("loss: {name: cc, options: [1]}")
+    with pytest.raises(ConfigError, match="^loss.options.tau is a field of its own: set loss.tau"):
+        RunConfig.from_text("loss: {options: {tau: 0.3}}")
+    typed = RunConfig.from_text("loss: {name: rkd, options: {angle_weight: 0}}").loss.options  # int for a float
+    assert typed == {"angle_weight": 0.0} and type(typed["angle_weight"]) is float
+    for name in LOSS_NAMES:  # every declared option is settable, with its default
+        cfg = RunConfig().override(**{"loss.name": name, "loss.options": loss_option_defaults(name)})
+        assert cfg.loss.options == loss_option_defaults(name)
+
+
+def test_a_saved_config_without_options_still_loads():
+    old = RunConfig().to_dict()
+    del old["loss"]["options"]
+    assert RunConfig.from_dict(old) == RunConfig() and RunConfig().loss.options == {}
+
+
+def test_changing_the_loss_drops_the_other_losss_options():
+    cc = apply_overrides(RunConfig(), ["loss.name=cc", "loss.options.gamma=0.3"])
+    assert cc.override(**{"loss.name": "rkd"}).loss.options == {}
+    assert cc.override(**{"loss.name": "cc"}).loss.options == {"gamma": 0.3}
+    assert cc.override(**{"train.epochs": 2}).loss.options == {"gamma": 0.3}
+
+
+@pytest.mark.slow
+def test_loss_options_reach_the_loss_module():
+    from perco_viz.distill import Distiller
+
+    cfg = apply_overrides(RunConfig(), ["data.name=blobs", "data.n_samples=120", "data.probe_size=20",
+                                        "teacher.kind=identity", "train.device=cpu", "train.epochs=1", "train.batch_size=32",
+                                        "loss.name=cc", "loss.options.gamma=0.25"])
+    engine = Distiller(cfg)
+    engine.setup()
+    assert engine.loss_fn.options["gamma"] == 0.25
+    coherence = RunConfig().override(**{"loss.tau": 0.2, "loss.kernel": "sigmoid", "loss.options.impl": "reference"})
+    assert coherence.loss.loss_kwargs() == {"tau": 0.2, "kernel": "sigmoid", "metric": "euclidean",
+                                            "teacher_metric": None, "anchors": None, "impl": "reference"}

@@ -1,4 +1,4 @@
-"""Diagnose: loading a teacher/student pair of embedding files, the panel, the HTML report."""
+"""Diagnose: loading a teacher/student pair of embedding files, the panel, its figures and the HTML report."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from perco_viz.analysis import diagnose
+from perco_viz.figures import diagnose as diagnose_figures
 from perco_viz.metrics import student_report
 from perco_viz.safe_io import InputFileError
 
@@ -158,7 +159,7 @@ def _figures():
 def test_html_report_is_one_self_contained_file(teacher, rng):
     x, y = teacher
     panel = diagnose.compute_panel(diagnose.EmbeddingPair(x, x @ _rotation(6, rng), y, source="test pair"))
-    doc = diagnose.html_report(panel, _figures(), captions={"Shepard diagram": "How to read it."})
+    doc = diagnose_figures.html_report(panel, _figures(), captions={"Shepard diagram": "How to read it."})
     assert doc.startswith("<!DOCTYPE html>") and doc.rstrip().endswith("</html>")
     assert "plotly" in doc.lower()
     for title in ("Shepard diagram of the pair", "Rank agreement A", "Shepard diagram", "How to read it."):
@@ -170,7 +171,7 @@ def test_html_report_is_one_self_contained_file(teacher, rng):
     assert doc.count("Plotly.newPlot") >= 2
     assert len(re.findall(r"plotly\.js v\d", doc)) == 1  # plotly.js inlined once
     # a sequence of figures uses their own titles
-    doc2 = diagnose.html_report(panel, list(_figures().values()))
+    doc2 = diagnose_figures.html_report(panel, list(_figures().values()))
     assert "<h2>Rank agreement A</h2>" in doc2
 
 
@@ -178,5 +179,22 @@ def test_report_without_labels_says_so(teacher):
     x, _ = teacher
     panel = diagnose.compute_panel(diagnose.EmbeddingPair(x, x[:, :3]))
     assert "knn_acc" not in panel.report
-    doc = diagnose.html_report(panel, {})
+    doc = diagnose_figures.html_report(panel, {})
     assert "accuracies skipped" in doc and "k-NN accuracy" not in doc
+
+
+def test_panel_figures_one_per_caption(teacher, rng):
+    x, y = teacher
+    panel = diagnose.compute_panel(diagnose.EmbeddingPair(x, x @ _rotation(6, rng), y))
+    figs = diagnose_figures.panel_figures(panel)
+    assert list(figs) == list(diagnose_figures.FIGURE_CAPTIONS)
+    assert all(isinstance(fig, go.Figure) for fig in figs.values())
+    d_t, d_s = panel.shepard  # Euclidean distances of the same sampled pairs in both spaces
+    assert d_t.shape == d_s.shape and len(d_t) == min(240 * 239 // 2, diagnose.SHEPARD_PAIRS)
+    np.testing.assert_allclose(d_s, d_t, rtol=1e-9)  # a rotation keeps every distance
+
+
+def test_features_beyond_the_magnitude_limit_are_refused(teacher):
+    x, _ = teacher
+    with pytest.raises(InputFileError, match="absolute value"):
+        diagnose.EmbeddingPair(x, x * 1e300)

@@ -54,6 +54,7 @@ def test_snapshot_every_k_steps(tmp_path):
     assert len(epochs) == 5 and epochs == sorted(epochs) and 0 < epochs[1] < 1
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     straight = distill(tiny(**{"train.epochs": 4}), out=tmp_path, name="straight")
     stop = threading.Event()
@@ -94,6 +95,8 @@ def test_nan_loss_stops_with_clear_error(tmp_path, monkeypatch):
     from perco_viz import losses
 
     class NanLoss(torch.nn.Module):
+        defaults = losses.loss_defaults("coherence")  # every registered loss declares its options
+
         def __init__(self, *a, **k):
             super().__init__()
 
@@ -154,8 +157,8 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, world: int, port: int, x: torch.Tensor, t: torch.Tensor, out: dict) -> None:
     import torch.distributed as dist
 
-    from perco_viz.coherence import coherence_loss
     from perco_viz.distill import _Dist
+    from perco_viz.losses.coherence import coherence_loss
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -169,6 +172,7 @@ def _ddp_worker(rank: int, world: int, port: int, x: torch.Tensor, t: torch.Tens
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one_process_on_the_global_batch():
     import torch.multiprocessing as mp
 
@@ -176,7 +180,7 @@ def test_ddp_two_processes_match_one_process_on_the_global_batch():
     x, t = torch.randn(40, 6, generator=g), torch.randn(40, 10, generator=g)
     torch.manual_seed(0)
     single = torch.nn.Linear(6, 3)
-    from perco_viz.coherence import coherence_loss
+    from perco_viz.losses.coherence import coherence_loss
 
     loss = coherence_loss(single(x), t)
     loss.backward()

@@ -20,6 +20,7 @@ ARGS = ["--dataset", "blobs", "--n-samples", "3000", "--probe-size", "100", "--t
         "--student-dim", "2", "--batch-size", "32", "--device", "cpu", "--quiet"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "perco_viz", "distill", *ARGS, "--epochs", "400",
                              "--out", str(tmp_path), "--name", "killed"],
@@ -65,15 +66,14 @@ def test_full_disk_mid_run_fails_clearly(tmp_path, monkeypatch):
         return real(path, data)
 
     monkeypatch.setattr(runs, "atomic_write_bytes", flaky)
-    t0 = time.time()
     result = distill(cfg, out=tmp_path, name="full")
-    assert time.time() - t0 < 60
-    assert result.status == "failed"
+    assert result.status == "failed"  # a full disk ends the run (it does not retry for ever)
     assert "No space left" in result.error and "Free some disk space" in result.error
     for i in result.run_dir.snapshot_indices():
         result.run_dir.load_snapshot(i)  # what was written is intact
 
 
+@pytest.mark.slow
 def test_unwritable_output_is_a_clear_cli_error(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

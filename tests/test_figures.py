@@ -1,16 +1,13 @@
-"""perco_viz.figures: every figure titled, labelled, with the expected traces; heatmap
-downsampling; thumbnails; HTML/PNG export."""
+"""perco_viz.figures: every figure titled, labelled, with the expected traces; the Embeddings
+page's panel and animation; heatmap downsampling; thumbnails; HTML/PNG export."""
 
 from __future__ import annotations
 
 import base64
 import importlib.util
 import io
-import struct
-import zlib
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
@@ -85,6 +82,75 @@ def test_side_by_side_same_traces_and_order_in_both_panels(probe):
         F.side_by_side_embeddings(xy, xy[:10])
 
 
+@pytest.fixture
+def page_projections(rng):
+    """What the Embeddings page draws: ``make(dim)`` → projections of a teacher and 4 student
+    snapshots of 60 points (:class:`~perco_viz.analysis.embeddings.AlignedProjections`), and labels."""
+    from perco_viz.analysis.embeddings import AlignedProjections
+
+    def make(dim: int) -> AlignedProjections:
+        return AlignedProjections("pca", dim, rng.normal(size=(60, dim)), rng.normal(size=(4, 60, dim)))
+
+    return make, np.repeat(np.arange(3), 20)
+
+
+def test_embedding_panel_2d_and_highlight(page_projections):
+    from perco_viz.analysis import embeddings as ev
+
+    project, labels = page_projections
+    proj = project(2)
+    ids = np.arange(60) + 1000
+    color = ev.coloring("label", labels=labels, class_names=["a", "b", "c"])
+    fig = F.embedding_panel(proj.teacher, color, method="pca", title="Teacher", ids=ids,
+                            hover=ev.hover_text(np.arange(60), labels=labels), highlight=[1000, 1001, 1059],
+                            ranges=proj.ranges()["teacher"])
+    classes = [t for t in fig.data if t.name != "selected"]
+    assert {t.type for t in fig.data} == {"scatter"} and [t.name for t in classes] == ["a", "b", "c"]  # SVG: few points
+    assert fig.layout.xaxis.title.text == "PC 1" and fig.layout.yaxis.title.text == "PC 2"
+    assert fig.layout.title.text == "Teacher" and fig.layout.legend.title.text == "class"
+    faded = sorted(int(t.customdata[i][0]) for t in classes for i in t.selectedpoints)
+    assert faded == [1000, 1001, 1059]  # the others fade
+    ring = next(t for t in fig.data if t.name == "selected")
+    assert sorted(int(c[0]) for c in ring.customdata) == [1000, 1001, 1059]
+    assert sum(len(t.x) for t in classes) == 60
+    assert list(fig.layout.xaxis.range) == list(proj.ranges()["teacher"][0])
+
+
+def test_embedding_panel_3d_coherence(page_projections):
+    from perco_viz.analysis import embeddings as ev
+
+    proj = page_projections[0](3)
+    coh = np.linspace(0.3, 1.0, 60)
+    fig = F.embedding_panel(proj.students[-1], ev.coloring("coherence", coherence=coh), method="umap",
+                            title="Student", highlight=[4])
+    assert fig.data[0].type == "scatter3d"
+    assert fig.layout.scene.xaxis.title.text == "UMAP 1" and fig.layout.scene.zaxis.title.text == "UMAP 3"
+    axis = fig.layout.coloraxis
+    assert axis.colorbar.title.text == "c_i" and (axis.cmin, axis.cmax) == (0.0, 1.0)
+    assert fig.data[0].marker.color[-1] == pytest.approx(0.3)  # lowest c_i drawn last: on top
+    assert fig.data[-1].name == "selected" and len(fig.data[-1].x) == 1
+
+
+def test_animation_figure(page_projections):
+    from perco_viz.analysis import embeddings as ev
+
+    project, labels = page_projections
+    proj = project(2)
+    color = ev.coloring("label", labels=labels)
+    fig = F.animation_figure(proj, [color], [0, 1, 2, 3])
+    assert len(fig.frames) == 4 and [f.name for f in fig.frames] == ["0", "1", "2", "3"]
+    assert fig.layout.sliders[0].steps[-1].label == "3" and fig.layout.xaxis.title.text == "PC 1"
+    np.testing.assert_allclose(fig.frames[1].data[0].x, proj.students[1][labels == 0, 0])
+    assert fig.layout.updatemenus[0].buttons[0].method == "animate"
+    with pytest.raises(ValueError, match="one colouring"):
+        F.animation_figure(proj, [color, color], [0, 1, 2, 3])
+
+
+def test_method_axis_titles():
+    assert F.method_axis_titles("pca", 2) == ["PC 1", "PC 2"]
+    assert F.method_axis_titles("tsne", 3) == ["t-SNE 1", "t-SNE 2", "t-SNE 3"]
+
+
 # ----------------------------------------------------------------------------- curves and bars
 def _records(n: int = 10) -> list[dict]:
     return [{"epoch": e / 2, "step": e, "train_loss": 1 / (e + 1), "pc": 0.6 + e / 50 if e % 2 == 0 else None,
@@ -106,6 +172,17 @@ def test_compare_curves_one_line_per_run():
     fig = F.compare_curves({"coherence": _records(), "rkd": _records(4), "empty": []}, "pc")
     _titled(fig, "xaxis", "yaxis")
     assert [t.name for t in fig.data] == ["coherence", "rkd"]
+
+
+def test_compare_embeddings_one_panel_per_run(rng):
+    xy = {"teacher": rng.normal(size=(30, 2)), "a": rng.normal(size=(30, 2)), "b": rng.normal(size=(30, 2))}
+    labels = np.arange(30) % 3
+    fig = F.compare_embeddings(xy, labels, class_names=["x", "y", "z"], columns=2)
+    assert len(fig.data) == 9 and [t.name for t in fig.data[:3]] == ["x", "y", "z"]
+    assert sum(t.showlegend for t in fig.data) == 3  # one legend entry per class
+    plain = F.compare_embeddings({"a": xy["a"], "b": xy["b"]}, coherence={"a": np.linspace(0.5, 1, 30)})
+    assert len(plain.data) == 2 and plain.data[0].marker.colorbar.title.text == "c_i"
+    assert len(plain.data[0].marker.color) == 30 and plain.data[1].marker.color is None
 
 
 def test_metrics_bar_mean_and_std():
@@ -180,20 +257,37 @@ def test_shepard_samples_pairs_and_annotates(rng):
     assert "PC = 0.930" in note and "Spearman ρ = 0.99" in note
 
 
-def test_anchor_neighbours_table_and_slope_chart(rng):
+def test_anchor_neighbours_slope_chart(rng):
+    from perco_viz.analysis.rank_agreement import anchor_neighbours
+
     x = rng.normal(size=(25, 3))
-    d_t = np.linalg.norm(x[:, None] - x[None], axis=-1)
-    d_s = d_t.copy()
-    d_s[0, [1, 2]] = d_s[0, [2, 1]]  # the student swaps two of anchor 0's neighbours
-    table = F.anchor_neighbours_table(d_t, d_s, 0, k=5)
-    assert isinstance(table, pd.DataFrame) and 5 <= len(table) <= 10
-    assert list(table["teacher_rank"]) == sorted(table["teacher_rank"]) and table["teacher_rank"].min() == 1
-    assert 0 not in set(table["point"])
-    same = F.anchor_neighbours_table(d_t[0], d_t[0], 0, k=5)
-    assert (same["rank_shift"] == 0).all() and (same["agreement"] == 1).all()
+    table = anchor_neighbours(x + 0.3 * rng.normal(size=x.shape), x, 0, k=5)
     fig = F.anchor_neighbours_figure(table, anchor=0)
     _titled(fig, "xaxis", "yaxis")
     assert len(fig.data) == len(table) and fig.layout.yaxis.type == "log"
+
+
+def test_compact_matrix_and_mark_row(rng):
+    fig = F.rank_agreement_heatmap(rng.uniform(size=(40, 40)), max_cells=10)
+    assert F.compact_matrix(fig, n=40, max_cells=10, how="by class") is fig
+    assert fig.layout.title.subtitle.text == "40 inputs, by class; each cell = mean of 4×4"
+    assert list(fig.layout.yaxis.range) == [39.5, -0.5] and fig.data[0].colorbar.orientation == "h"
+    F.mark_row(fig, 7)
+    assert fig.layout.annotations[-1].y == 7 and fig.layout.annotations[-1].showarrow
+
+
+def test_row_picker_trace_one_marker_row_per_drawn_row():
+    ids = np.arange(10) + 100
+    c = np.linspace(1.0, 0.0, 10)  # the last row of each block has the lowest c_i
+    trace = F.row_picker_trace(ids, coherence=c, row_agreement=np.full(10, 0.5), names=list("abcdefghij"),
+                               max_rows=5, max_cols=5)
+    assert isinstance(trace, go.Scattergl)
+    assert sorted(set(trace.y)) == [0.5, 2.5, 4.5, 6.5, 8.5]  # blocks of 2 rows, markers at their centres
+    anchors = {row[0] for row in trace.customdata}
+    assert anchors == {101.0, 103.0, 105.0, 107.0, 109.0}  # each block's lowest c_i
+    assert all(len(row) == 3 for row in trace.customdata)
+    plain = F.row_picker_trace(ids, max_rows=300)
+    assert sorted({row[0] for row in plain.customdata}) == list(map(float, ids)) and plain.text is None
 
 
 # ----------------------------------------------------------------------------- c_i
@@ -262,51 +356,38 @@ def test_loss_terms_split_too_far_and_too_near():
 
 
 # ----------------------------------------------------------------------------- thumbnails, export
-def _decode_png(uri: str) -> tuple[int, int, int, bytes]:
-    """(width, height, colour type, raw scanlines) of a data-URI PNG, checking every chunk's CRC."""
+def _open_png(uri: str) -> np.ndarray:
+    """The pixels of a data-URI PNG, read back with Pillow."""
+    from PIL import Image
+
     assert uri.startswith("data:image/png;base64,")
-    data = base64.b64decode(uri.split(",", 1)[1])
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(tag + body)
-        chunks[tag] = chunks.get(tag, b"") + body
-        pos += 12 + length
-    w, h, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    assert depth == 8 and b"IEND" in chunks
-    return w, h, ctype, zlib.decompress(chunks[b"IDAT"])
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert image.format == "PNG"
+    return np.asarray(image)
 
 
 def test_image_data_uri_is_a_valid_png(rng):
     img = rng.integers(0, 256, size=(5, 7), dtype=np.uint8)
-    w, h, ctype, raw = _decode_png(F.image_data_uri(img, scale=3))
-    assert (w, h, ctype) == (21, 15, 0)
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(15, 22)
-    np.testing.assert_array_equal(rows[:, 1:], np.repeat(np.repeat(img, 3, 0), 3, 1))
+    grey = _open_png(F.image_data_uri(img, scale=3))
+    assert grey.shape == (15, 21)
+    np.testing.assert_array_equal(grey, np.repeat(np.repeat(img, 3, 0), 3, 1))
     rgb = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
-    assert _decode_png(F.image_data_uri(rgb, scale=1))[:3] == (4, 4, 2)
+    np.testing.assert_array_equal(_open_png(F.image_data_uri(rgb, scale=1)), rgb)
+    rgba = rng.integers(0, 256, size=(3, 2, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(_open_png(F.image_data_uri(rgba, scale=2)), np.repeat(np.repeat(rgba, 2, 0), 2, 1))
+    np.testing.assert_array_equal(_open_png(F.image_data_uri(img[:, :, None], scale=1)), img)
     with pytest.raises(ValueError, match="uint8"):
         F.image_data_uri(np.zeros((4, 4)))
 
 
-def test_image_data_uri_opens_with_pillow_when_installed(rng):
-    image = pytest.importorskip("PIL.Image")
-    img = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
-    uri = F.image_data_uri(img, scale=2)
-    opened = np.asarray(image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
-    np.testing.assert_array_equal(opened, np.repeat(np.repeat(img, 2, 0), 2, 1))
-
-
-def test_thumbnail_grid_places_every_image(rng):
-    imgs = rng.integers(0, 256, size=(7, 8, 8), dtype=np.uint8)
-    fig = F.thumbnail_grid(imgs, [f"c_i = {v:.2f}" for v in rng.uniform(size=7)], ncols=3, title="worst 7")
-    assert fig.layout.title.text == "worst 7"
-    assert len(fig.layout.images) == 7 and len(fig.layout.annotations) == 7
-    assert fig.layout.images[0].source.startswith("data:image/png;base64,")
-    with pytest.raises(ValueError, match="captions"):
-        F.thumbnail_grid(imgs, ["one"])
+def test_thumbnail_strip_html_escapes_and_frames():
+    images = (np.arange(3 * 8 * 8) % 256).astype(np.uint8).reshape(3, 8, 8)
+    html = F.thumbnail_strip_html(images, ["a", "b", "<c>"], size=56)
+    assert html.count("<img ") == 3 and "data:image/png;base64," in html
+    assert "&lt;c&gt;" in html and "<c>" not in html
+    assert 'width="56"' in html and html.count("#c9ccd3") == 3  # default frames
+    framed = F.thumbnail_strip_html(images[:2], ["x", "y"], size=64, borders=["#ff0000", "#00ff00"])
+    assert "3px solid #ff0000" in framed and "3px solid #00ff00" in framed
 
 
 def test_figure_html_is_standalone(probe):

@@ -34,13 +34,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from perco_viz import coherence, metrics
-from perco_viz.baselines import hinton_kd_loss
 from perco_viz.checks import magnitude_limit
 from perco_viz.config import DataConfig
 from perco_viz.data import load_dataset
 from perco_viz.losses import LOSS_NAMES, make_loss
+from perco_viz.losses.coherence import coherence_loss
+from perco_viz.losses.kd import hinton_kd_loss
 from perco_viz.safe_io import InputFileError, load_array_file, load_state_dict, save_safetensors
 
+pytestmark = pytest.mark.slow  # about 25 s at 100 examples a test: `make test` runs it, not test-fast
 EXAMPLES = int(os.environ.get("PERCO_VIZ_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
     max_examples=EXAMPLES,
@@ -227,9 +229,14 @@ def in_unit(x, what: str) -> None:
 
 # ----------------------------------------------------------------------------- brute force
 def _dissimilarity(x: np.ndarray, metric: str) -> np.ndarray:
-    """The library's own (n, n) float64 dissimilarities, as the measures compute them."""
-    t = torch.as_tensor(np.ascontiguousarray(x)).reshape(len(x), -1).to(torch.float64)
-    return coherence.pairwise_dissimilarity(t, metric=metric).numpy()
+    """The library's own (n, n) float64 dissimilarities, as the measures compute them: equal
+    inputs are at exactly equal dissimilarities (DESIGN.md §1: their ties count ½), so each
+    duplicated row takes its first occurrence's row and column (rounding could set them apart)."""
+    x = np.ascontiguousarray(x).reshape(len(x), -1).astype(np.float64)
+    d = coherence.pairwise_dissimilarity(torch.from_numpy(x), metric=metric).numpy()
+    _, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
+    rep = first[inverse.reshape(-1)]
+    return d[rep][:, rep]
 
 
 def _brute_ranks(d: np.ndarray) -> np.ndarray:
@@ -411,6 +418,7 @@ def _loss_case_id(case) -> str:
     return "-".join([name, *map(str, opts.values())])
 
 
+@pytest.mark.slow  # 10 cases × EXAMPLES inputs; tests/test_loss_reference.py is the quick check of values
 @pytest.mark.parametrize("case", LOSS_CASES, ids=_loss_case_id)
 @FUZZ
 @given(pair=pairs())
@@ -445,7 +453,7 @@ def test_fast_ramp_on_an_equidistant_row(dtype):
     must count ½, as in the reference."""
     s = torch.tensor([[0.0], [71.0], [71.0]], dtype=dtype)
     t = torch.tensor([[0.0], [1.0], [3.0]], dtype=dtype)
-    fast, ref = (coherence.coherence_loss(s, t, kernel="ramp", impl=impl) for impl in ("fast", "reference"))
+    fast, ref = (coherence_loss(s, t, kernel="ramp", impl=impl) for impl in ("fast", "reference"))
     assert float(fast) == pytest.approx(float(ref), abs=1e-5)
 
 

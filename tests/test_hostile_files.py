@@ -483,6 +483,7 @@ CLI_IDS = [  # the keys of _cli_cases (test_every_cli_case_is_listed checks)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CLI_IDS)
 def test_cli_refuses_with_one_line(cli_results, hostile, case):
     (_, _, says), proc = cli_results[case]
@@ -498,6 +499,7 @@ def test_cli_refuses_with_one_line(cli_results, hostile, case):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_every_cli_case_is_listed(cli_results):
     assert sorted(cli_results) == sorted(CLI_IDS)
 
@@ -591,6 +593,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           timeout=300, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_cli_trust_code_flag_on_distill_and_resume(code_archive, tmp_path):
     """distill/resume refuse a TorchScript teacher without --trust-code (even a run's saved config
     cannot grant it) and load it with the flag; the help says the file can run code."""
@@ -616,6 +619,7 @@ def test_cli_trust_code_flag_on_distill_and_resume(code_archive, tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_app_training_child_trusts_only_the_operator(code_archive, tmp_path, monkeypatch):
     """The app's trainings (live.py): refused unless the server was started with the variable."""

@@ -1,17 +1,19 @@
-"""Background trainings and the worker process (perco_viz.live, perco_viz.background)."""
+"""Background trainings and the worker process (perco_viz.live, perco_viz.process)."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
-import types
+from pathlib import Path
 
 import pytest
 
 from perco_viz import live
-from perco_viz.background import WorkerDied, WorkerProcess
 from perco_viz.config import RunConfig
+from perco_viz.process import WORKER_NICENESS, Worker, WorkerDied
 
 
 def _small(epochs: int) -> RunConfig:
@@ -26,29 +28,61 @@ def _wait(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def _touch(path: str) -> None:
-    open(path, "w").close()
+PAGE = """
+import os, sys, time
+with open({marker!r}, "a") as f:  # at import time: a child that re-ran the page would add a line
+    f.write(f"{{os.getpid()}} {{__name__}}\\n")
+from perco_viz import live
+from perco_viz.config import RunConfig
+from perco_viz.process import Worker
+
+worker = Worker()
+assert worker.submit(os.getpid).result(timeout=120) != os.getpid()
+cfg = RunConfig().override(**{{"train.epochs": 1, "data.probe_size": 30, "train.device": "cpu"}})
+run = live.start_training(cfg, runs_root={root!r}, name="from-a-page")
+deadline = time.time() + 120
+while run.alive and time.time() < deadline:
+    time.sleep(0.1)
+print(run.info()["state"], run.info()["error"])
+worker.shutdown()
+"""
 
 
-def test_children_never_rerun_the_main_script(tmp_path, monkeypatch):
-    """Streamlit installs the page as ``__main__``; a child that re-ran it would run the page
-    (and start processes again, without end). The marker would appear if it did."""
-    marker = tmp_path / "main-ran"
-    script = tmp_path / "page.py"
-    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
-    fake_main = types.ModuleType("__main__")
-    fake_main.__file__ = str(script)
-    monkeypatch.setitem(sys.modules, "__main__", fake_main)
-    live.prestart()  # a child through the fork server
-    pool = WorkerProcess()
-    try:
-        pool.submit(_touch, str(tmp_path / "task-ran")).result(timeout=60)
-    finally:
-        pool.shutdown()
-    assert (tmp_path / "task-ran").exists()
-    assert not marker.exists()
+@pytest.mark.slow
+def test_children_never_rerun_the_page(tmp_path):
+    """Streamlit installs the page as ``__main__`` (its ``__file__``, no ``__spec__``); a child that
+    re-ran it would run the page (and start processes again, without end). A page run the same
+    way (``runpy.run_path(run_name="__main__")``) starts a worker call and a training: its marker
+    is written once, by the page's own process."""
+    marker, page = tmp_path / "page-ran", tmp_path / "page.py"
+    page.write_text(PAGE.format(marker=str(marker), root=str(tmp_path / "runs")))
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, "-c", f"import runpy; runpy.run_path({str(page)!r}, run_name='__main__')"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "finished", proc.stdout
+    lines = marker.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(" __main__"), lines
 
 
+def test_the_launcher_imports_no_torch():
+    """The launcher only passes pickles on: importing its module must not import torch (~170 MB)."""
+    proc = subprocess.run([sys.executable, "-c", "import sys, perco_viz.process; print(sorted(m for m in "
+                           "('torch', 'numpy') if m in sys.modules))"], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stderr
+
+
+@pytest.mark.slow
+def test_the_one_way_to_start_a_training(tmp_path):
+    """``live.start_training`` starts a run outside any registry (the registry calls it too)."""
+    run = live.start_training(_small(1), runs_root=tmp_path, name="direct")
+    _wait(lambda: not run.alive)
+    assert run.info()["state"] == "finished", run.info()["error"]
+    assert run.run_dir.path == tmp_path / "direct"
+
+
+@pytest.mark.slow
 def test_a_run_in_its_own_process_reports_and_finishes(tmp_path):
     reg = live.RunRegistry(max_concurrent=2)
     run = reg.start("me", _small(2), tmp_path, "child")
@@ -61,12 +95,13 @@ def test_a_run_in_its_own_process_reports_and_finishes(tmp_path):
     assert len(run.run_dir.snapshot_indices()) == 3
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_reported_and_its_run_resumes(tmp_path):
     """SIGKILL mid-run (out of memory, a crash): the run says so, keeps its snapshots, resumes."""
     reg = live.RunRegistry(max_concurrent=2)
     run = reg.start("me", _small(200), tmp_path, "killed")
     _wait(lambda: run.info().get("snapshots", 0) >= 2)
-    run.kill()
+    os.kill(run.pid, signal.SIGKILL)
     _wait(lambda: not run.alive, 30)
     info = run.info()
     assert info["state"] == "failed" and "stopped unexpectedly" in info["error"]
@@ -82,6 +117,7 @@ def test_a_killed_child_is_reported_and_its_run_resumes(tmp_path):
     assert run_dir.metrics()[-1]["epoch"] == len(kept) + 1
 
 
+@pytest.mark.slow
 def test_stop_cancels_within_a_batch(tmp_path):
     reg = live.RunRegistry(max_concurrent=1)
     run = reg.start("me", _small(500), tmp_path, "stopped")
@@ -94,6 +130,7 @@ def test_stop_cancels_within_a_batch(tmp_path):
     assert run.info()["state"] == "cancelled" and run.run_dir.status()["state"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_a_failing_setup_is_reported(tmp_path):
     reg = live.RunRegistry()
     bad = RunConfig().override(**{"data.name": "npz", "data.path": str(tmp_path / "missing.npz")})
@@ -103,12 +140,12 @@ def test_a_failing_setup_is_reported(tmp_path):
 
 
 def test_worker_relays_progress_and_survives_a_dead_worker(tmp_path):
-    pool = WorkerProcess()
+    pool = Worker()
     try:
         seen = []
         assert pool.submit(_count, 4, progress=lambda d, t: seen.append((d, t))).result(timeout=60) == 4
         _wait(lambda: (4, 4) in seen, 10)
-        with pytest.raises(WorkerDied, match="exit code 3"):
+        with pytest.raises(WorkerDied, match="worker process ended"):
             pool.submit(_die).result(timeout=60)
         assert pool.submit(_count, 2).result(timeout=60) == 2  # a fresh worker
     finally:
@@ -116,11 +153,14 @@ def test_worker_relays_progress_and_survives_a_dead_worker(tmp_path):
 
 
 def test_worker_errors_reach_the_caller():
-    pool = WorkerProcess()
+    pool = Worker()
     try:
         with pytest.raises(ZeroDivisionError):
             pool.submit(_divide, 1, 0).result(timeout=60)
         assert pool.submit(_divide, 6, 3).result(timeout=60) == 2  # the worker lives on
+        # background work: below the trainings and the pages
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert pool.submit(os.getpriority, os.PRIO_PROCESS, 0).result(timeout=60) == min(19, ours + WORKER_NICENESS)
     finally:
         pool.shutdown()
 
@@ -149,9 +189,9 @@ def _env(key: str) -> str | None:
 
 
 def test_children_see_the_callers_environment_now(monkeypatch):
-    """The fork server (and a long-lived worker) started earlier, with other variables: a call
+    """The launcher (and a long-lived worker) started earlier, with other variables: a call
     sees exactly the caller's PERCO_VIZ_* variables, set or removed since."""
-    pool = WorkerProcess()
+    pool = Worker()
     try:
         monkeypatch.setenv("PERCO_VIZ_STALE_TEST", "1")
         assert pool.submit(_env, "PERCO_VIZ_STALE_TEST").result(timeout=60) == "1"

@@ -5,6 +5,10 @@ the demo at once: every page loads without an exception and each demo session ge
 correct run. (tools/load_test.py drives AppTest sessions in threads instead, for server-side
 latency; AppTest's test runtime is process-global, so its concurrent runs can race, and it is
 not a test.)
+
+Marked ``load``: ``make test`` leaves it out (pyproject's addopts ``-m "not load"``; six browsers
+and two trainings take minutes on two cores); ``make load-test-browser`` runs it
+(``pytest -m load tests/test_load.py``) before the full 20-session measurement.
 """
 
 from __future__ import annotations

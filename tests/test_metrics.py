@@ -102,6 +102,7 @@ def test_linear_probe_separated_blobs(blobs, rng):
     assert linear_probe_accuracy(x, y, x_test, y_test) == 1.0
 
 
+@pytest.mark.slow
 def test_linear_probe_digits_floor():
     x, y = load_digits(return_X_y=True)
     assert linear_probe_accuracy(x, y) > 0.93

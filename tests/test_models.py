@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
-import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from perco_viz.models import (
     TeacherCNN,
     TeacherMLP,
     build_student,
-    default_cache_dir,
     evaluate_accuracy,
     extract_features,
     list_modules,
@@ -179,23 +177,18 @@ def test_image_adapter():
 @pytest.mark.slow
 def test_builtin_teacher_trains_on_digits_and_is_cached(digits, tmp_path):
     calls = []
-    start = time.perf_counter()
     cfg = TeacherConfig(kind="builtin")
     teacher = load_teacher(cfg, digits, cache_dir=tmp_path, progress=lambda *a: calls.append(a))
-    first = time.perf_counter() - start
     acc = evaluate_accuracy(teacher.model, digits.X_test, digits.y_test)
     assert teacher_accuracy(teacher, digits) == pytest.approx(acc)
     assert acc >= 0.97, f"built-in teacher reached {acc:.3f} test accuracy on digits"
-    assert first < 60
     assert calls and calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1]
     assert teacher.info["cached"] is False and teacher.info["test_accuracy"] == pytest.approx(acc)
     assert Path(teacher.info["cache_path"]) == teacher_cache_path(digits, tmp_path)
     assert teacher.feature_dim == 128 and teacher.has_head
 
-    start = time.perf_counter()
     again = load_teacher(cfg, digits, cache_dir=tmp_path, progress=lambda *a: calls.append(("again", *a)))
-    assert time.perf_counter() - start < min(2.0, first)
-    assert again.info["cached"] is True and calls[-1][0] != "again"
+    assert again.info["cached"] is True and calls[-1][0] != "again"  # loaded, not trained again
     assert again.info["test_accuracy"] == teacher.info["test_accuracy"]
     for (k, a), (_, b) in zip(teacher.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
@@ -210,6 +203,7 @@ def test_cache_key_depends_on_data_and_seed(tmp_path):
     assert len(paths) == 3 and all(p.parent == tmp_path / "teachers" for p in paths)
 
 
+@pytest.mark.slow
 def test_builtin_teacher_on_vectors_and_corrupt_cache(blobs, tmp_path):
     path = teacher_cache_path(blobs, tmp_path)
     path.parent.mkdir(parents=True)
@@ -243,13 +237,6 @@ def test_teacher_kind_errors(blobs):
         load_teacher(TeacherConfig(kind="hf"), blobs)
     with pytest.raises(ValueError, match="teacher.path is required"):
         load_teacher(TeacherConfig(kind="torchscript"), blobs)
-
-
-def test_default_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("PERCO_VIZ_CACHE", str(tmp_path))
-    assert default_cache_dir() == tmp_path
-    monkeypatch.delenv("PERCO_VIZ_CACHE")
-    assert default_cache_dir() == Path.home() / ".cache" / "perco_viz"
 
 
 # ----------------------------------------------------------------------------- files

@@ -42,13 +42,7 @@ def test_projector_keeps_fitted_state(blobs):
     proj = P.Projector("pca", dim=2)
     y = proj.fit_transform(x)
     assert proj.n_features_in_ == 10 and proj.embedding_ is y
-    np.testing.assert_allclose(proj.transform(x[:7]), y[:7], atol=1e-10)
-    with pytest.raises(ValueError, match="columns"):
-        proj.transform(x[:, :5])
-    with pytest.raises(RuntimeError, match="not fitted"):
-        P.Projector("pca").transform(x)
-    with pytest.raises(NotImplementedError, match="t-SNE"):
-        P.Projector("tsne").transform(x)
+    np.testing.assert_allclose(proj.estimator_.transform(x[:7]), y[:7], atol=1e-10)  # the fitted PCA
 
 
 def test_bad_input_says_what_to_change(blobs):
@@ -71,23 +65,51 @@ def test_bad_input_says_what_to_change(blobs):
 
 # ----------------------------------------------------------------------------- alignment
 @pytest.mark.parametrize("reflect", [False, True])
-def test_procrustes_recovers_a_similarity(rng, reflect):
+def test_align_recovers_a_similarity(rng, reflect):
     y_ref = rng.normal(size=(40, 2))
     y = 3.7 * y_ref @ _similarity(rng, 2, reflect) + np.array([5.0, -2.0])  # rotated, scaled, shifted copy
-    aligned = P.align_procrustes(y, y_ref)
+    aligned = P.align(y, y_ref)
     assert np.abs(aligned - y_ref).max() < 1e-8
 
 
-def test_align_to_pads_and_skips_nan_rows(rng):
+def test_align_pads_and_skips_nan_rows(rng):
     ref = rng.normal(size=(30, 3))
     y = 0.5 * ref[:, :2] @ _similarity(rng, 2) + 1.0  # a 2-D student against a 3-D teacher
     y[4] = np.nan
-    out = P.align_to(y, np.column_stack([ref[:, :2], np.zeros(30)]))
+    out = P.align(y, np.column_stack([ref[:, :2], np.zeros(30)]))
     assert out.shape == (30, 3) and np.isnan(out[4]).all()
     keep = np.arange(30) != 4
     np.testing.assert_allclose(out[keep, :2], ref[keep, :2], atol=1e-8)
     with pytest.raises(ValueError, match="same rows"):
-        P.align_to(y[:10], ref)
+        P.align(y[:10], ref)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        P.align(y, ref[:, :2], fit_rows=[0])
+
+
+def test_align_fit_rows_and_without_scale(rng):
+    """The map fitted on some rows moves every row; ``scale=False`` turns and shifts only."""
+    x = rng.normal(size=(30, 2))
+    q = np.array([[0.0, -1.0], [1.0, 0.0]])
+    target = 3.0 * x @ q + 5.0
+    y = np.vstack([x, 10.0 * x])  # 60 rows: the map is fitted on the first 30
+    out = P.align(y, np.vstack([target, np.zeros_like(target)]), fit_rows=np.arange(30))
+    np.testing.assert_allclose(out[:30], target, atol=1e-10)
+    np.testing.assert_allclose(out[30:], 3.0 * (10.0 * x - x.mean(axis=0)) @ q + target.mean(axis=0), atol=1e-9)
+    turned = P.align(x, target, scale=False)
+    np.testing.assert_allclose(turned, (x - x.mean(axis=0)) @ q + target.mean(axis=0), atol=1e-10)
+    np.testing.assert_allclose(P.align(np.ones((5, 2)), x[:5]), np.tile(x[:5].mean(axis=0), (5, 1)))
+
+
+def test_teacher_and_student_projection(rng):
+    teacher = rng.normal(size=(80, 6)) * np.linspace(3, 0.5, 6)
+    t_xy = P.teacher_projection(teacher)
+    np.testing.assert_array_equal(t_xy, P.project(teacher, "pca", dim=2))
+    assert P.teacher_projection(teacher[:, :1]).shape == (80, 2)  # a 1-d teacher is padded
+    student = 2.0 * teacher[:, :3] @ _similarity(rng, 3) - 1.0  # a similarity of the teacher's 3 widest columns
+    s_xy = P.student_projection(student, P.teacher_projection(teacher[:, :3]))
+    np.testing.assert_allclose(s_xy, P.teacher_projection(teacher[:, :3]), atol=1e-8)
+    for width in (1, 2):  # narrow students: a line, or their plane turned
+        assert P.student_projection(student[:, :width], t_xy).shape == (80, 2)
 
 
 def test_project_sequence_pca_is_continuous(rng):
@@ -149,18 +171,17 @@ def test_tsne_small_is_seeded_and_sequences(blobs):
 
 
 @pytest.mark.slow
-def test_umap_and_aligned_umap_small(blobs):
+def test_umap_and_umap_sequence_small(blobs):
     x, _ = blobs  # 150 points; the first UMAP in a process compiles (numba)
     start = time.perf_counter()
     proj = P.Projector("umap", dim=2, seed=0)
     y = proj.fit_transform(x)
     assert y.shape == (150, 2) and np.isfinite(y).all()
-    assert proj.transform(x[:5]).shape == (5, 2)
     seq = P.project_sequence([x, x + 0.05], "umap", seed=0)
     assert [s.shape for s in seq] == [(150, 2), (150, 2)]
     jump = np.linalg.norm(seq[1] - seq[0]) / np.linalg.norm(seq[0] - seq[0].mean(axis=0))
-    assert jump < 0.5  # AlignedUMAP keeps the points in place
-    print(f"UMAP + AlignedUMAP on 150 points: {time.perf_counter() - start:.1f} s")
+    assert jump < 0.5  # initialised from the previous layout and aligned: the points stay in place
+    print(f"UMAP + aligned UMAP sequence on 150 points: {time.perf_counter() - start:.1f} s")
 
 
 def test_warm_up_sets_a_writable_cache_dir_and_is_idempotent(tmp_path, monkeypatch):

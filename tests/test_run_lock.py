@@ -100,6 +100,7 @@ with run.lock():
 """
 
 
+@pytest.mark.slow
 def test_a_killed_writer_frees_the_lock_and_its_running_status_reads_stale(tmp_path):
     """The kernel releases the lock of a dead process: "running" + a free lock = stale, even
     when the pid in status.json is alive (reused) and the heartbeat is fresh."""
@@ -124,6 +125,7 @@ def test_a_killed_writer_frees_the_lock_and_its_running_status_reads_stale(tmp_p
 
 
 # --------------------------------------------------------------------------- concurrent writers
+@pytest.mark.slow
 def test_resume_of_a_run_still_training_is_refused(tmp_path):
     """A training (a Distiller in a thread) holds its run; `perco-viz resume` in another process,
     resume() in this one and the app's registry are all refused at once, and the training goes
@@ -212,6 +214,7 @@ def _refusals():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(_refusals()))
 def test_a_failed_resume_changes_nothing(finished, monkeypatch, case):
     kwargs, error, message, prepare = _refusals()[case]
@@ -242,6 +245,7 @@ def test_a_failed_resume_changes_nothing(finished, monkeypatch, case):
     assert run.status()["state"] == "finished"
 
 
+@pytest.mark.slow
 def test_cli_resume_with_bad_epochs_changes_nothing(finished, capsys):
     from perco_viz.cli import main
 

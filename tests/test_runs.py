@@ -170,11 +170,9 @@ def test_a_fifo_is_refused_without_blocking(tmp_path, name):
     run = _run(tmp_path)
     (run.path / name).unlink()
     os.mkfifo(run.path / name)
-    t0 = time.perf_counter()
     reads = {"status.json": run.status, "metrics.jsonl": run.metrics, "config.json": run.config,
              "teacher_probe.npz": run.teacher_probe, "snapshots/000001.npz": lambda: run.load_snapshot(1)}
-    kind, value = _within(5, reads[name])
-    assert time.perf_counter() - t0 < 1.0
+    kind, value = _within(5, reads[name])  # a blocking open() would hang: the guard fails instead
     if name == "status.json":
         assert kind == "ok" and value["state"] == "damaged" and "FIFO" in value["error"]
     else:
@@ -500,6 +498,28 @@ def test_signature_and_stamps_never_raise(tmp_path):
     assert RunDir(tmp_path / "nowhere").signature() == (str(tmp_path / "nowhere"), 0, 0.0)
 
 
+def test_file_places_and_facts_come_from_the_run(tmp_path):
+    """Code outside runs.py asks RunDir where a file is and what the run measured with."""
+    run = _run(tmp_path)
+    assert run.snapshot_path(1).is_file() and not run.snapshot_path(7).exists()
+    assert run.snapshot_path(1).parent.parent == run.path
+    assert run.metrics_path.is_file() and run.metrics_path.parent == run.path
+    assert run.coherence_metrics() == ("euclidean", None)
+    cosine = RunDir.create(tmp_path, RunConfig().override(**{"loss.metric": "cosine"}), "cos")
+    assert cosine.coherence_metrics() == ("cosine", None)
+    assert RunDir(tmp_path / "nowhere").coherence_metrics() == ("euclidean", None)  # never raises
+
+
+def test_heldout_scores_roundtrip(tmp_path):
+    run = _run(tmp_path)
+    assert run.heldout() is None
+    run.save_heldout({"method": "rkd", "seed": 0, "pc": np.float64(0.9), "knn_acc": float("nan"), "error": None})
+    assert run.heldout() == {"method": "rkd", "seed": 0, "pc": 0.9, "knn_acc": None, "error": None}
+    (run.path / "heldout.json").write_text("[1, 2]")
+    with pytest.raises(RunStoreError, match="heldout.json of run 'r' is damaged: it must be a JSON object"):
+        run.heldout()
+
+
 def test_student_weights_are_read_through_the_entrance(tmp_path):
     import torch
 
@@ -564,6 +584,7 @@ def _damage(run: RunDir, name: str, kind: str, payload) -> None:
         path.write_bytes(_npz(**payload))
 
 
+@pytest.mark.slow
 def test_any_damage_gives_run_store_errors_never_other_exceptions_or_hangs(tmp_path):
     """Property: for generated damage to any one file of a valid run — junk, truncation, a flipped
     byte, random JSON, random arrays, a FIFO, a folder, a link out of the runs folder or to

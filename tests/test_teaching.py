@@ -1,4 +1,5 @@
-"""The teaching view's computations: toy points, one anchor's view of the loss, one step."""
+"""The teaching view's computations (perco_viz.analysis.teaching: toy points, one anchor's view
+of the loss, one step) and its figures (perco_viz.figures.teaching)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from perco_viz import figures
 from perco_viz.analysis import teaching
-from perco_viz.coherence import coherence_loss, normalized_ranks
+from perco_viz.coherence import normalized_ranks
+from perco_viz.losses.coherence import coherence_loss
 
 
 @pytest.mark.parametrize("name", teaching.TOY_SETS)
@@ -126,17 +129,8 @@ def test_training_with_adam_makes_the_student_coherent():
     assert perception_coherence(state.student_points(), x) > max(pc0, 0.95)
 
 
-def test_soft_rank_curves(points):
-    s, _ = points
-    taus = np.array([1.0, 0.1, 1e-6])
-    curves = teaching.soft_rank_curves(s, anchor=1, taus=taus)
-    assert curves.shape == (3, 16) and np.isnan(curves[:, 1]).all()
-    np.testing.assert_allclose(curves[-1], normalized_ranks(s)[1], atol=1e-6, equal_nan=True)
-
-
 @pytest.mark.parametrize("point, expected", [
     ({"curve_number": 0, "point_index": 5, "customdata": [6]}, 6),
-    ({"curve_number": 0, "point_index": 5, "customdata": {"0": 6}}, 6),
     ({"curve_number": 0, "point_index": 5, "customdata": 6}, 6),
     ({"curve_number": 0, "point_index": 5}, 6),  # anchor 2 is not in the trace: index 5 is point 6
     ({"curve_number": 1, "point_index": 0}, None),  # the anchor's own trace
@@ -150,23 +144,51 @@ def test_clicked_point(point, expected):
 def test_figures_of_the_page(points):
     s, x = points
     view = teaching.anchor_view(s, x, anchor=0, tau=0.05)
-    fig = teaching.soft_vs_hard_figure(view)
+    fig = figures.soft_vs_hard_figure(view)
     assert "τ = 0.05" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
     assert len(fig.data[1].x) == 15
-    hist = teaching.loss_history_figure([0.1, 0.05, 0.02])
+    hist = figures.loss_history_figure([0.1, 0.05, 0.02])
     assert list(hist.data[0].y) == [0.1, 0.05, 0.02] and hist.layout.xaxis.title.text == "optimizer steps"
 
 
 def test_two_students_bent_keeps_the_order_scrambled_does_not():
     from perco_viz import coherence
-    from perco_viz.analysis.teaching import two_students, two_students_figure
-
-    ex = two_students()
+    ex = teaching.two_students()
     assert ex["pc_bent"] > 0.95 > 0.75 > ex["pc_scrambled"] > 0.5
     assert ex["pc_bent"] == coherence.perception_coherence(ex["bent"], ex["teacher"])
     # the bent student really is another geometry: its distances are no scaled copy of the teacher's
     d_t, d_b = (coherence.pairwise_dissimilarity(torch.tensor(ex[k])).numpy() for k in ("teacher", "bent"))
     ratio = d_b[d_t > 0] / d_t[d_t > 0]
     assert ratio.max() / ratio.min() > 1.5
-    fig = two_students_figure(ex)
+    fig = figures.two_students_figure(ex)
     assert len(fig.data) == 3 and "PC 0.98" in fig.layout.annotations[1].text
+
+
+def test_arrows_point_downhill_and_are_scaled_to_the_picture():
+    points = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 2.0]])
+    grad = np.array([[1.0, 0.0], [0.0, -3.0], [0.0, 0.0]])
+    a = teaching.arrows(grad, points, share=0.25)
+    np.testing.assert_allclose(a, [[-1 / 3, 0.0], [0.0, 1.0], [0.0, 0.0]])  # longest = ¼ of the extent 4
+    assert teaching.arrows(np.zeros((3, 2)), points) is None
+
+
+def test_neighbour_table_is_in_the_teachers_order(points):
+    s, x = points
+    view = teaching.anchor_view(s, x, anchor=5, tau=0.1)
+    table = teaching.neighbour_table(view)
+    assert 5 not in table["point"] and len(table["point"]) == 15
+    assert table["teacher"] == sorted(table["teacher"]) == list(range(1, 16))
+    assert np.allclose(table["(R̃ − R)²"], [view["terms"][j] for j in table["point"]])
+
+
+def test_anchor_view_is_one_row_of_the_losss_own_terms(points):
+    """The page shows exactly what the loss averages: no copy of its normalisation."""
+    from perco_viz.losses.coherence import loss_terms
+
+    s, x = points
+    view = teaching.anchor_view(s, x, anchor=9, tau=0.05, kernel="sigmoid")
+    lt = loss_terms(torch.tensor(s), torch.tensor(x), tau=0.05, kernel="sigmoid")
+    np.testing.assert_allclose(np.delete(view["terms"], 9), lt.terms[9].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(np.delete(view["student_distance"], 9), lt.student_normalized[9].numpy(), rtol=1e-12)
+    source = open(teaching.__file__, encoding="utf-8").read()
+    assert "std(" not in source and "plotly" not in source.replace("no plotly", "")

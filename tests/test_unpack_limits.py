@@ -29,7 +29,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -265,6 +264,7 @@ def bomb_results(bombs, tmp_path_factory):
     return {case: (result, grew) for case, result, grew in json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
+@pytest.mark.slow
 def test_the_bombs_are_real(bombs):
     """Control: the declared sizes are what they say and the streams inflate to zeros at ~1000:1."""
     for name in ("honest.npz", "honest.pt"):
@@ -301,6 +301,7 @@ def test_the_bombs_are_real(bombs):
             Image.MAX_IMAGE_PIXELS = saved
 
 
+@pytest.mark.slow
 def test_the_memory_probe_sees_an_unguarded_read(bomb_results):
     """Control for the measure below: reading 256 MiB of the bomb without a guard is seen."""
     result, grew = bomb_results["control"]
@@ -308,6 +309,7 @@ def test_the_memory_probe_sees_an_unguarded_read(bomb_results):
     assert grew > MAX_GROWTH_MB, f"an unguarded 256 MiB read grew the peak by only {grew:.0f} MB"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bomb_is_refused_in_bounded_memory(bomb_results, case):
     result, grew = bomb_results[case]
@@ -383,10 +385,8 @@ def test_csv_with_too_many_columns_is_refused_before_parsing(tmp_path, monkeypat
     header = ",".join(f"c{i}" for i in range(100_000))
     path = tmp_path / "wide.csv"
     path.write_text(header + "\n" + ",".join(["1"] * 100_000) + "\n")
-    start = time.perf_counter()
     with pytest.raises(InputFileError, match="100000 columns.*4096-column limit.*PERCO_VIZ_MAX_COLUMNS"):
         load_array_file(path)
-    assert time.perf_counter() - start < 2.0
     monkeypatch.setenv("PERCO_VIZ_MAX_COLUMNS", "3")
     narrow = tmp_path / "narrow.csv"
     narrow.write_text('a,"b,c",d\n1,2,3\n4,5,6\n')  # quoted comma: 3 columns, not 4

@@ -31,7 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from perco_viz.runs import RunDir  # the app's own reader; imported here, not in the timed loop
+# the app's own reader; imported here, not in the timed loop
+from perco_viz.runs import RunDir, list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -65,9 +66,19 @@ def wait_health(url: str, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"streamlit did not answer on {url} within {timeout_s:.0f} s")
 
 
-def _snapshot_lines(metrics: Path) -> list[float]:
-    """The epoch of each complete snapshot record of ``metrics.jsonl``, read now."""
-    return [float(r["epoch"]) for r in RunDir(metrics.parent).metrics() if r.get("snapshot") is not None]
+def _session_run(runs: Path) -> RunDir | None:
+    """The first run of any app session under ``runs`` (``RunDir``: the layout is its business), or None."""
+    sessions = runs / "app-sessions"
+    for folder in sorted(sessions.iterdir()) if sessions.is_dir() else []:
+        found = list_runs(folder)
+        if found:
+            return found[0]
+    return None
+
+
+def _snapshot_lines(run: RunDir) -> list[float]:
+    """The epoch of each complete snapshot record of the run's metrics, read now."""
+    return [float(r["epoch"]) for r in run.metrics() if r.get("snapshot") is not None]
 
 
 def _epoch_on_page(page) -> float | None:
@@ -126,25 +137,25 @@ def run(args: argparse.Namespace) -> dict:
             chart = page.locator('[data-testid="stPlotlyChart"]').first
             deadline = time.time() + 120
             while not chart.is_visible() and time.time() < deadline:  # when does the snapshot land?
-                found = next(iter(runs.glob("app-sessions/*/*/metrics.jsonl")), None)
+                found = _session_run(runs)
                 if "first_snapshot_written_s" not in report and found is not None and _snapshot_lines(found):
                     report["first_snapshot_written_s"] = time.perf_counter() - clicked
                 page.wait_for_timeout(50)
             chart.wait_for(timeout=1_000)
             report["first_figure_s"] = time.perf_counter() - clicked
 
-            metrics = next(iter(runs.glob("app-sessions/*/*/metrics.jsonl")), None)
+            run = _session_run(runs)
             seen_file: dict[float, float] = {}
             seen_page: dict[float, float] = {}
             deadline = time.time() + args.timeout
             status = {}
             while time.time() < deadline:
                 now = time.perf_counter()
-                metrics = metrics or next(iter(runs.glob("app-sessions/*/*/metrics.jsonl")), None)
-                if metrics is not None:
-                    for epoch in _snapshot_lines(metrics):
+                run = run or _session_run(runs)
+                if run is not None:
+                    for epoch in _snapshot_lines(run):
                         seen_file.setdefault(epoch, now)
-                    status = json.loads((metrics.parent / "status.json").read_text() or "{}")
+                    status = run.status()
                 epoch = _epoch_on_page(page)
                 if epoch is not None:
                     seen_page.setdefault(epoch, time.perf_counter())
@@ -154,11 +165,11 @@ def run(args: argparse.Namespace) -> dict:
                 page.wait_for_timeout(50)
             report["demo_state"] = status.get("state")
             report["demo_total_s"] = time.perf_counter() - clicked
-            if metrics is not None:
-                last = json.loads(metrics.read_text().splitlines()[-1])
+            records = run.metrics() if run is not None else []
+            if records:
+                last = records[-1]
                 report["demo_final"] = {k: last.get(k) for k in ("epoch", "pc", "knn_acc", "wall_s")}
-                first = json.loads(metrics.read_text().splitlines()[0])
-                report["engine_first_snapshot_wall_s"] = first.get("wall_s")  # the child's own clock
+                report["engine_first_snapshot_wall_s"] = records[0].get("wall_s")  # the child's own clock
             lat = [seen_page[e] - seen_file[e] for e in seen_file if e in seen_page and e > 0]
             report["snapshots_timed"] = len(lat)
             if lat:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
@@ -58,7 +58,7 @@ def _tree_stats(root: int) -> list[list[str]]:
     return out
 
 
-def _tree_cpu_s(root: int) -> float:
+def tree_cpu_s(root: int) -> float:
     """CPU seconds (user + system, with those of reaped children) of ``root``'s process tree."""
     tick = os.sysconf("SC_CLK_TCK")
     return sum(sum(int(v) for v in f[11:15]) for f in _tree_stats(root)) / tick  # utime stime cutime cstime
@@ -69,7 +69,7 @@ def _tree_rss_mib(root: int) -> float:
     return sum(int(f[21]) for f in _tree_stats(root)) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-class _MemorySampler:
+class MemorySampler:
     """Samples the resident memory of process ``root``'s whole tree (default: this process, whose
     trainings and worker are its children) every ``every_s``; ``peak`` in MiB."""
 
@@ -121,7 +121,7 @@ def run_load(sessions: int, demos: int, epochs: int, timeout_s: float = 600.0) -
         return out
 
     t_start = time.perf_counter()
-    memory = _MemorySampler() if os.path.isdir("/proc") else None
+    memory = MemorySampler() if os.path.isdir("/proc") else None
     with ThreadPoolExecutor(sessions) as pool:
         results = list(pool.map(session, range(sessions)))
     reg = common.registry()
@@ -143,7 +143,7 @@ def run_load(sessions: int, demos: int, epochs: int, timeout_s: float = 600.0) -
         "distinct_session_ids": len({r["sid"] for r in results}),
         "demo_runs_own_and_correct": own_and_correct,
         "page_runs": len(latencies),
-        "latency_p50_s": statistics.median(latencies), "latency_p95_s": _percentile(latencies, 0.95),
+        "latency_p50_s": statistics.median(latencies), "latency_p95_s": percentile(latencies, 0.95),
         "latency_max_s": max(latencies),
         "wall_s": time.perf_counter() - t_start,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

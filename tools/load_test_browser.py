@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 from bench_app import ARGS, CHROMIUM, free_port, start_server, wait_health  # noqa: E402
-from load_test import _MemorySampler, _percentile, _tree_cpu_s  # noqa: E402
+from load_test import MemorySampler, percentile, tree_cpu_s  # noqa: E402
+
+from perco_viz.runs import list_runs  # noqa: E402
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
@@ -71,12 +73,11 @@ def _check_run(runs: Path, sid: str | None, epochs: int) -> bool:
     """The session's own run directory finished with all its snapshots and PC > 0.8."""
     if not sid:
         return False
-    found = list((runs / "app-sessions" / sid).glob("*/metrics.jsonl"))
+    found = list_runs(runs / "app-sessions" / sid)
     if len(found) != 1:
         return False
-    status = json.loads((found[0].parent / "status.json").read_text())
-    records = [json.loads(line) for line in found[0].read_text().splitlines() if line.strip()]
-    return status.get("state") == "finished" and len(records) == epochs + 1 and records[-1]["pc"] > 0.8
+    records = found[0].metrics()
+    return found[0].status()["state"] == "finished" and len(records) == epochs + 1 and records[-1]["pc"] > 0.8
 
 
 def _used_memory_mib() -> float:
@@ -94,7 +95,7 @@ async def run(sessions: int, demos: int, timeout_s: float) -> dict:
     url = f"http://127.0.0.1:{port}"
     base_used = _used_memory_mib()
     proc = start_server(port, env)
-    memory = _MemorySampler(root=proc.pid)
+    memory = MemorySampler(root=proc.pid)
     peak_used = [base_used]
 
     async def watch_machine() -> None:
@@ -111,8 +112,8 @@ async def run(sessions: int, demos: int, timeout_s: float) -> dict:
             results = await asyncio.gather(*[_session(i, browser, url, i < demos, runs, timeout_s)
                                              for i in range(sessions)])
             held_s = time.perf_counter() - t0
-            cpu = {"server_tree": _tree_cpu_s(proc.pid),  # the server, its trainings and worker
-                   "browser": _tree_cpu_s(os.getpid()) - _tree_cpu_s(proc.pid)}  # (and this script)
+            cpu = {"server_tree": tree_cpu_s(proc.pid),  # the server, its trainings and worker
+                   "browser": tree_cpu_s(os.getpid()) - tree_cpu_s(proc.pid)}  # (and this script)
             await browser.close()
         deadline = time.time() + timeout_s  # the trainings finish on their own
         while time.time() < deadline and not all(_check_run(runs, r.get("sid"), 20) for r in results[:demos]):
@@ -133,7 +134,7 @@ async def run(sessions: int, demos: int, timeout_s: float) -> dict:
         "demo_runs_own_and_correct": sum(_check_run(runs, r.get("sid"), 20) for r in results[:demos]),
         "page_loads": len(latencies),
         "latency_p50_s": statistics.median(latencies) if latencies else None,
-        "latency_p95_s": _percentile(latencies, 0.95) if latencies else None,
+        "latency_p95_s": percentile(latencies, 0.95) if latencies else None,
         "latency_max_s": max(latencies) if latencies else None,
         "demo_first_figure_s": figures,
         "all_sessions_done_s": held_s,

@@ -8,9 +8,11 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
@@ -206,10 +208,7 @@ def start_run(config, *, resume_dir: str | None = None) -> bool:
 
 def live_run():
     """This session's latest background run, if any."""
-    run = registry().latest(session_id())
-    if run is not None:
-        registry().touch(session_id())
-    return run
+    return registry().latest(session_id())
 
 
 DAMAGED = "damaged"  # the mark of a run the pickers list but cannot open
@@ -300,11 +299,6 @@ def note_metrics_damage(run) -> None:
                    "types) and are left out.")
 
 
-def run_signature(run) -> tuple[str, int, float]:
-    """Cache key that changes whenever the run gets a new snapshot (``RunDir.signature``; never raises)."""
-    return run.signature()
-
-
 # --------------------------------------------------------------------------- cached loaders
 @st.cache_data(max_entries=64, show_spinner=False)
 def load_snapshot(path: str, index: int) -> dict[str, Any]:
@@ -353,6 +347,177 @@ def dataset_of(run):
             check_path(data.path, "data.path")
         return load_dataset_cached(json.dumps(dataclasses.asdict(data), sort_keys=True))
     except Exception:  # noqa: BLE001 — thumbnails and names are optional extras
+        return None
+
+
+# --------------------------------------------------------------------------- one run's snapshots
+@dataclass(frozen=True)
+class SnapshotChoice:
+    """A run and the snapshot picked on a page that reads one snapshot of it (Rank agreement,
+    Per-sample coherence): what both pages need, loaded once.
+
+    ``probe``: the teacher probe (``features`` (n, d_t), ``indices`` (n,), optional ``labels`` (n,));
+    ``snap``: :func:`load_snapshot`'s dict (``student`` (n, d_s), ``coherence`` (n,), ``epoch``...);
+    ``index``: the snapshot's index; ``stamp``: its file's modification time (a cache key);
+    ``class_names``: the dataset's names of the labels, or None; ``dataset``: the run's dataset or None.
+    """
+
+    run: Any
+    signature: tuple
+    probe: dict[str, Any]
+    index: int
+    snap: dict[str, Any]
+    stamp: float
+    class_names: list[str] | None
+    dataset: Any
+
+    @property
+    def path(self) -> str:
+        return str(self.run.path)
+
+    @property
+    def labels(self):
+        return self.probe.get("labels")
+
+
+def pick_snapshot(run, key: str) -> SnapshotChoice:
+    """Load a run's probe, say what is damaged, and let the person pick a snapshot (a slider keyed
+    ``key``); stops the page (with a message) when the run has no snapshot yet or it cannot be read."""
+    path = str(run.path)
+    with run_guard(run):  # a run being set up, or a damaged one: say which file, no figures
+        signature = run.signature()
+        probe = load_teacher_probe(path)
+        indices, epochs = snapshot_epochs(path, signature)
+    note_metrics_damage(run)
+    if not indices:
+        st.info("This run has no snapshot yet: the first one is written when training starts.")
+        st.stop()
+    class_names = class_names_of(run, probe.get("labels"))
+    dataset = dataset_of(run)
+    index = snapshot_picker(key, epochs, indices)
+    with run_guard(run, "has a snapshot that cannot be read; pick another epoch"):
+        snap = load_snapshot(path, index)
+    return SnapshotChoice(run=run, signature=signature, probe=probe, index=index, snap=snap,
+                          stamp=run.snapshot_stamp(index), class_names=class_names, dataset=dataset)
+
+
+def snapshot_picker(key: str, epochs: list[float], indices: list[int]) -> int:
+    """A slider over the run's snapshots (labelled by epoch); returns the chosen snapshot index."""
+    positions = list(range(len(indices)))
+    if st.session_state.get(key) not in positions:
+        st.session_state[key] = positions[-1]
+    if len(positions) == 1:
+        st.caption(f"One snapshot so far (epoch {epochs[0]:g}).")
+        return indices[0]
+    pos = st.select_slider("Snapshot", positions, key=key, format_func=lambda p: f"epoch {epochs[p]:g}",
+                           help="The moment of training to look at: epoch 0 is the untrained student.")
+    return indices[pos]
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def snapshot_epochs(path: str, signature: tuple) -> tuple[list[int], list[float]]:
+    """(snapshot indices, their epochs) of a run (``RunDir.snapshot_indices`` and the epochs its
+    metrics give, else the snapshots' own); ``signature`` keys the cache."""
+    from perco_viz.runs import RunDir, RunStoreError
+
+    run = RunDir(path)
+    indices = run.snapshot_indices()
+    try:
+        by_index = {r.get("snapshot"): r for r in run.metrics()}
+    except RunStoreError:  # damaged metrics (the page says so): the snapshots' own epochs
+        by_index = {}
+    epochs = []
+    for i in indices:
+        rec = by_index.get(i)
+        epochs.append(float(rec["epoch"]) if rec and rec.get("epoch") is not None
+                      else float(load_snapshot(path, i)["epoch"]))
+    return indices, epochs
+
+
+def class_names_of(run, labels) -> list[str] | None:
+    """The dataset's class names when it can be loaded here, else None (labels shown as numbers)."""
+    if labels is None:
+        return None
+    dataset = dataset_of(run)
+    return None if dataset is None or dataset.class_names is None else list(dataset.class_names)
+
+
+def point_text(row: int, labels, class_names, coherence=None) -> str:
+    """``#12 · class 3 · c_i 0.871`` for a probe row."""
+    from perco_viz.figures import class_label
+
+    parts = [f"#{row}"]
+    if labels is not None:
+        parts.append(f"class {class_label(labels[row], class_names)}")
+    if coherence is not None:
+        parts.append(f"c_i {coherence[row]:.3f}")
+    return " · ".join(parts)
+
+
+def show_thumbnails(dataset, test_indices, captions, *, size: int = 64, borders=None) -> bool:
+    """Draw thumbnails of some test-split inputs; False (nothing drawn) when the data are not images."""
+    if dataset is None or not dataset.is_image or len(test_indices) == 0:
+        return False
+    try:
+        images = dataset.images("test", np.array(test_indices, dtype=np.int64))  # a writable copy
+    except Exception:  # noqa: BLE001 — a dataset changed since the run: skip the pictures
+        return False
+    from perco_viz.figures import thumbnail_strip_html
+
+    st.html(thumbnail_strip_html(images, captions, size=size, borders=borders))
+    return True
+
+
+# --------------------------------------------------------------------------- figure events
+def selected_points(event: object) -> list[dict[str, Any]]:
+    """The points of a Streamlit plotly selection or click event (``st.plotly_chart(...,
+    on_select="rerun")``, read back from ``st.session_state[key]``): the one parser of the app.
+
+    The event is a dict (or an object with attributes) ``{"selection": {"points": [...], ...}}``;
+    ``None``, an empty event or anything else gives ``[]``. Each point is returned as a new dict
+    (``curve_number``, ``point_index``, ``x``, ``y``, ``customdata``...); a ``customdata`` that
+    plotly sent as a typed array (``{"0": v0, "1": v1, ...}``) comes back as the list ``[v0, v1, ...]``.
+
+    >>> selected_points({"selection": {"points": [{"point_index": 2, "customdata": {"1": 8, "0": 7}}]}})
+    [{'point_index': 2, 'customdata': [7, 8]}]
+    """
+    if not event:
+        return []
+    if isinstance(event, dict):
+        selection = event.get("selection", event)
+    else:
+        selection = getattr(event, "selection", None)
+    if not selection:
+        return []
+    points = selection.get("points") if isinstance(selection, dict) else getattr(selection, "points", None)
+    if not isinstance(points, list | tuple):
+        return []
+    out = []
+    for point in points:
+        if not isinstance(point, dict):
+            continue
+        point = dict(point)
+        custom = point.get("customdata")
+        if isinstance(custom, dict):
+            keys = sorted(custom, key=lambda k: int(k) if str(k).isdigit() else float("inf"))
+            point["customdata"] = [custom[k] for k in keys]
+        out.append(point)
+    return out
+
+
+def point_id(point: dict[str, Any]) -> int | None:
+    """The first value of a selected point's ``customdata`` as an int (the row id the app's figures
+    put there), or ``None`` when it has none or it is not a number.
+
+    >>> point_id({"customdata": [5.0, 0.3]}), point_id({"customdata": 7}), point_id({"x": 1})
+    (5, 7, None)
+    """
+    custom = point.get("customdata")
+    if isinstance(custom, list | tuple):
+        custom = custom[0] if custom else None
+    try:
+        return int(round(float(custom)))
+    except (TypeError, ValueError, OverflowError):
         return None
 
 

@@ -1,5 +1,9 @@
-"""UI helpers of the Embeddings page: loading a run's snapshots, the background projection
-worker (UMAP and t-SNE never run on the script thread) and the cached PCA."""
+"""The Embeddings page's widgets and caching: loading a run's snapshots, the controls, the cached
+PCA and the background projection worker (UMAP and t-SNE never run on the script thread), the
+selection shared by the two linked figures, the snapshot viewer, thumbnails and downloads.
+
+The data come from :mod:`perco_viz.analysis.embeddings`, the figures from
+:mod:`perco_viz.figures.embeddings`; ``pages/3_Embeddings.py`` only lays the page out."""
 
 from __future__ import annotations
 
@@ -11,8 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
+from perco_viz.analysis import embeddings as ev
+from perco_viz.analysis.embeddings import AlignedProjections, run_projections
+from perco_viz.figures import embedding_panel, record_number
 from ui import common
 
 MAX_JOBS = 24  # finished projections kept per server (each is k × n × dim floats)
@@ -23,7 +31,7 @@ MAX_JOBS = 24  # finished projections kept per server (each is k × n × dim flo
 def load_sequence(path: str, signature: tuple) -> dict[str, Any]:
     """All snapshots of a run: indices, epochs, students (k, n, d_s), coherence (k, n), metrics.
 
-    ``signature`` (:func:`common.run_signature`) is only the cache key: a new snapshot reloads.
+    ``signature`` (``RunDir.signature``) is only the cache key: a new snapshot reloads.
     """
     from perco_viz.runs import RunDir
 
@@ -48,8 +56,6 @@ def pca_projections(path: str, signature: tuple, dim: int, rows_key: tuple) -> A
 def compute(path: str, signature: tuple, method: str, dim: int, rows_key: tuple,
             progress=None) -> Any:
     """The aligned projections of a run's displayed rows (``signature`` only keys caches)."""
-    from perco_viz.analysis.embeddings import run_projections
-
     return run_projections(path, method, dim, rows_key, progress=progress)
 
 
@@ -71,7 +77,7 @@ class Job:
 class ProjectionWorker:
     """UMAP/t-SNE projections computed in a worker process, with their results kept.
 
-    The worker is a process of its own (:class:`perco_viz.background.WorkerProcess`): UMAP's
+    The worker is a process of its own (:func:`perco_viz.process.shared_worker`): UMAP's
     numba compilation and the projections never hold this server's GIL, so every page of every
     session stays responsive meanwhile. Keyed by ``(run path, run signature, method, dim,
     rows_key)``: a finished projection is computed once per server and shared by every session
@@ -79,7 +85,7 @@ class ProjectionWorker:
     """
 
     def __init__(self, max_jobs: int = MAX_JOBS) -> None:
-        from perco_viz.background import shared_worker
+        from perco_viz.process import shared_worker
 
         self.pool = shared_worker()
         self.jobs: OrderedDict[tuple, Job] = OrderedDict()
@@ -115,15 +121,6 @@ class ProjectionWorker:
             if job is not None and job.future.done():
                 del self.jobs[key]
 
-    def get(self, key: tuple) -> Job | None:
-        with self.lock:
-            return self.jobs.get(key)
-
-    def queued(self) -> int:
-        """Jobs not finished yet."""
-        with self.lock:
-            return sum(not j.future.done() for j in self.jobs.values())
-
 
 @st.cache_resource
 def worker() -> ProjectionWorker:
@@ -145,8 +142,6 @@ def projections(path: str, signature: tuple, method: str, dim: int, rows_key: tu
     if method == "pca":
         return pca_projections(path, signature, dim, rows_key), None
     key = job_key(path, signature, method, dim, rows_key)
-    from perco_viz.analysis.embeddings import run_projections
-
     job = worker().submit(key, run_projections, path, method, dim, rows_key)
     if job.future.done():
         if job.future.exception() is not None:
@@ -174,3 +169,309 @@ def wait_status(job: Job, method_label: str, n_points: int, n_snapshots: int) ->
                          f"({n_points:,} points each), {job.elapsed:.0f} s.{hint} Showing PCA meanwhile.")
 
     _poll()
+
+
+# --------------------------------------------------------------------------- the page's run and controls
+@dataclass
+class RunData:
+    """What the page reads of one run: its probe set, snapshots and dataset."""
+
+    run: Any
+    path: str
+    signature: tuple
+    probe: dict[str, Any]
+    seq: dict[str, Any]
+    dataset: Any
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    meta: pd.DataFrame | None
+
+    @property
+    def n_total(self) -> int:
+        return len(self.probe["indices"])
+
+
+def load_run(run) -> RunData:
+    """Read ``run`` for the page (a damaged or unready run: a message and the page stops)."""
+    path = str(run.path)
+    with common.run_guard(run):  # a run still being set up, or a damaged one: say which file, no figures
+        signature = run.signature()
+        probe = common.load_teacher_probe(path)
+        seq = load_sequence(path, signature)
+    common.note_metrics_damage(run)
+    if not seq["indices"]:
+        st.info("This run has no snapshot yet: the first one is written when training starts.")
+        st.stop()
+    if run.status().get("state") == "running":
+        r1, r2 = st.columns([6, 1])
+        r1.info(f"This run is still training ({len(seq['indices'])} snapshots so far). Refresh for the latest; "
+                "the **Distill** page follows it live.")
+        if r2.button("⟳ Refresh", key="emb-refresh"):
+            st.rerun()
+    dataset = common.dataset_of(run)
+    meta = None
+    if dataset is not None and dataset.meta_test is not None and len(dataset.meta_test) > int(probe["indices"].max()):
+        meta = dataset.meta_test.iloc[probe["indices"]].reset_index(drop=True)
+    return RunData(run, path, signature, probe, seq, dataset, probe.get("labels"),
+                   dataset.class_names if dataset is not None else None, meta)
+
+
+@dataclass
+class Controls:
+    """The page's choices: projection method, dimensions, colouring, playback."""
+
+    method: str
+    dim: int
+    color_key: str
+    playing: bool
+
+
+def controls(data: RunData) -> Controls:
+    """The row of controls above the figures."""
+    c1, c2, c3, c4 = st.columns([2.2, 1.2, 2.2, 1])
+    method = c1.radio("Projection", list(ev.METHOD_LABELS), format_func=ev.METHOD_LABELS.get, horizontal=True,
+                      key="emb-method", help="PCA is instant. UMAP and t-SNE are computed in the background "
+                      "(seconds to a minute) and kept for every session.")
+    dim = c2.radio("Dimensions", [2, 3], format_func=lambda d: f"{d}-D", horizontal=True, key="emb-dim")
+    color_opts = ev.color_options(data.labels is not None, list(data.meta.columns) if data.meta is not None else [])
+    color_key = c3.selectbox("Colour by", list(color_opts), format_func=color_opts.get, key="emb-color",
+                             help="c_i: the share of an anchor's (pair) comparisons the student answers like the "
+                             "teacher — 1 = same ranking, 0.5 = chance. Low values are drawn dark red and on top.")
+    playing = c4.toggle("▶ Play", key="emb-play", help="Step through the snapshots, one every 0.7 s (loops).")
+    return Controls(method, dim, color_key, playing)
+
+
+# --------------------------------------------------------------------------- what is drawn
+@dataclass
+class View:
+    """One run's projections as drawn: the rows shown (positions 0..m-1 of ``proj``) and the
+    method actually shown (PCA while UMAP/t-SNE is computed)."""
+
+    data: RunData
+    controls: Controls
+    rows: np.ndarray
+    proj: AlignedProjections
+    method: str
+
+    @property
+    def sub_labels(self) -> np.ndarray | None:
+        return None if self.data.labels is None else self.data.labels[self.rows]
+
+    @property
+    def sub_meta(self) -> pd.DataFrame | None:
+        return None if self.data.meta is None else self.data.meta.iloc[self.rows].reset_index(drop=True)
+
+
+def projected(data: RunData, chosen: Controls) -> View:
+    """The aligned projections of the drawn rows: PCA at once, UMAP/t-SNE from the background
+    worker (a progress line and PCA meanwhile); a failure is shown and the page stops."""
+    rows, note = ev.display_rows(data.labels, data.n_total)
+    rows_key = (data.n_total, ev.MAX_POINTS, 0)
+    if note:
+        st.caption(f"ℹ️ {note}.")
+    try:
+        proj, job = projections(data.path, data.signature, chosen.method, chosen.dim, rows_key)
+    except Exception as exc:  # noqa: BLE001 — e.g. too few points for the method
+        common.show_error(exc, "The projection failed; choose PCA or another run")
+        st.stop()
+    shown_method = chosen.method
+    if proj is None:
+        wait_status(job, ev.METHOD_LABELS[chosen.method], len(rows), len(data.seq["indices"]))
+        proj, shown_method = pca_projections(data.path, data.signature, chosen.dim, rows_key), "pca"
+    elif job is not None:
+        st.caption(f"{ev.METHOD_LABELS[chosen.method]} computed in the background in {proj.seconds:.1f} s.")
+    if "emb-selection" not in st.session_state:
+        st.session_state["emb-selection"] = {"rows": [], "seen": {}}
+    return View(data, chosen, rows, proj, shown_method)
+
+
+# --------------------------------------------------------------------------- selection
+def selected_rows(event: object) -> list[int]:
+    """Probe rows of a plotly selection event: the ids in ``customdata[0]`` of its points
+    (:func:`ui.common.selected_points`), sorted and unique."""
+    return sorted({r for r in map(common.point_id, common.selected_points(event)) if r is not None})
+
+
+def _update_selection() -> list[int]:
+    """Merge the two charts' selection events into one shared selection (probe rows)."""
+    state = st.session_state["emb-selection"]
+    for key in ("emb-fig-teacher", "emb-fig-student"):
+        picked = selected_rows(st.session_state.get(key))
+        if picked and state["seen"].get(key) != picked:
+            state["rows"] = picked
+        state["seen"][key] = picked
+    return state["rows"]
+
+
+def _clear_selection() -> None:
+    st.session_state["emb-selection"]["rows"] = []
+
+
+# --------------------------------------------------------------------------- the viewer
+def show(view: View) -> None:
+    """Slider, numbers, the two linked figures, thumbnails and downloads of one snapshot; steps
+    through the snapshots every 0.7 s while playing."""
+
+    @st.fragment(run_every=0.7 if view.controls.playing else None)
+    def _viewer() -> None:
+        _snapshot(view)
+
+    _viewer()
+
+
+def _snapshot(view: View) -> None:
+    data, seq, rows = view.data, view.data.seq, view.rows
+    positions = list(range(len(seq["indices"])))
+    if st.session_state.get("emb-epoch") not in positions:
+        st.session_state["emb-epoch"] = positions[-1]
+    elif st.session_state.get("emb-play"):
+        st.session_state["emb-epoch"] = (st.session_state["emb-epoch"] + 1) % len(positions)
+    pos = st.select_slider("Snapshot", positions, key="emb-epoch",
+                           format_func=lambda p: f"epoch {seq['epochs'][p]:g}",
+                           help="Projections are aligned across snapshots, so points move smoothly.")
+    coherence = seq["coherence"][pos]  # (n,) c_i of every probe row
+    selection = [r for r in _update_selection() if 0 <= r < data.n_total]  # probe rows
+    _cards(seq, pos, coherence, selection)
+
+    color_key = view.controls.color_key
+    try:
+        color = ev.coloring(color_key, labels=view.sub_labels, class_names=data.class_names,
+                            coherence=coherence[rows], meta=view.sub_meta)
+    except ValueError as exc:
+        common.show_error(exc, "Cannot colour that way")
+        return
+    hover = ev.hover_text(rows, test_indices=data.probe["indices"],
+                          labels=data.labels if color_key != "label" else None, class_names=data.class_names,
+                          coherence=coherence if color_key != "coherence" else None, meta=data.meta)
+    label = ev.METHOD_LABELS[view.method]
+    ranges = view.proj.ranges()
+    epoch = seq["epochs"][pos]
+    dim = view.controls.dim
+    shared = {"method": view.method, "ids": rows, "hover": hover, "highlight": selection}
+    figs = {
+        "teacher": embedding_panel(view.proj.teacher, color, title=f"Teacher · {label} of its features",
+                                   subtitle=f"{len(rows):,} probe inputs", ranges=ranges["teacher"], **shared),
+        "student": embedding_panel(view.proj.students[pos], color, title=f"Student · epoch {epoch:g}",
+                                   subtitle=f"{label}, turned into the teacher's orientation",
+                                   ranges=ranges["student"], **shared),
+    }
+    left, right = st.columns(2)
+    for (side, fig), col in zip(figs.items(), (left, right)):
+        with col:
+            if dim == 2:
+                st.plotly_chart(fig, key=f"emb-fig-{side}", width="stretch", on_select="rerun",
+                                selection_mode=("box", "lasso", "points"))
+            else:
+                st.plotly_chart(fig, key=f"emb-fig3d-{side}", width="stretch")
+    colour_note = {
+        "label": "Colour: the class.",
+        "coherence": "Colour: c_i of each input at this snapshot (same colour on both sides) — red inputs are "
+                     "the ones whose neighbours the student ranks unlike the teacher.",
+    }.get(color_key, f"Colour: {color.title}.")
+    st.caption("Each dot is one probe input; both plots show the same inputs. " + colour_note + " Box- or "
+               "lasso-select (2-D) in either plot to highlight the same inputs in the other: a coherent student "
+               "keeps neighbours together, though it may stretch or bend the teacher's shape. The student is "
+               "turned into the teacher's orientation, and its axes are fixed over the snapshots.")
+    _selection_strip(view, selection, coherence)
+    if st.session_state.get("emb-play"):
+        st.caption("Pause the playback to download the figures, the embeddings and the student.")
+        return
+    run = data.run
+    with st.expander("Download the figures"):
+        for side, fig in figs.items():
+            st.markdown(f"**{side.capitalize()}** ({label}, {dim}-D, epoch {epoch:g})")
+            common.download_figure(fig, f"{run.name}-{side}-{view.method}{dim}d-epoch{epoch:g}",
+                                   key=f"emb-dl-{side}")
+        st.download_button("Student over all snapshots (animated HTML)", lambda: _animation_html(view),
+                           file_name=f"{run.name}-student-{view.method}{dim}d-animation.html",
+                           mime="text/html", key="emb-dl-animation", on_click="ignore",
+                           help="One self-playing figure (play button and slider) that works offline.")
+    _downloads(view, pos)
+
+
+def _cards(seq: dict[str, Any], pos: int, coherence: np.ndarray, selection: list[int]) -> None:
+    """The numbers of the snapshot at ``pos``."""
+    rec = seq["metrics"][pos] or {}
+    m = st.columns(5)
+    m[0].metric("Epoch", f"{seq['epochs'][pos]:g}")
+    m[1].metric("PC at this snapshot", f"{float(coherence.mean()):.3f}",
+                help="Mean per-sample coherence c_i over the probe set (= perception coherence).")
+    m[2].metric("c_i, 10th percentile", f"{float(np.quantile(coherence, 0.1)):.3f}",
+                help="One input in ten is perceived worse than this by the student.")
+    knn = record_number(rec, "knn_acc")
+    m[3].metric("k-NN accuracy", f"{knn:.1%}" if knn is not None else "—",
+                help="5-nearest-neighbour accuracy of the student's features on the probe set.")
+    m[4].metric("Selected inputs", f"{len(selection):,}",
+                delta=f"mean c_i {float(coherence[selection].mean()):.3f}" if selection else None,
+                delta_color="off", delta_arrow="off")
+
+
+def _animation_html(view: View) -> str:
+    """The animated student figure, built only when its download is clicked."""
+    from perco_viz.figures import animation_figure, figure_html
+
+    data, rows = view.data, view.rows
+    colorings = [ev.coloring(view.controls.color_key, labels=view.sub_labels, class_names=data.class_names,
+                             coherence=c[rows], meta=view.sub_meta) for c in data.seq["coherence"]]
+    hover = ev.hover_text(rows, test_indices=data.probe["indices"], labels=data.labels,
+                          class_names=data.class_names, meta=data.meta)
+    fig = animation_figure(view.proj, colorings, data.seq["epochs"], ids=rows, hover=hover,
+                           title=f"Student ({ev.METHOD_LABELS[view.method]})")
+    return figure_html(fig)
+
+
+def _selection_strip(view: View, selection: list[int], coherence: np.ndarray) -> None:
+    """Thumbnails (image data) or a table of the selected inputs (probe rows)."""
+    if not selection:
+        st.caption("Select points (box, lasso or click, in 2-D) to see the inputs here.")
+        return
+    data = view.data
+    labels, class_names = data.labels, data.class_names
+    cols = st.columns([6, 1])
+    cols[1].button("Clear selection", key="emb-clear", on_click=_clear_selection)
+    picked = np.asarray(sorted(selection, key=lambda r: coherence[r])[:60])  # worst perceived first
+    more = f" (the first 60 of {len(selection)})" if len(selection) > 60 else ""
+    caps = [(f"{class_names[labels[p]]} · " if class_names is not None and labels is not None else "")
+            + f"c {coherence[p]:.2f}" for p in picked]
+    with cols[0]:
+        if common.show_thumbnails(data.dataset, data.probe["indices"][picked], caps, size=56):
+            st.caption(f"The selected inputs{more}, lowest c_i first: class · c_i at this snapshot.")
+        else:
+            st.dataframe(ev.selection_table(picked, test_indices=data.probe["indices"], labels=labels,
+                                            class_names=class_names, coherence=coherence, meta=data.meta),
+                         hide_index=True, height=180)
+            st.caption(f"The selected inputs{more}, lowest c_i first.")
+
+
+def _downloads(view: View, pos: int) -> None:
+    """Embeddings as CSV/Parquet (built on click), and the student's weights."""
+    data, rows, seq, run = view.data, view.rows, view.data.seq, view.data.run
+
+    def table():
+        return ev.embedding_table(view.proj, pos, student_features=seq["students"][pos][rows],
+                                  coherence=seq["coherence"][pos][rows], labels=view.sub_labels,
+                                  class_names=data.class_names, test_indices=data.probe["indices"][rows],
+                                  meta=view.sub_meta, epoch=seq["epochs"][pos], probe_rows=rows)
+
+    name = f"{run.name}-embeddings-{view.method}{view.controls.dim}d-epoch{seq['epochs'][pos]:g}"
+    d = st.columns([1, 1, 1, 3])
+    d[0].download_button("Embeddings CSV", lambda: ev.table_bytes(table(), "csv"), file_name=f"{name}.csv",
+                         mime="text/csv", key="emb-dl-csv", on_click="ignore",
+                         help="Teacher and student projections, raw student features, labels and c_i.")
+    d[1].download_button("Embeddings Parquet", lambda: ev.table_bytes(table(), "parquet"),
+                         file_name=f"{name}.parquet", mime="application/octet-stream", key="emb-dl-parquet",
+                         on_click="ignore", help="The same table as Parquet (pandas.read_parquet).")
+    try:  # checked through the run store's entrance: a link out of the runs folder is never served
+        weights = run.student_file()
+    except common.run_data_errors() as exc:
+        d[2].caption(f"The student weights cannot be offered: {exc}")
+    else:
+        if weights is None:
+            d[2].caption("No student weights saved yet.")
+        else:
+            d[2].download_button("Student weights", lambda: run.student_weights() or b"",
+                                 file_name=f"{run.name}-student.safetensors", mime="application/octet-stream",
+                                 key="emb-dl-weights", on_click="ignore",
+                                 help="The latest student weights (safetensors).")
+    d[3].caption("CSV/Parquet: one row per probe input at this snapshot — teacher and student projections, "
+                 "the student's raw features, label and c_i.")

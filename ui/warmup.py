@@ -26,19 +26,18 @@ def _imports() -> None:
 
 
 def _warm(busy) -> None:
-    from perco_viz import live
+    from perco_viz import live, process
 
     t0 = time.perf_counter()
     try:
-        live.prestart()
+        process.prestart()
         _STATE["trainings"] = f"ready in {time.perf_counter() - t0:.1f} s"
     except Exception as exc:  # noqa: BLE001 — warm-up is an optimisation only
         _STATE["trainings"] = f"failed: {exc}"
     _imports()  # after the process server is up: the two do not compete for the CPU
     from perco_viz.analysis.projection import warm_up_numba
-    from perco_viz.background import shared_worker
 
-    pool = shared_worker()
+    pool = process.shared_worker()
     for key, fn in (("teacher", live.prepare_demo_teacher), ("numba", warm_up_numba)):
         if key == "numba":  # ~25 s of CPU: not while a first demo is setting up
             _wait_while(busy)

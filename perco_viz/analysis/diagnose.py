@@ -1,5 +1,5 @@
-"""Diagnose a student trained anywhere: load a teacher/student pair of features, compute the
-whole quality panel, and write it as one self-contained HTML report.
+"""Diagnose a student trained anywhere: load a teacher/student pair of features and compute the
+whole quality panel (its figures and HTML report: :mod:`perco_viz.figures.diagnose`).
 
 The pair comes from two embedding files (``.npz``/``.csv``/``.npy`` read through
 :func:`perco_viz.safe_io.load_array_file`), from two models run on a dataset, or from a run
@@ -7,8 +7,8 @@ directory (its teacher probe and a student snapshot). :func:`compute_panel` meas
 the library (:func:`perco_viz.metrics.student_report`,
 :func:`perco_viz.coherence.per_sample_coherence`, :func:`perco_viz.coherence.rank_agreement`)
 on a stratified subsample of at most ``max_points`` rows, so every number describes the same
-points; :func:`html_report` writes the table, a sentence on each metric, and the figures as
-interactive plotly with plotly.js embedded once (the file opens offline).
+points; :func:`panel_table` is its metric table. The figures of a panel and the self-contained
+HTML report are :mod:`perco_viz.figures.diagnose` (no plotly here).
 
 >>> rng = np.random.default_rng(0)
 >>> t = rng.normal(size=(60, 5))
@@ -19,10 +19,8 @@ interactive plotly with plotly.js embedded once (the file opens offline).
 
 from __future__ import annotations
 
-import html
 import math
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perco_viz.checks import check_features
 from perco_viz.safe_io import (
     InputFileError,
     Source,
@@ -146,14 +145,12 @@ class EmbeddingPair:
 
 
 def _as_features(x: Any, name: str) -> np.ndarray:
-    arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] < 1:
-        raise InputFileError(f"the {name} features must be a 2-D (n, d) array, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-        raise InputFileError(f"the {name} features have NaN/inf in {len(rows)} row(s) (first {rows[:5].tolist()}); "
-                             "remove or impute them")
-    return arr
+    """(n, d) float64 features through :func:`perco_viz.checks.check_features` (real, finite,
+    within the magnitude limit; a 1-D array is one column), its refusal as an ``InputFileError``."""
+    try:
+        return check_features(x, f"the {name}")
+    except ValueError as exc:
+        raise InputFileError(str(exc)) from None
 
 
 def _check_rows(n_t: int, n_s: int, what_t: str, what_s: str) -> None:
@@ -411,15 +408,6 @@ def subsample_indices(n: int, labels: np.ndarray | None, max_points: int, seed: 
     return stratified_subsample(labels, n, max_points, seed=seed)
 
 
-def _embedding_2d(x: np.ndarray) -> np.ndarray:
-    """(m, 2) PCA of x (a zero second column when x has one column)."""
-    from perco_viz.analysis.projection import project
-
-    if x.shape[1] == 1:
-        return np.column_stack([x[:, 0], np.zeros(len(x))])
-    return np.asarray(project(x, "pca", dim=2), dtype=np.float64)
-
-
 def compute_panel(pair: EmbeddingPair, *, max_points: int = DEFAULT_MAX_POINTS, seed: int = 0, k: int = 5,
                   trust_k: int = 10, metric: str = "euclidean") -> Panel:
     """The whole quality panel of a pair.
@@ -436,7 +424,8 @@ def compute_panel(pair: EmbeddingPair, *, max_points: int = DEFAULT_MAX_POINTS, 
         A :class:`Panel`; ``panel.report`` equals ``student_report`` on ``panel.student``,
         ``panel.teacher`` and ``panel.labels``.
     """
-    from perco_viz.analysis.projection import align_to
+    from perco_viz.analysis.projection import student_projection, teacher_projection
+    from perco_viz.analysis.rank_agreement import shepard_pairs
     from perco_viz.coherence import per_sample_coherence, rank_agreement
     from perco_viz.metrics import student_report
 
@@ -454,37 +443,12 @@ def compute_panel(pair: EmbeddingPair, *, max_points: int = DEFAULT_MAX_POINTS, 
     agreement = rank_agreement(s, t, metric=metric)
     seconds["ranks"] = time.perf_counter() - start
     start = time.perf_counter()
-    t_xy = _embedding_2d(t)
-    s_xy = align_to(_embedding_2d(s), t_xy)
+    t_xy = teacher_projection(t, method="pca", dim=2)  # a 1-column input: its centred values and zeros
+    s_xy = student_projection(s, t_xy, method="pca")
     seconds["projection"] = time.perf_counter() - start
-    shepard = sampled_pair_distances(t, s, SHEPARD_PAIRS, seed=seed)
+    shepard = shepard_pairs(s, t, max_pairs=SHEPARD_PAIRS, seed=seed)  # Euclidean, as the figure says
     return Panel(report, c, agreement, t, s, y, idx, t_xy, s_xy, shepard, pair.n, pair.source, pair.class_names,
                  seconds)
-
-
-def sampled_pair_distances(teacher: np.ndarray, student: np.ndarray, max_pairs: int = SHEPARD_PAIRS,
-                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean distances of the same pairs (i < j) in both spaces: all pairs, or a seeded sample.
-
-    Args:
-        teacher: (m, d_t) features.
-        student: (m, d_s) features, same rows.
-        max_pairs: the most pairs returned.
-        seed: fixes the sample.
-
-    Returns:
-        ``(d_teacher, d_student)``, each (p,) with p = min(m (m − 1) / 2, max_pairs).
-    """
-    m = len(teacher)
-    total = m * (m - 1) // 2
-    if total <= max_pairs:
-        i, j = np.triu_indices(m, 1)
-    else:
-        rng = np.random.default_rng(seed)
-        i, j = rng.integers(0, m, (2, int(max_pairs * 1.2) + 16))
-        keep = i != j
-        i, j = np.minimum(i, j)[keep][:max_pairs], np.maximum(i, j)[keep][:max_pairs]
-    return (np.linalg.norm(teacher[i] - teacher[j], axis=1), np.linalg.norm(student[i] - student[j], axis=1))
 
 
 def panel_table(panel: Panel) -> pd.DataFrame:
@@ -493,115 +457,3 @@ def panel_table(panel: Panel) -> pd.DataFrame:
              "what it measures": METRIC_INFO[key].help}
             for key in CARD_ORDER if key in panel.report]
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- the figures
-FIGURE_CAPTIONS: dict[str, str] = {
-    "Embeddings": "Each dot is one input. Left: the teacher's features (PCA to 2-D); right: the student's, turned "
-                  "into the teacher's orientation (Procrustes). The student need not copy the shape — only who is "
-                  "near whom.",
-    "Per-sample coherence": "c_i for each input: the share of pairs of other inputs that the student orders, as "
-                            "seen from input i, like the teacher. The red dashed line is the 10th percentile: a long "
-                            "left tail means some inputs are perceived badly even when PC is high.",
-    "Shepard diagram": "Each dot is a pair of inputs: its teacher distance (x) against its student distance (y). "
-                       "Perception coherence needs a rising cloud, not a straight line: any monotone bend is fine; "
-                       "vertical spread means pairs whose order the student swaps.",
-    "Rank agreement": "A[i, j] = 1 − |R_T − R_S|: 1 (green) when the student puts input j at the same place in "
-                      "anchor i's ranking as the teacher does, red where it does not. Rows and columns are grouped "
-                      "by class: a red block means the student confuses how those classes relate.",
-}
-
-
-def panel_figures(panel: Panel) -> dict[str, Any]:
-    """The figures of a panel, keyed by the headings of :data:`FIGURE_CAPTIONS`.
-
-    Returns:
-        ``{"Embeddings": side by side PCA, "Per-sample coherence": c_i histogram,
-        "Shepard diagram": ..., "Rank agreement": heatmap}`` (plotly figures).
-    """
-    from perco_viz import figures
-
-    n = panel.n_used
-    labelled = panel.labels is not None
-    emb = figures.side_by_side_embeddings(
-        panel.teacher_xy, panel.student_xy,
-        color=panel.labels if labelled else panel.coherence, color_kind="label" if labelled else "continuous",
-        labels_text=panel.class_names, titles=("teacher (PCA of its features)", "student (PCA, aligned to the teacher)"),
-        title=f"teacher | student embedding plots · {n:,} inputs, coloured by "
-              + ("class" if labelled else "per-sample coherence c_i"),
-        axis_titles=("PCA 1", "PCA 2"))
-    hist = figures.coherence_histogram(panel.coherence)
-    shepard = figures.shepard_figure(*panel.shepard, pc=panel.report["pc"])
-    heat = figures.rank_agreement_heatmap(panel.agreement, labels=panel.labels, class_names=panel.class_names)
-    return {"Embeddings": emb, "Per-sample coherence": hist, "Shepard diagram": shepard, "Rank agreement": heat}
-
-
-# --------------------------------------------------------------------------- the report
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1180px;margin:2em auto;
-padding:0 1.2em;color:#1f2430;line-height:1.45}
-h1{font-size:1.7em;margin-bottom:.1em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #e3e6ec;
-padding-bottom:.2em} .sub{color:#5b6270;margin-top:0}
-table{border-collapse:collapse;width:100%;margin:.6em 0} th,td{text-align:left;padding:.45em .7em;
-border-bottom:1px solid #e3e6ec;vertical-align:top} th{background:#f5f7fa} td.v{font-variant-numeric:tabular-nums;
-font-weight:600;white-space:nowrap} .fig{margin:1.2em 0} .cap{color:#5b6270;font-size:.92em;margin:.2em 0 0}
-footer{color:#8a909c;font-size:.85em;margin-top:3em}
-"""
-
-
-def _figure_items(figures: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, Any]]:
-    if isinstance(figures, Mapping):
-        return list(figures.items())
-    items = []
-    for fig in figures:
-        title = getattr(getattr(fig.layout, "title", None), "text", None) or "figure"
-        items.append((title, fig))
-    return items
-
-
-def html_report(panel: Panel, figures: Mapping[str, Any] | Sequence[Any], *, title: str = "Diagnosis of a student",
-                captions: Mapping[str, str] | None = None) -> str:
-    """One self-contained HTML file: the metric table, a sentence on each metric, every figure.
-
-    plotly.js is embedded once, inline, before the first figure, so the file opens offline and
-    every figure stays interactive.
-
-    Args:
-        panel: the diagnosis.
-        figures: plotly figures, as ``{caption heading: figure}`` or a sequence (their
-            layout titles become the headings).
-        title: the page heading.
-        captions: ``{heading: how to read it}`` (default :data:`FIGURE_CAPTIONS`).
-
-    Returns:
-        The HTML document.
-    """
-    captions = FIGURE_CAPTIONS if captions is None else captions
-    esc = html.escape
-    rows = "\n".join(
-        f"<tr><td>{esc(r['metric'])}</td><td class='v'>{esc(r['value'])}</td><td>{esc(r['what it measures'])}</td></tr>"
-        for r in panel_table(panel).to_dict("records"))
-    parts = [
-        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f"<p class='sub'>{esc(panel.source)}</p>" if panel.source else "",
-        f"<p>{esc(panel.scope())} Teacher features: {panel.teacher.shape[1]}-d; student features: "
-        f"{panel.student.shape[1]}-d{'; labelled' if panel.labels is not None else '; no labels (accuracies skipped)'}.</p>",
-        "<h2>Metrics</h2>",
-        f"<table><thead><tr><th>metric</th><th>value</th><th>what it measures</th></tr></thead><tbody>{rows}</tbody></table>",
-        "<p class='cap'>Perception coherence asks only that the student <em>rank</em> distances as the teacher does; "
-        "geometry may differ. PC = 1 means the same ranking from every anchor, 0.5 is chance.</p>",
-    ]
-    first = True
-    for heading, fig in _figure_items(figures):
-        body = fig.to_html(full_html=False, include_plotlyjs="inline" if first else False,
-                           config={"displaylogo": False})
-        first = False
-        cap = captions.get(heading)
-        parts.append(f"<h2>{esc(heading)}</h2><div class='fig'>{body}"
-                     + (f"<p class='cap'>{esc(cap)}</p>" if cap else "") + "</div>")
-    parts.append("<footer>Made with perco_viz · method: Nguyen et al., <em>Feature Representation Transferring "
-                 "to Lightweight Models via Perception Coherence</em>, arXiv:2505.06595 (TMLR 2026).</footer>")
-    parts.append("</body></html>")
-    return "\n".join(p for p in parts if p)

@@ -1,8 +1,9 @@
-"""What the Embeddings page shows, as plain functions: aligned projections of a run's snapshots,
-the colouring and hover text of each point, the linked teacher/student figures, the
-subsampling note, thumbnails and the downloadable embedding table.
+"""The Embeddings page's data, as plain functions: aligned projections of a run's snapshots, the
+rows drawn (and the subsampling note), the colouring and hover text of each point, the table of a
+selection and the downloadable embedding table.
 
-Data in, arrays/figures/bytes out; nothing here knows about Streamlit.
+Data in, arrays/tables/bytes out; no plotly (the figures are in :mod:`perco_viz.figures.embeddings`),
+no Streamlit (the page's widgets are in ``ui/embeddings.py``).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -18,12 +19,14 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-METHODS = ("pca", "umap", "tsne")
+from perco_viz.analysis import projection
+from perco_viz.analysis.projection import METHODS
+
 METHOD_LABELS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 AXIS_PREFIX = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
 MAX_POINTS = 100_000  # beyond this the page draws a stratified subsample
@@ -52,7 +55,6 @@ class AlignedProjections:
     teacher: np.ndarray
     students: np.ndarray
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def ranges(self) -> dict[str, list[tuple[float, float]]]:
         """Padded axis ranges ``{"teacher": [(lo, hi)] * dim, "student": ...}`` fixed over all snapshots."""
@@ -67,34 +69,6 @@ def _ranges(x: np.ndarray) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in zip(lo - pad, hi + pad)]
 
 
-def _pad_columns(x: np.ndarray, dim: int) -> np.ndarray:
-    """(n, d) -> (n, max(d, dim)) with zero columns added (a 2-d student drawn in 3-D)."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape[1] >= dim:
-        return x
-    return np.column_stack([x, np.zeros((len(x), dim - x.shape[1]))])
-
-
-def orthogonal_map(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """The rotation/reflection and scale that best maps ``source`` onto ``target``.
-
-    Args:
-        source: (n, d) points.
-        target: (n, d) points, same rows.
-
-    Returns:
-        ``(R, s, mu_source, mu_target)`` with ``(x - mu_source) @ R * s + mu_target`` the map,
-        R (d, d) orthogonal.
-    """
-    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
-    a, b = source - mu_s, target - mu_t
-    u, sv, vt = np.linalg.svd(a.T @ b)
-    rot = u @ vt
-    norm = float((a**2).sum())
-    scale = float(sv.sum() / norm) if norm > 0 else 1.0
-    return rot, scale, mu_s, mu_t
-
-
 def aligned_projections(
     teacher: np.ndarray,
     students: Sequence[np.ndarray],
@@ -106,13 +80,12 @@ def aligned_projections(
 ) -> AlignedProjections:
     """Project the teacher and every student snapshot, aligned across epochs and to the teacher.
 
-    The student sequence is projected so that points do not jump between epochs: PCA +
-    Procrustes to the previous snapshot and t-SNE initialised from the previous snapshot (both
-    :func:`perco_viz.analysis.projection.project_sequence`), UMAP initialised from the previous snapshot
-    (:func:`umap_chain`). Each frame is centred and
-    scaled to the teacher's spread (coherence ignores scale), then one orthogonal map, fitted
-    from the last snapshot to the teacher's projection, is applied to the whole sequence: the
-    student is drawn in the teacher's orientation and stays continuous in time.
+    The teacher: :func:`~perco_viz.analysis.projection.teacher_projection`. The student sequence:
+    :func:`~perco_viz.analysis.projection.project_sequence` (points do not jump between epochs).
+    Each frame is centred and scaled to the teacher's spread (coherence ignores scale), then one
+    rotation, fitted from the last snapshot to the teacher's projection
+    (:func:`~perco_viz.analysis.projection.align` with ``scale=False``), is applied to the whole
+    sequence: the student is drawn in the teacher's orientation and stays continuous in time.
 
     Args:
         teacher: (n, d_t) teacher features on the probe set.
@@ -125,8 +98,6 @@ def aligned_projections(
     Returns:
         :class:`AlignedProjections` with teacher (n, dim) and students (k, n, dim).
     """
-    from perco_viz.analysis import projection
-
     if method not in METHODS:
         raise ValueError(f"projection method must be one of {METHODS}, got {method!r}")
     if dim not in (2, 3):
@@ -138,20 +109,18 @@ def aligned_projections(
         raise ValueError(f"every snapshot must have the teacher's {n} probe rows")
     start = time.perf_counter()
     total = len(students) + 1
-    t_xy = projection.project(_pad_columns(teacher, dim), method, dim=dim, seed=seed)
+    t_xy = projection.teacher_projection(teacher, method=method, dim=dim, seed=seed)
     if progress is not None:
         progress(1, total)
     step = None if progress is None else (lambda done, k: progress(1 + done, 1 + k))
-    xs = [_pad_columns(s, dim) for s in students]
-    if method == "umap":
-        seq = umap_chain(xs, dim=dim, seed=seed, progress=step)
-    else:
-        seq = projection.project_sequence(xs, method, dim=dim, seed=seed, progress=step)
+    xs = [projection.pad_columns(s, dim) for s in students]
+    seq = projection.project_sequence(xs, method, dim=dim, seed=seed, progress=step)
     seq = np.stack([np.asarray(s, dtype=np.float64) for s in seq])  # (k, n, dim)
-    t_xy = np.asarray(t_xy, dtype=np.float64)
+    k = len(seq)
     seq = _unit_spread(seq) * _rms(t_xy - t_xy.mean(axis=0))  # each frame at the teacher's spread
-    rot, _, mu_s, mu_t = orthogonal_map(seq[-1], t_xy)
-    seq = (seq - mu_s) @ rot + mu_t
+    turned = projection.align(seq.reshape(k * n, dim), np.tile(t_xy, (k, 1)),
+                              fit_rows=np.arange((k - 1) * n, k * n), scale=False)  # fitted on the last frame
+    seq = turned.reshape(k, n, dim)
     if progress is not None:
         progress(total, total)
     return AlignedProjections(method, dim, t_xy, seq, seconds=time.perf_counter() - start)
@@ -174,37 +143,6 @@ def run_projections(path: str, method: str, dim: int, rows_key: tuple[int, int |
     rows, _ = display_rows(probe.get("labels"), rows_key[0], rows_key[1], seed=rows_key[2])
     students = [run.load_snapshot(i).student[rows] for i in run.snapshot_indices()]
     return aligned_projections(probe["features"][rows], students, method, dim, seed=0, progress=progress)
-
-
-def umap_chain(xs: Sequence[np.ndarray], *, dim: int = 2, seed: int | None = 0,
-               progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
-    """UMAP of each snapshot initialised from the previous snapshot's layout (then Procrustes
-    to it), so points stay in place from epoch to epoch.
-
-    Measured on the 2-core dev machine, 449 points: about 0.5 s per snapshot once numba is
-    compiled, against about 5 s per snapshot for ``umap.AlignedUMAP`` (what
-    :func:`perco_viz.analysis.projection.project_sequence` uses), with the same continuity in practice.
-
-    Args:
-        xs: k arrays (n, d), the snapshots in order.
-        dim: output dimensions.
-        seed: fixes every UMAP.
-        progress: called as ``progress(done, k)`` after each snapshot.
-
-    Returns:
-        k arrays (n, dim) float64.
-    """
-    from perco_viz.analysis import projection
-
-    out: list[np.ndarray] = []
-    for t, x in enumerate(xs):
-        y = projection.project(x, "umap", dim=dim, seed=seed, init=out[-1] if out else None)
-        if out:
-            y = projection.align_procrustes(y, out[-1])
-        out.append(y)
-        if progress is not None:
-            progress(t + 1, len(xs))
-    return out
 
 
 def _rms(x: np.ndarray) -> float:
@@ -239,9 +177,7 @@ def display_rows(labels: np.ndarray | None, n: int, max_points: int = MAX_POINTS
     """
     if n <= max_points:
         return np.arange(n), None
-    from perco_viz.analysis.projection import stratified_subsample
-
-    rows = np.sort(stratified_subsample(labels, n, max_points, seed=seed))
+    rows = np.sort(projection.stratified_subsample(labels, n, max_points, seed=seed))
     return rows, subsample_note(len(rows), n, stratified=labels is not None)
 
 
@@ -363,193 +299,6 @@ def hover_text(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labe
     return out
 
 
-def selected_rows(event: object) -> list[int]:
-    """Probe rows of a Streamlit plotly selection event (``customdata[0]`` of each point).
-
-    ``customdata`` of a point arrives as a list, a scalar, or — when plotly sent it as a typed
-    array — a dict ``{"0": id}``; all three are read.
-    """
-    if not event:
-        return []
-    sel = event.get("selection", event) if isinstance(event, dict) else getattr(event, "selection", None)
-    if not sel:
-        return []
-    points = sel.get("points", []) if isinstance(sel, dict) else getattr(sel, "points", [])
-    rows = set()
-    for p in points or []:
-        cd = p.get("customdata") if isinstance(p, dict) else None
-        if cd is None:
-            continue
-        if isinstance(cd, dict):  # a typed-array row comes back as {"0": id}
-            cd = cd.get("0", next(iter(cd.values()), None))
-        first = cd[0] if isinstance(cd, (list, tuple)) else cd
-        try:
-            rows.add(int(first))
-        except (TypeError, ValueError):
-            continue
-    return sorted(rows)
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def axis_titles(method: str, dim: int) -> list[str]:
-    """``["PC 1", "PC 2"]``, ``["UMAP 1", "UMAP 2", "UMAP 3"]``, ..."""
-    return [f"{AXIS_PREFIX[method]} {i + 1}" for i in range(dim)]
-
-
-def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: str, ids: np.ndarray | None = None,
-                    hover: np.ndarray | None = None, highlight: Sequence[int] | None = None,
-                    ranges: Sequence[tuple[float, float]] | None = None, subtitle: str | None = None,
-                    show_colorbar: bool = True, height: int = 540):
-    """One embedding plot of the page: :func:`perco_viz.figures.embedding_figure` with axes fixed
-    over the snapshots, equal aspect (2-D), and the highlighted points standing out.
-
-    Args:
-        coords: (m, dim) projection of the points drawn.
-        color: the :class:`Coloring` of those m points.
-        method: ``pca``/``umap``/``tsne`` (axis titles "PC 1", "UMAP 1", ...).
-        title: figure title; subtitle: a line under it.
-        ids: (m,) point ids (probe rows), in ``customdata[:, 0]`` so selections map back.
-        hover: (m,) hover text (:func:`hover_text`).
-        highlight: ids to emphasise: ringed, and in 2-D the others fade.
-        ranges: per-axis (lo, hi), fixed over epochs so the playback does not rescale.
-        show_colorbar: draw the colour bar (continuous colouring).
-        height: pixels.
-
-    Returns:
-        A plotly ``go.Figure`` (Scattergl in 2-D, Scatter3d in 3-D).
-    """
-    from perco_viz import figures
-
-    xyz = np.asarray(coords, dtype=np.float64)  # (m, dim)
-    m, dim = xyz.shape
-    ids = np.arange(m) if ids is None else np.asarray(ids, dtype=np.int64)
-    highlight = [int(h) for h in (highlight or [])]
-    fig = figures.embedding_figure(
-        xyz, color=color.values, color_kind=color.kind, labels_text=color.names, hover=hover, ids=ids,
-        title=title, subtitle=subtitle, highlight=highlight or None, color_title=color.title,
-        color_range=color.range, axis_titles=axis_titles(method, dim), height=height)
-    if color.kind == "continuous":
-        fig.update_layout(coloraxis_showscale=show_colorbar)
-        if color.colorscale is not None:
-            fig.update_layout(coloraxis_colorscale=color.colorscale)
-    hl = set(highlight)
-    base_size = next((t.marker.size for t in fig.data if t.name != "selected"), 6) or 6
-    for tr in fig.data:
-        if tr.name == "selected":  # a thin ring: dense selections stay readable
-            tr.update(marker={"size": base_size + 4, "line": {"width": 1.2, "color": "#1f2430"}}, hoverinfo="skip",
-                      hovertemplate=None)
-    if hl and dim == 2:  # plotly's own selection styling: everything not highlighted fades
-        for tr in fig.data:
-            if tr.name != "selected":
-                cd = np.asarray(tr.customdata)[:, 0].astype(np.int64)
-                tr.update(selectedpoints=np.flatnonzero(np.isin(cd, list(hl))).tolist(),
-                          unselected={"marker": {"opacity": 0.15}})
-    elif hl:
-        for tr in fig.data:
-            if tr.name != "selected":
-                tr.marker.opacity = 0.35
-    fig.update_layout(uirevision=method, legend={"itemsizing": "constant"})
-    if dim == 2:
-        fig.update_xaxes(range=list(ranges[0]) if ranges else None, constrain="domain")
-        fig.update_yaxes(range=list(ranges[1]) if ranges else None, scaleanchor="x", scaleratio=1,
-                         constrain="domain")
-    else:  # a little further out than plotly's default, so the third axis title stays in view
-        fig.update_layout(scene_camera={"eye": {"x": 1.45, "y": 1.45, "z": 1.1}}, margin={"b": 20})
-        if ranges:
-            fig.update_layout(scene={f"{a}axis": {"range": list(r)} for a, r in zip("xyz", ranges)})
-    return fig
-
-
-def animation_figure(proj: AlignedProjections, colorings: Sequence[Coloring], epochs: Sequence[float], *,
-                     ids: np.ndarray | None = None, hover: np.ndarray | None = None,
-                     title: str = "Student over the snapshots", frame_ms: int = 700):
-    """The student at every snapshot as one self-playing plotly figure (play button and slider).
-
-    Args:
-        proj: aligned projections, students (k, m, dim).
-        colorings: k colourings (c_i changes from snapshot to snapshot) or one for all.
-        epochs: k epochs (frame names).
-        ids, hover: point ids and hover text (:func:`hover_text`).
-        title: figure title.
-        frame_ms: milliseconds per frame.
-
-    Returns:
-        A ``go.Figure`` with k frames, axes fixed over all of them.
-    """
-    import plotly.graph_objects as go
-
-    k = len(proj.students)
-    if len(colorings) == 1:
-        colorings = list(colorings) * k
-    if len(colorings) != k or len(epochs) != k:
-        raise ValueError(f"need one colouring and one epoch per snapshot ({k})")
-    ranges = proj.ranges()["student"]
-
-    def panel(i: int):
-        return embedding_panel(proj.students[i], colorings[i], method=proj.method, ids=ids, hover=hover,
-                               ranges=ranges, title=f"{title} — epoch {epochs[i]:g}")
-
-    fig = panel(k - 1)
-    names = [f"{e:g}" for e in epochs]
-    fig.frames = [go.Frame(data=panel(i).data, name=names[i],
-                           layout={"title": {"text": f"{title} — epoch {epochs[i]:g}"}}) for i in range(k)]
-    play = {"frame": {"duration": frame_ms, "redraw": True}, "fromcurrent": True, "transition": {"duration": 0}}
-    fig.update_layout(
-        updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": -0.12, "xanchor": "left",
-                      "buttons": [{"label": "▶ play", "method": "animate", "args": [None, play]},
-                                  {"label": "❚❚ pause", "method": "animate",
-                                   "args": [[None], {"mode": "immediate", "frame": {"duration": 0}}]}]}],
-        sliders=[{"active": k - 1, "x": 0.22, "len": 0.78, "y": -0.08,
-                  "currentvalue": {"prefix": "epoch ", "xanchor": "right"},
-                  "steps": [{"label": n, "method": "animate",
-                             "args": [[n], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}}]}
-                            for n in names]}],
-        margin={"b": 120}, height=620)
-    return fig
-
-
-
-# ----------------------------------------------------------------------------- thumbnails
-
-
-def thumbnail_uris(images: np.ndarray) -> list[str]:
-    """PNG data URIs of some images (what an ``<img src=...>`` shows).
-
-    Args:
-        images: (k, H, W) or (k, H, W, 3) uint8.
-
-    Returns:
-        k strings ``"data:image/png;base64,..."``.
-    """
-    from perco_viz.figures import image_data_uri
-
-    return [image_data_uri(img) for img in np.asarray(images)]
-
-
-def thumbnail_strip_html(images: np.ndarray, captions: Sequence[str], *, size: int = 56) -> str:
-    """A wrapping strip of crisp (pixelated) thumbnails with captions, as HTML.
-
-    Args:
-        images: (k, H, W) or (k, H, W, 3) uint8.
-        captions: k short captions (also the tooltip).
-        size: displayed side in pixels.
-    """
-    import html
-
-    cells = []
-    for uri, cap in zip(thumbnail_uris(images), captions):
-        cap = html.escape(str(cap))
-        cells.append(
-            f'<figure style="margin:0;text-align:center" title="{cap}">'
-            f'<img src="{uri}" width="{size}" height="{size}" alt="{cap}" '
-            'style="image-rendering:pixelated;border:1px solid #ccc;border-radius:3px"/>'
-            f'<figcaption style="font-size:11px;color:#555;max-width:{size + 16}px">{cap}</figcaption></figure>'
-        )
-    return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>'
-
-
 def selection_table(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labels: np.ndarray | None = None,
                     class_names: Sequence[str] | None = None, coherence: np.ndarray | None = None,
                     meta: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -634,13 +383,4 @@ def table_bytes(df: pd.DataFrame, fmt: str) -> bytes:
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         return buf.getvalue()
-    raise ValueError(f"format must be 'csv' or 'parquet', got {fmt!r}")
-
-
-def read_table_bytes(data: bytes, fmt: str) -> pd.DataFrame:
-    """Inverse of :func:`table_bytes`."""
-    if fmt == "csv":
-        return pd.read_csv(io.BytesIO(data))
-    if fmt == "parquet":
-        return pd.read_parquet(io.BytesIO(data))
     raise ValueError(f"format must be 'csv' or 'parquet', got {fmt!r}")

@@ -3,9 +3,10 @@
 scikit-learn estimator style (as umap-learn): :class:`Projector` stores its options in
 ``__init__``, checks its input in ``fit_transform`` and keeps what it fitted in attributes ending
 with ``_``; :func:`project` is the one-call form. Embedding plots of consecutive snapshots must not
-jump, so :func:`project_sequence` aligns them (Procrustes for PCA, ``umap.AlignedUMAP`` for UMAP,
-t-SNE initialised from the previous snapshot), and :func:`align_to` turns the student's projection
-into the teacher's orientation for a teacher | student picture.
+jump, so :func:`project_sequence` aligns them (Procrustes for PCA, UMAP and t-SNE initialised
+from the previous snapshot), and :func:`align` — the one Procrustes alignment — turns the student's
+projection into the teacher's orientation for a teacher | student picture
+(:func:`teacher_projection`, :func:`student_projection`).
 
 UMAP (umap-learn, numba) is imported only when used; its first call in a process spends ~15 s
 compiling, which :func:`warm_up_numba` can do ahead of time in a background thread.
@@ -29,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
+from perco_viz.checks import check_features
+
 METHODS: tuple[str, ...] = ("pca", "umap", "tsne")
 MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}  # fewest rows each method can lay out
 UMAP_NEIGHBOURS = 15
@@ -46,18 +49,12 @@ def _check_method(method: str) -> str:
 
 
 def _as_features(X, name: str = "X") -> np.ndarray:
-    """Any (n, d) array-like → float64 ndarray, finite, or a ValueError saying what to fix."""
-    if hasattr(X, "detach"):  # a torch tensor
-        X = X.detach().cpu().numpy()
-    x = np.asarray(X, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (n, d) array of features, got shape {x.shape}")
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise ValueError(f"{name} has NaN or infinite values in {len(rows)} row(s) (first: {rows[:5].tolist()}); "
-                         "drop or impute those rows before projecting")
-    return x
+    """Any (n, d) array-like (or CPU tensor) → float64 ndarray, checked by the package's one input
+    check (:func:`perco_viz.checks.check_features`: numeric, finite, not too large), or a
+    ValueError saying what to fix. Projections take 2-D features only."""
+    if np.ndim(X) != 2:
+        raise ValueError(f"{name} must be a 2-D (n, d) array of features, got shape {np.shape(X)}")
+    return check_features(X, name)
 
 
 def _check_size(x: np.ndarray, method: str, dim: int) -> None:
@@ -149,32 +146,6 @@ class Projector:
         self.embedding_ = np.asarray(y, dtype=np.float64)
         return self.embedding_
 
-    def fit(self, X) -> Projector:
-        """Fit on X (see :meth:`fit_transform`); returns self."""
-        self.fit_transform(X)
-        return self
-
-    def transform(self, X) -> np.ndarray:
-        """Project new rows with the fitted map (PCA and UMAP; t-SNE has none).
-
-        Args:
-            X: (m, d) features with the ``d`` columns seen in fit.
-
-        Returns:
-            (m, dim) float64 projection.
-        """
-        if self.method == "tsne":
-            raise NotImplementedError("t-SNE has no map for new points; fit_transform all rows together")
-        if not hasattr(self, "estimator_"):
-            raise RuntimeError("this Projector is not fitted yet; call fit_transform first")
-        x = _as_features(X)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {x.shape[1]} columns, the projector was fitted on {self.n_features_in_}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return np.asarray(self.estimator_.transform(x.astype(np.float32) if self.method == "umap" else x),
-                              dtype=np.float64)
-
 
 def project(X, method: str = "pca", *, dim: int = 2, seed: int | None = 0, init=None) -> np.ndarray:
     """Project features to ``dim`` dimensions.
@@ -196,86 +167,95 @@ def project(X, method: str = "pca", *, dim: int = 2, seed: int | None = 0, init=
 
 
 # ----------------------------------------------------------------------------- alignment
-def _procrustes(Y: np.ndarray, Y_ref: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Rotation/reflection R (d, d), scale s, means: ``(Y − mu) @ R * s + mu_ref`` ≈ Y_ref."""
-    mu, mu_ref = Y.mean(axis=0), Y_ref.mean(axis=0)
-    a, b = Y - mu, Y_ref - mu_ref
-    norm = float((a**2).sum())
-    if norm == 0.0:  # every point at one place: only the translation is defined
-        return np.eye(Y.shape[1]), 1.0, mu, mu_ref
-    rot, sv_sum = orthogonal_procrustes(a, b)
-    return rot, float(sv_sum) / norm, mu, mu_ref
-
-
-def _check_pair(Y, Y_ref) -> tuple[np.ndarray, np.ndarray]:
-    y, ref = _as_features(Y, "Y"), _as_features(Y_ref, "Y_ref")
-    if y.shape != ref.shape:
-        raise ValueError(f"Y and Y_ref must be (n, dim) arrays of the same shape, got {y.shape} and {ref.shape}")
-    return y, ref
-
-
-def align_procrustes(Y, Y_ref) -> np.ndarray:
+def align(Y, Y_ref, *, fit_rows=None, scale: bool = True) -> np.ndarray:
     """Move Y onto Y_ref by rotation (reflection allowed), uniform scaling and translation.
 
-    Orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``) on the centred point sets;
-    rows are matched by index.
+    Orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``) on the centred point sets,
+    rows matched by index: the map ``(y − μ) @ R · s + μ_ref`` with the least squared error over
+    the fitted rows, applied to every row of Y. The one alignment of the package: consecutive
+    snapshots of a projection sequence, a student drawn in its teacher's orientation, a whole
+    sequence turned by the map fitted on its last frame (``fit_rows``).
+
+    Tolerant of what the pictures need: the columns are zero-padded to the wider of the two, the
+    map is fitted on ``fit_rows`` (default: every row) that are finite in both, and NaN rows of
+    Y stay NaN.
 
     Args:
-        Y: (n, dim) points to move.
-        Y_ref: (n, dim) reference points, same rows.
-
-    Returns:
-        (n, dim) float64, ``(Y − mean Y) @ R * s + mean Y_ref`` with the least squared error.
-    """
-    y, ref = _check_pair(Y, Y_ref)
-    rot, scale, mu, mu_ref = _procrustes(y, ref)
-    return (y - mu) @ rot * scale + mu_ref
-
-
-def align_to(Y, Y_ref, *, fit_rows=None) -> np.ndarray:
-    """Turn a projection into a reference's orientation, for drawing the two side by side.
-
-    Like :func:`align_procrustes` but tolerant: the columns are zero-padded to the wider of the
-    two, the map is fitted on ``fit_rows`` (default: the rows finite in both) and applied to every
-    row of Y (NaN rows stay NaN). Use it for the student's projection against the teacher's.
-
-    Args:
-        Y: (n, d) projection to turn (e.g. the student's).
-        Y_ref: (n, d_ref) reference projection (e.g. the teacher's), same rows.
+        Y: (n, d) points to move (e.g. the student's projection).
+        Y_ref: (n, d_ref) reference points (e.g. the teacher's), same rows.
         fit_rows: indices or (n,) boolean mask of the rows the map is fitted on.
+        scale: fit the uniform scale ``s`` too; ``False``: rotation and translation only (s = 1).
 
     Returns:
         (n, max(d, d_ref)) float64 aligned coordinates.
+
+    Raises:
+        ValueError: not 2-D, different row counts, or fewer than 2 rows to fit on.
     """
     y, ref = np.asarray(Y, dtype=np.float64), np.asarray(Y_ref, dtype=np.float64)
     if y.ndim != 2 or ref.ndim != 2 or len(y) != len(ref):
         raise ValueError(f"Y and Y_ref must be 2-D with the same rows, got {y.shape} and {ref.shape}")
-    d = max(y.shape[1], ref.shape[1])
-    y, ref = (np.pad(a, ((0, 0), (0, d - a.shape[1]))) for a in (y, ref))
+    y, ref = pad_columns(y, ref.shape[1]), pad_columns(ref, y.shape[1])
     rows = np.isfinite(y).all(axis=1) & np.isfinite(ref).all(axis=1)
     if fit_rows is not None:
         chosen = np.zeros(len(y), dtype=bool)
         chosen[np.asarray(fit_rows)] = True
         rows &= chosen
     if rows.sum() < 2:
-        raise ValueError("align_to needs at least 2 rows finite in both projections to fit the map")
-    rot, scale, mu, mu_ref = _procrustes(y[rows], ref[rows])
-    return (y - mu) @ rot * scale + mu_ref
+        raise ValueError("align needs at least 2 rows finite in both projections to fit the map")
+    mu, mu_ref = y[rows].mean(axis=0), ref[rows].mean(axis=0)
+    a, b = y[rows] - mu, ref[rows] - mu_ref
+    norm = float((a**2).sum())
+    if norm == 0.0:  # every fitted point at one place: only the translation is defined
+        return y - mu + mu_ref
+    rot, sv_sum = orthogonal_procrustes(a, b)
+    s = float(sv_sum) / norm if scale else 1.0
+    return (y - mu) @ rot * s + mu_ref
+
+
+def pad_columns(x: np.ndarray, dim: int) -> np.ndarray:
+    """(n, d) → (n, max(d, dim)) float64 with zero columns added (a 2-d student drawn in 3-D)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[1] >= dim:
+        return x
+    return np.column_stack([x, np.zeros((len(x), dim - x.shape[1]))])
+
+
+def teacher_projection(features, *, method: str = "pca", dim: int = 2, seed: int | None = 0) -> np.ndarray:
+    """The teacher's projection: the reference frame of every teacher | student picture.
+
+    Features narrower than ``dim`` are zero-padded first, so any teacher can be drawn.
+
+    Args:
+        features: (n, d_t) teacher features of the probe set.
+        method: ``pca``, ``umap`` or ``tsne``.
+        dim: output dimensions.
+        seed: fixes UMAP/t-SNE.
+
+    Returns:
+        (n, dim) float64 coordinates.
+    """
+    return project(pad_columns(_as_features(features, "teacher"), dim), method, dim=dim, seed=seed)
+
+
+def student_projection(features, teacher_xy, *, method: str = "pca", seed: int | None = 0) -> np.ndarray:
+    """The student's projection turned into the teacher's orientation (:func:`align`).
+
+    Args:
+        features: (n, d_s) student features of the same rows.
+        teacher_xy: (n, dim) the teacher's projection (:func:`teacher_projection`).
+        method: ``pca``, ``umap`` or ``tsne``.
+        seed: fixes UMAP/t-SNE.
+
+    Returns:
+        (n, dim) float64 coordinates, aligned to ``teacher_xy``.
+    """
+    dim = np.asarray(teacher_xy).shape[1]
+    coords = teacher_projection(features, method=method, dim=dim, seed=seed)
+    return align(coords, teacher_xy)
 
 
 # ----------------------------------------------------------------------------- sequences
-def _aligned_umap(xs: list[np.ndarray], dim: int, seed: int | None) -> list[np.ndarray]:
-    import umap
-
-    n = len(xs[0])
-    identity = {i: i for i in range(n)}  # the probe rows are the same in every snapshot
-    model = umap.AlignedUMAP(n_components=dim, n_neighbors=min(UMAP_NEIGHBOURS, n - 1), random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model.fit([x.astype(np.float32) for x in xs], relations=[identity] * (len(xs) - 1))
-    return [np.asarray(e, dtype=np.float64) for e in model.embeddings_]
-
-
 def project_sequence(
     Xs: Sequence,
     method: str = "pca",
@@ -287,10 +267,15 @@ def project_sequence(
 ) -> list[np.ndarray]:
     """Project snapshots of the same probe rows so that points do not jump between them.
 
-    ``pca``: each snapshot fitted on its own, then Procrustes-aligned to the previous (aligned)
-    result. ``umap``: one ``umap.AlignedUMAP`` over all snapshots (relations = identity).
-    ``tsne``: each snapshot initialised from the previous snapshot's layout. With
-    ``aligned=False`` every snapshot is projected independently.
+    Each snapshot is projected on its own, then, with ``aligned`` (what the Embeddings page and
+    ``perco-viz bench`` use): ``pca`` Procrustes-aligned (:func:`align`) to the previous aligned
+    result; ``umap`` initialised from the previous snapshot's layout, then aligned to it;
+    ``tsne`` initialised from the previous snapshot's layout. With ``aligned=False`` every
+    snapshot is projected independently.
+
+    The UMAP chain is faster than ``umap.AlignedUMAP`` with the same continuity in practice
+    (measured on the 2-core dev machine, 449 points: about 0.5 s per snapshot once numba is
+    compiled, against about 5 s; docs/benchmarks.md).
 
     Args:
         Xs: k arrays (n, d_t), the features at each snapshot (d may change, n may not).
@@ -298,7 +283,7 @@ def project_sequence(
         dim: output dimensions.
         seed: fixes UMAP/t-SNE.
         aligned: align consecutive snapshots.
-        progress: called as ``progress(done, k)`` after each snapshot (once at the end for UMAP).
+        progress: called as ``progress(done, k)`` after each snapshot.
 
     Returns:
         k arrays (n, dim) float64.
@@ -312,17 +297,12 @@ def project_sequence(
                          f"{sorted({len(x) for x in xs})}; pass aligned=False to project them independently")
     for x in xs:
         _check_size(x, method, dim)
-    if aligned and method == "umap" and len(xs) > 1:
-        out = _aligned_umap(xs, dim, seed)
-        if progress is not None:
-            progress(len(xs), len(xs))
-        return out
     out: list[np.ndarray] = []
     for t, x in enumerate(xs):
-        init = out[-1] if aligned and method == "tsne" and out else None
+        init = out[-1] if aligned and method in ("umap", "tsne") and out else None
         y = project(x, method, dim=dim, seed=seed, init=init)
-        if aligned and method == "pca" and out:
-            y = align_procrustes(y, out[-1])
+        if aligned and method in ("pca", "umap") and out:
+            y = align(y, out[-1])
         out.append(y)
         if progress is not None:
             progress(t + 1, len(xs))

@@ -1,62 +1,30 @@
-"""Computations behind the *Rank agreement* and *Per-sample coherence* pages.
+"""Computations behind the *Rank agreement* page.
 
-The questions they answer: **where** does the student perceive differently from its teacher
-(the rank-agreement matrix ``A``, an anchor's neighbours ranked by both), **which** samples it
-gets wrong (the per-sample coherence ``c_i``, its worst samples and classes), and whether it
-merely **distorts** distances (fine: monotone Shepard diagram) or **reorders** them (not fine:
-scattered Shepard diagram).
+The questions it answers: **where** does the student perceive differently from its teacher
+(the rank-agreement matrix ``A``, an anchor's neighbours ranked by both), and whether it merely
+**distorts** distances (fine: monotone Shepard diagram) or **reorders** them (not fine:
+scattered Shepard diagram). Which samples it gets wrong is :mod:`perco_viz.analysis.per_sample`.
 
-Everything here is pure numpy/pandas (no Streamlit), measured on the probe set that a run
-directory stores. The mathematics is in :mod:`perco_viz.coherence` (DESIGN.md §1).
+Everything here is pure numpy/pandas (no Streamlit, no plotly), measured on the probe set that a
+run directory stores. The mathematics is in :mod:`perco_viz.coherence` (DESIGN.md §1); the
+figures are in :mod:`perco_viz.figures.rank_agreement`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from perco_viz.coherence import METRICS, MetricLike, normalized_ranks
+from perco_viz.checks import check_feature_pair, check_features, check_labels
+from perco_viz.coherence import METRICS, MetricLike, hard_ranks, normalized_ranks
 
 ORDERINGS: tuple[str, ...] = ("label", "cluster")
 HIERARCHICAL_MAX_POINTS = 4000  # above this, order by KMeans clusters (linkage needs O(n²) memory)
 
 
 # --------------------------------------------------------------------------- helpers
-def _features(x, name: str, min_points: int = 1) -> np.ndarray:
-    """(n, d) float64 copy of ``x``; a 1-D array is read as (n, 1)."""
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} features must be a 2-D (n, d) array, got shape {arr.shape}")
-    if arr.shape[0] < min_points:
-        raise ValueError(f"need at least {min_points} {name} points, got {arr.shape[0]}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} features contain NaN/inf values; remove or impute those rows")
-    return arr
-
-
-def _pair(student, teacher, min_points: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    s, t = _features(student, "student"), _features(teacher, "teacher")
-    if s.shape[0] != t.shape[0]:
-        raise ValueError(f"student and teacher must describe the same points: got {s.shape[0]} student rows "
-                         f"and {t.shape[0]} teacher rows")
-    if s.shape[0] < min_points:
-        raise ValueError(f"need at least {min_points} points to compare rankings, got {s.shape[0]}")
-    return s, t
-
-
-def _labels(labels, n: int) -> np.ndarray:
-    y = np.asarray(labels).reshape(-1)
-    if y.shape[0] != n:
-        raise ValueError(f"labels must have one entry per point: got {y.shape[0]} labels for {n} points")
-    return y
-
-
 def _first_pc(x: np.ndarray) -> np.ndarray:
     """(m,) coordinates of the rows of ``x`` (m, d) on their first principal axis, sign fixed."""
     if x.shape[0] < 2:
@@ -142,14 +110,14 @@ def order_points(
     >>> order_points(np.array([[0.0], [5.0], [1.0], [6.0]]), labels=[1, 0, 1, 0])
     array([1, 3, 0, 2])
     """
-    t = _features(teacher_features, "teacher")
+    t = check_features(teacher_features, "teacher")
     n = t.shape[0]
     if by not in ORDERINGS:
         raise ValueError(f"unknown ordering {by!r}; choose one of {', '.join(ORDERINGS)}")
     if by == "label":
         if labels is None:
             raise ValueError("this probe set has no labels: order it by a clustering of the teacher (by='cluster')")
-        y = _labels(labels, n)
+        y = check_labels(labels, n)
         pos = np.zeros(n)
         with _one_blas_thread():  # many tiny SVDs: threaded BLAS only adds contention
             for cls in np.unique(y):
@@ -205,7 +173,7 @@ def rank_matrices(
         ``(R_T, R_S, A)``, each (n, n) float64 with NaN on the diagonal; ``R[i, j]`` in [0, 1]
         is where anchor i puts j among the others (0 = nearest), ``A = 1 − |R_T − R_S|``.
     """
-    s, t = _pair(student, teacher)
+    s, t = check_feature_pair(student, teacher)
     r_t = normalized_ranks(t, metric=teacher_metric or metric)
     r_s = normalized_ranks(s, metric=metric)
     return r_t, r_s, 1.0 - np.abs(r_t - r_s)
@@ -243,7 +211,7 @@ def anchor_neighbours(
         ``student_dissimilarity``, ``agreement`` (``A[anchor, point]``), ``in_teacher_top_k``,
         ``in_student_top_k`` and ``label`` (None without labels).
     """
-    s, t = _pair(student, teacher)
+    s, t = check_feature_pair(student, teacher)
     n = s.shape[0]
     _check_metric(metric)
     _check_metric(teacher_metric or metric, "teacher_metric")
@@ -256,10 +224,10 @@ def anchor_neighbours(
     d_t = _rows_to(t, np.array([anchor]), others, teacher_metric or metric)[0]  # (n − 1,)
     d_s = _rows_to(s, np.array([anchor]), others, metric)[0]
     rank_t, rank_s = _ordinal_ranks(d_t), _ordinal_ranks(d_s)  # 1 = nearest
-    agreement = 1.0 - np.abs(_normalized_row_ranks(d_t) - _normalized_row_ranks(d_s))
+    agreement = 1.0 - np.abs(_row_ranks(d_t) - _row_ranks(d_s))  # A[anchor, others]
     keep = np.flatnonzero((rank_t <= k) | (rank_s <= k))
     keep = keep[np.argsort(rank_t[keep], kind="stable")]
-    y = None if labels is None else _labels(labels, n)
+    y = None if labels is None else check_labels(labels, n)
     return pd.DataFrame({
         "point": others[keep],
         "teacher_rank": rank_t[keep],
@@ -275,18 +243,18 @@ def anchor_neighbours(
 
 
 def _ordinal_ranks(row: np.ndarray) -> np.ndarray:
-    """(m,) → (m,) int64 positions 1..m in a stable ascending sort."""
-    ranks = np.empty(len(row), dtype=np.int64)
-    ranks[np.argsort(row, kind="stable")] = np.arange(1, len(row) + 1)
-    return ranks
+    """(m,) → (m,) int64 positions 1..m, ties broken by position (a table's ranks, not R)."""
+    from scipy.stats import rankdata
+
+    return rankdata(row, method="ordinal").astype(np.int64)
 
 
-def _normalized_row_ranks(row: np.ndarray) -> np.ndarray:
-    """(m,) → (m,) ``(#less + ½ #equal others) / (m − 1)``: the R of DESIGN.md §1 for one row."""
-    s = np.sort(row)
-    less = np.searchsorted(s, row, side="left")
-    equal_others = np.searchsorted(s, row, side="right") - less - 1
-    return (less + 0.5 * equal_others) / max(len(row) - 1, 1)
+def _row_ranks(row: np.ndarray) -> np.ndarray:
+    """(m,) one anchor's dissimilarities to the others → (m,) its normalized ranks R (the one
+    implementation, :func:`perco_viz.coherence.hard_ranks`)."""
+    import torch
+
+    return hard_ranks(torch.from_numpy(row[None, :])).numpy()[0]
 
 
 # --------------------------------------------------------------------------- Shepard diagram
@@ -343,7 +311,7 @@ def shepard_pairs(
     Returns:
         ``(d_teacher, d_student)``, two (p,) float64 arrays, pair by pair.
     """
-    s, t = _pair(student, teacher, min_points=2)
+    s, t = check_feature_pair(student, teacher, min_points=2)
     _check_metric(metric)
     _check_metric(teacher_metric or metric, "teacher_metric")
     i, j = sample_pairs(s.shape[0], max_pairs, seed)
@@ -372,186 +340,3 @@ def spearman(d_teacher, d_student) -> float:
     if a.shape[0] < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return math.nan
     return float(spearmanr(a, b).statistic)
-
-
-def point_density(x, y, *, bins: int = 64) -> np.ndarray:
-    """How crowded each point of a scatter is (a 2-D histogram looked up per point).
-
-    Args:
-        x: (p,) horizontal coordinates.
-        y: (p,) vertical coordinates.
-        bins: histogram bins per axis.
-
-    Returns:
-        (p,) float64 in [0, 1]: the count of the point's bin divided by the largest count.
-    """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.size == 0:
-        return np.zeros(0)
-    h, ex, ey = np.histogram2d(x, y, bins=bins)
-    ix = np.clip(np.searchsorted(ex, x, side="right") - 1, 0, bins - 1)
-    iy = np.clip(np.searchsorted(ey, y, side="right") - 1, 0, bins - 1)
-    return h[ix, iy] / max(h.max(), 1.0)
-
-
-# --------------------------------------------------------------------------- per-sample coherence
-def coherence_by_epoch(run_dir) -> tuple[list[float], list[np.ndarray]]:
-    """The per-sample coherence of every snapshot of a run, in order.
-
-    Args:
-        run_dir: a :class:`perco_viz.runs.RunDir` or a path to a run directory.
-
-    Returns:
-        ``(epochs, coherences)``: the snapshots' (fractional) epochs, and one (n_probe,) array of
-        c_i per snapshot.
-    """
-    from perco_viz.runs import RunDir
-
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(os.fspath(run_dir))
-    epochs, values = [], []
-    for index in run.snapshot_indices():
-        snap = run.load_snapshot(index)
-        epochs.append(float(snap.epoch))
-        values.append(np.asarray(snap.coherence, dtype=np.float64))
-    return epochs, values
-
-
-def _class_names(y: np.ndarray, class_names: Sequence[str] | None) -> list[str]:
-    names = []
-    for v in y:
-        if class_names is not None and isinstance(v, (int, np.integer)) and 0 <= int(v) < len(class_names):
-            names.append(str(class_names[int(v)]))
-        else:
-            names.append(str(v))
-    return names
-
-
-def per_sample_table(c, *, indices=None, labels=None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per-sample scores as a table (what the CSV download holds).
-
-    Args:
-        c: (n,) per-sample coherence c_i.
-        indices: (n,) each probe point's index into the test split.
-        labels: (n,) labels.
-        class_names: names of the label codes.
-
-    Returns:
-        Columns ``point`` (probe row), ``test_index`` (when given), ``label`` and ``class``
-        (when labels), ``c_i``; one row per probe point, in probe order.
-    """
-    c = np.asarray(c, dtype=np.float64).reshape(-1)
-    table: dict[str, object] = {"point": np.arange(len(c))}
-    if indices is not None:
-        table["test_index"] = _labels(indices, len(c)).astype(np.int64)
-    if labels is not None:
-        y = _labels(labels, len(c))
-        table["label"] = y
-        table["class"] = _class_names(y, class_names)
-    table["c_i"] = c
-    return pd.DataFrame(table)
-
-
-def worst_samples(c, k: int, labels=None, *, indices=None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
-    """The k probe points the student perceives least like the teacher (lowest c_i first).
-
-    Args:
-        c: (n,) per-sample coherence c_i.
-        k: how many (all n when k ≥ n).
-        labels: (n,) optional labels.
-        indices: (n,) optional indices into the test split.
-        class_names: names of the label codes.
-
-    Returns:
-        :func:`per_sample_table` restricted to the k lowest c_i, sorted ascending (ties by point).
-    """
-    if k < 0:
-        raise ValueError(f"k must be ≥ 0, got {k}")
-    table = per_sample_table(c, indices=indices, labels=labels, class_names=class_names)
-    order = np.argsort(table["c_i"].to_numpy(), kind="stable")[:k]
-    return table.iloc[order].reset_index(drop=True)
-
-
-def per_class_summary(c, labels, class_names: Sequence[str] | None = None) -> pd.DataFrame:
-    """c_i summarized per class.
-
-    Args:
-        c: (n,) per-sample coherence c_i.
-        labels: (n,) labels.
-        class_names: names of the label codes (used for the ``class`` column).
-
-    Returns:
-        One row per class present, in label order, with columns ``label``, ``class``,
-        ``count``, ``mean``, ``p10`` (10th percentile) and ``min``; counts sum to n.
-    """
-    c = np.asarray(c, dtype=np.float64).reshape(-1)
-    y = _labels(labels, len(c))
-    classes = np.unique(y)
-    rows = []
-    for cls in classes:
-        vals = c[y == cls]
-        rows.append({"label": cls, "count": int(vals.size), "mean": float(vals.mean()),
-                     "p10": float(np.quantile(vals, 0.1)), "min": float(vals.min())})
-    out = pd.DataFrame(rows, columns=["label", "count", "mean", "p10", "min"])
-    out.insert(1, "class", _class_names(classes, class_names))
-    return out
-
-
-# --------------------------------------------------------------------------- clicking a heatmap row
-def row_picker_trace(
-    ids,
-    *,
-    coherence=None,
-    row_agreement=None,
-    names: Sequence[str] | None = None,
-    max_rows: int = 300,
-    max_cols: int = 12,
-):
-    """An invisible, clickable grid laid over an (n, n) matrix heatmap, one row of markers per
-    drawn row: plotly heatmaps emit no selection events, markers do.
-
-    Rows are grouped like :func:`perco_viz.figures.block_mean` groups them (b = ceil(n / max_rows)
-    per drawn row), so each marker sits on a drawn row; a block's representative anchor is its row
-    with the lowest c_i (its middle row without ``coherence``). Hovering shows that anchor, a
-    click selects it (``customdata[0]`` = its id).
-
-    Args:
-        ids: (n,) ids of the rows in drawing order (e.g. probe rows).
-        coherence: (n,) c_i of those rows, optional.
-        row_agreement: (n,) mean A of each drawn row, optional (hover).
-        names: (n,) class names of the rows, optional (hover).
-        max_rows: the heatmap's ``max_cells``.
-        max_cols: markers per row (across the x axis).
-
-    Returns:
-        A ``go.Scattergl`` in point-position coordinates (x, y in [0, n − 1]), to ``fig.add_trace``.
-    """
-    import plotly.graph_objects as go
-
-    ids = np.asarray(ids).reshape(-1)
-    n = len(ids)
-    b = max(1, math.ceil(n / max(1, int(max_rows))))
-    m = math.ceil(n / b)
-    rep = np.empty(m, dtype=np.int64)  # representative position of each drawn row
-    for r in range(m):
-        lo, hi = r * b, min((r + 1) * b, n)
-        rep[r] = lo + int(np.argmin(np.asarray(coherence)[lo:hi])) if coherence is not None else (lo + hi - 1) // 2
-    y = np.arange(m) * b + (b - 1) / 2  # the drawn rows' centres (as figures.block_mean draws them)
-    bc = max(1, math.ceil(n / max(1, int(max_cols))))
-    x = np.arange(math.ceil(n / bc)) * bc + (bc - 1) / 2
-    xx, yy = np.meshgrid(x, y)  # (m, c)
-    rows = np.repeat(rep, len(x))  # (m·c,) position of each marker's anchor
-    custom = [ids[rows].astype(np.float64)]
-    tip = "anchor #%{customdata[0]}"
-    if names is not None:
-        tip += " · class %{text}"
-    for values, label in ((coherence, "c_i"), (row_agreement, "mean A of its row")):
-        if values is not None:
-            tip += f" · {label} %{{customdata[{len(custom)}]:.3f}}"
-            custom.append(np.asarray(values, dtype=np.float64)[rows])
-    return go.Scattergl(
-        x=xx.ravel(), y=yy.ravel(), mode="markers", name="anchors", showlegend=False,  # customdata as lists:
-        # a clicked point's customdata then comes back as a list, not a typed-array dict
-        customdata=np.column_stack(custom).tolist(), text=None if names is None else np.asarray(names, dtype=object)[rows],
-        marker={"size": 14, "opacity": 0, "color": "#000000"},
-        selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
-        hovertemplate=tip + "<br><i>click: inspect this anchor</i><extra></extra>")

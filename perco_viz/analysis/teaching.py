@@ -2,15 +2,21 @@
 
 A handful of toy points whose raw coordinates are the teacher's features (an identity teacher),
 and a tiny seeded student that maps them to 2-D. Everything the page shows is computed here
-with the library's own functions (:mod:`perco_viz.coherence`), never re-derived:
+with the library's own functions, never re-derived; pure logic, no figures
+(those are in :mod:`perco_viz.figures.teaching`):
 
 * :func:`toy_points` — 12 to 40 visible points in 2-D or 3-D, with labels for colour;
 * :func:`make_state` / :func:`train_step` — the student and one optimizer step on
-  :func:`~perco_viz.coherence.coherence_loss` (the state is copied, never mutated);
-* :func:`anchor_view` — for one anchor: the teacher's hard ranks, the student's soft and hard
-  ranks, each loss term ``(R̃^S_i(j) − R^T_i(j))²`` and the gradient of that anchor's loss with
-  respect to the student's points;
-* :func:`batch_gradient` — the loss of the whole batch and its gradient.
+  :func:`~perco_viz.losses.coherence.coherence_loss` (the state is copied, never mutated);
+* :func:`anchor_view` — for one anchor, from :func:`~perco_viz.losses.coherence.loss_terms`:
+  the teacher's hard ranks, the student's soft and hard ranks, each loss term
+  ``(R̃^S_i(j) − R^T_i(j))²`` and the gradient of that anchor's loss w.r.t. the student's points;
+* :func:`batch_gradient` — the loss of the whole batch and its gradient;
+* :func:`arrows`, :func:`neighbour_table`, :func:`clicked_point` — what the page draws and reads;
+* :func:`two_students` — the home page's example: one teacher, two students.
+
+The page's choices are listed here once: :data:`TOY_SETS`, :data:`STUDENT_ARCHS`,
+:data:`OPTIMIZERS`, :data:`TAUS`, :data:`LEARNING_RATES` (kernels: :data:`perco_viz.coherence.KERNELS`).
 
 >>> x, y = toy_points("blobs", n=12, seed=0, dim=2)
 >>> state = make_state(x, y, arch="points", seed=0)
@@ -29,19 +35,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from perco_viz.coherence import (
-    KERNELS,
-    coherence_loss,
-    hard_ranks,
-    pairwise_dissimilarity,
-    soft_ranks,
-)
+from perco_viz.coherence import hard_ranks, perception_coherence
+from perco_viz.losses.coherence import check_loss_options, coherence_loss, loss_terms
 
 TOY_SETS: tuple[str, ...] = ("circles", "blobs", "swiss_roll", "spheres")
 STUDENT_ARCHS: tuple[str, ...] = ("mlp", "linear", "points")
+STUDENT_LABELS = {"mlp": "small MLP (2 → 16 → 2)", "linear": "linear map", "points": "free points"}
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+DEFAULT_LR = {"adam": 0.01, "sgd": 1.0}  # plain gradient descent needs larger steps to move visibly
+TAUS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+LEARNING_RATES: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0)
 MIN_POINTS, MAX_POINTS = 4, 200
-_ROW_STD_EPS = 1e-12  # the same constant as coherence_loss's row normalization
+ARROW_SHARE = 0.18  # the longest arrow, as a share of the picture's extent
 
 
 # --------------------------------------------------------------------------- toy data
@@ -195,7 +200,7 @@ class TeachingState:
             return self.student_tensor().numpy().copy()
 
     def loss(self) -> float:
-        """The batch loss :func:`~perco_viz.coherence.coherence_loss` at the current state."""
+        """The batch loss :func:`~perco_viz.losses.coherence.coherence_loss` at the current state."""
         with torch.no_grad():
             return float(coherence_loss(self.student_tensor(), self.inputs(), tau=self.tau, kernel=self.kernel))
 
@@ -234,7 +239,7 @@ def make_state(
         raise ValueError(f"points must be an (n, d) array with n ≥ {MIN_POINTS}, got shape {x.shape}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    _check_tau_kernel(tau, kernel)
+    check_loss_options(tau=tau, kernel=kernel)
     torch.manual_seed(seed)
     inputs = torch.as_tensor(x)
     model = _build_student(arch, x.shape[1], dim, inputs, hidden).double()
@@ -261,7 +266,7 @@ def train_step(state: TeachingState, lr: float | None = None, *, tau: float | No
     new = copy.deepcopy(state)  # model and optimizer copied together: they stay linked
     new.tau = state.tau if tau is None else float(tau)
     new.kernel = kernel or state.kernel
-    _check_tau_kernel(new.tau, new.kernel)
+    check_loss_options(tau=new.tau, kernel=new.kernel)
     if lr is not None:
         for group in new.optimizer.param_groups:
             group["lr"] = float(lr)
@@ -272,13 +277,6 @@ def train_step(state: TeachingState, lr: float | None = None, *, tau: float | No
     new.step += 1
     new.history.append(new.loss())
     return new
-
-
-def _check_tau_kernel(tau: float, kernel: str) -> None:
-    if not (isinstance(tau, int | float) and math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a positive number, got {tau!r}")
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
 
 
 # --------------------------------------------------------------------------- one anchor
@@ -300,10 +298,10 @@ def anchor_view(
 ) -> dict:
     """Everything the coherence loss sees from one anchor.
 
-    Uses the library's own pieces in the order :func:`~perco_viz.coherence.coherence_loss`
-    does: dissimilarities from the anchor to the others, the teacher's hard ranks, the
-    student's distances divided by their standard deviation, their soft ranks, and the squared
-    differences; the gradient is autograd of ``coherence_loss(..., anchors=[anchor])``.
+    One call of :func:`~perco_viz.losses.coherence.loss_terms` restricted to the anchor (the
+    function the loss itself averages): the teacher's distances and hard ranks, the student's
+    distances divided by their std, their soft ranks and the squared differences; the gradient
+    is autograd of their mean, i.e. of ``coherence_loss(..., anchors=[anchor])``.
 
     Args:
         student_points: (n, d_s) student features.
@@ -331,20 +329,13 @@ def anchor_view(
         raise ValueError(f"student and teacher need the same n ≥ 3 rows, got {n} and {t.shape[0]}")
     if not 0 <= int(anchor) < n:
         raise ValueError(f"anchor must be in [0, {n}), got {anchor}")
-    _check_tau_kernel(tau, kernel)
     a = int(anchor)
-    keep = torch.arange(n) != a
-    v_t = pairwise_dissimilarity(t[[a]], t, metric)[:, keep]  # (1, n − 1)
-    r_t = hard_ranks(v_t)[0]
-    v_s = pairwise_dissimilarity(s[[a]], s, metric)[:, keep]
-    d_hat = v_s / (v_s.std(dim=1, unbiased=False, keepdim=True) + _ROW_STD_EPS)
-    soft = soft_ranks(d_hat, tau, kernel)[0]
-    hard = hard_ranks(v_s)[0]
-    terms = (soft - r_t) ** 2
-
     s_grad = s.clone().requires_grad_(True)
-    loss = coherence_loss(s_grad, t, tau=tau, kernel=kernel, metric=metric, anchors=torch.tensor([a]))
+    lt = loss_terms(s_grad, t, tau=tau, kernel=kernel, metric=metric, anchors=torch.tensor([a]))
+    loss = lt.terms.mean()
     (grad,) = torch.autograd.grad(loss, s_grad)
+    r_t, soft, terms = lt.teacher_ranks[0], lt.student_soft_ranks[0].detach(), lt.terms[0].detach()
+    hard = hard_ranks(lt.student_distances.detach())[0]
     scale = n - 2  # normalized rank → position among the n − 1 others (1 = nearest)
     return {
         "anchor": a,
@@ -355,10 +346,10 @@ def anchor_view(
         "student_soft": _full(soft, a, n),
         "student_hard": _full(hard, a, n),
         "student_position": _full(1 + hard * scale, a, n),
-        "student_distance": _full(d_hat[0], a, n),
-        "teacher_distance": _full(v_t[0], a, n),
+        "student_distance": _full(lt.student_normalized[0], a, n),
+        "teacher_distance": _full(lt.teacher_distances[0], a, n),
         "terms": _full(terms, a, n),
-        "loss": float(terms.mean()),
+        "loss": float(loss.detach()),
         "gradient": grad.numpy(),
     }
 
@@ -377,7 +368,7 @@ def batch_gradient(
     Returns:
         ``(loss, gradient)`` with gradient (n, d_s).
     """
-    _check_tau_kernel(tau, kernel)
+    check_loss_options(tau=tau, kernel=kernel)
     s = torch.tensor(np.asarray(student_points, dtype=np.float64), requires_grad=True)
     t = torch.as_tensor(np.asarray(teacher_points, dtype=np.float64))
     loss = coherence_loss(s, t, tau=tau, kernel=kernel)
@@ -385,37 +376,15 @@ def batch_gradient(
     return float(loss.detach()), grad.numpy()
 
 
-def soft_rank_curves(
-    student_points: np.ndarray, anchor: int, taus: np.ndarray, kernel: str = "ramp"
-) -> np.ndarray:
-    """The anchor's soft ranks at several temperatures (how soft ranks turn hard as τ → 0).
-
-    Args:
-        student_points: (n, d_s) student features.
-        anchor: the anchor's index.
-        taus: (m,) temperatures.
-        kernel: ``ramp`` or ``sigmoid``.
-
-    Returns:
-        (m, n) soft ranks, NaN in the anchor's column.
-    """
-    s = torch.as_tensor(np.asarray(student_points, dtype=np.float64))
-    n, a = s.shape[0], int(anchor)
-    keep = torch.arange(n) != a
-    v_s = pairwise_dissimilarity(s[[a]], s)[:, keep]
-    d_hat = v_s / (v_s.std(dim=1, unbiased=False, keepdim=True) + _ROW_STD_EPS)
-    return np.stack([_full(soft_ranks(d_hat, float(tau), kernel)[0], a, n) for tau in taus])
-
-
 def clicked_point(point: dict, n: int, anchor: int) -> int | None:
-    """The index of a point clicked in a ``figures.teaching_points_figure`` (for a selection event).
+    """The index of a point clicked in a ``figures.teaching_points_figure``.
 
     That figure's first trace holds every point but the anchor, in order, with the point's index
-    as ``customdata``; a click event gives ``customdata`` (a value, a list or a dict) and/or the
+    as ``customdata``; a selected point has ``customdata`` (a value or a list) and/or the
     trace's ``curve_number`` and ``point_index``.
 
     Args:
-        point: one entry of a plotly selection's ``points``.
+        point: one selected point, as ``ui.common.selected_points(event)`` returns them.
         n: number of points.
         anchor: the anchor when the figure was drawn.
 
@@ -426,8 +395,6 @@ def clicked_point(point: dict, n: int, anchor: int) -> int | None:
     3
     """
     custom = point.get("customdata")
-    if isinstance(custom, dict):
-        custom = next(iter(custom.values()), None)
     if isinstance(custom, list | tuple):
         custom = custom[0] if custom else None
     if custom is None and point.get("curve_number") == 0 and point.get("point_index") is not None:
@@ -441,66 +408,47 @@ def clicked_point(point: dict, n: int, anchor: int) -> int | None:
     return index if 0 <= index < n else None
 
 
-# --------------------------------------------------------------------------- figures of this page
-def _layout(fig, title: str, subtitle: str | None = None, height: int | None = None):
-    from perco_viz import figures
+def arrows(gradient: np.ndarray, points: np.ndarray, share: float = ARROW_SHARE) -> np.ndarray | None:
+    """The displacement drawn from each point: −gradient, scaled so the longest arrow is ``share``
+    of the picture's largest extent.
 
-    head = {"text": title, **({"subtitle": {"text": subtitle}} if subtitle else {})}
-    fig.update_layout(template=figures.TEMPLATE, title=head, height=height or figures.HEIGHT, margin=figures.MARGIN)
-    return fig
+    Args:
+        gradient: (n, d) gradient of a loss w.r.t. the points.
+        points: (n, d) the points drawn.
+        share: length of the longest arrow relative to the points' extent.
+
+    Returns:
+        (n, d) displacements, or ``None`` when the gradient is 0 everywhere.
+
+    >>> arrows(np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([[0.0, 0.0], [1.0, 1.0]]), share=0.5)
+    array([[-0.5, -0. ],
+           [-0. , -0.25]])
+    """
+    g, x = np.asarray(gradient, dtype=np.float64), np.asarray(points, dtype=np.float64)
+    extent = float(np.ptp(x, axis=0).max()) or 1.0
+    longest = float(np.linalg.norm(g, axis=1).max()) if len(g) else 0.0
+    return -g * (share * extent / longest) if longest > 0 else None
 
 
-def soft_vs_hard_figure(view: dict):
-    """The anchor's soft ranks R̃ against its hard ranks R^S, one dot per neighbour.
+def neighbour_table(view: dict) -> dict[str, list]:
+    """The anchor's neighbours, nearest to the teacher first, as table columns.
 
     Args:
         view: an :func:`anchor_view` result.
 
     Returns:
-        A plotly figure: x = hard rank, y = soft rank at ``view["tau"]``, the diagonal soft = hard
-        dashed, each dot labelled with its point's index.
+        ``{"point", "teacher", "student", "R", "R̃", "(R̃ − R)²"}``: the point's index, its place
+        in the teacher's and the student's ranking (1 = nearest), R^T, R̃^S (clipped to [0, 1])
+        and the loss term, each a list of n − 1 values.
     """
-    import plotly.graph_objects as go
-
-    from perco_viz import figures
-
-    hard, soft = view["student_hard"], view["student_soft"]
-    others = np.flatnonzero(np.isfinite(hard))
-    gap = float(np.max(np.abs(soft[others] - hard[others]))) if len(others) else 0.0
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="soft = hard",
-                             line={"color": "#8a909c", "dash": "dash", "width": 1.5}, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=hard[others], y=soft[others], mode="markers+text", name="neighbours of the anchor",
-        text=[str(j) for j in others], textposition="top center", textfont={"size": 11, "color": "#5b6270"},
-        marker={"size": 11, "color": figures.PRIMARY, "line": {"width": 1, "color": "white"}},
-        customdata=others, hovertemplate="point %{customdata}<br>hard rank %{x:.3f}<br>soft rank %{y:.3f}"
-                                         "<extra></extra>"))
-    _layout(fig, f"Soft vs hard ranks of the student (τ = {view['tau']:g}, {view['kernel']})",
-            f"largest gap |R̃ − R| = {gap:.3f}")
-    fig.update_xaxes(title_text="hard rank R (0 = nearest, 1 = farthest)", range=[-0.05, 1.05], zeroline=False)
-    fig.update_yaxes(title_text="soft rank R̃", range=[-0.05, 1.1], zeroline=False)
-    fig.update_layout(showlegend=False)
-    return fig
-
-
-def loss_history_figure(history: list[float]):
-    """The batch loss before training (step 0) and after each step.
-
-    Args:
-        history: losses, as in :attr:`TeachingState.history`.
-    """
-    import plotly.graph_objects as go
-
-    from perco_viz import figures
-
-    fig = go.Figure(go.Scatter(x=list(range(len(history))), y=list(history), mode="lines+markers",
-                               line={"color": figures.PRIMARY, "width": 2.5}, marker={"size": 6},
-                               hovertemplate="step %{x}<br>loss %{y:.5f}<extra></extra>", name="batch loss"))
-    _layout(fig, "Batch loss, step by step", height=320)
-    fig.update_xaxes(title_text="optimizer steps", rangemode="tozero")
-    fig.update_yaxes(title_text="coherence loss", rangemode="tozero")
-    return fig
+    n, a = len(view["teacher_ranks"]), view["anchor"]
+    order = sorted((j for j in range(n) if j != a), key=lambda j: view["teacher_ranks"][j])
+    return {"point": order,
+            "teacher": [float(view["teacher_position"][j]) for j in order],
+            "student": [float(view["student_position"][j]) for j in order],
+            "R": [float(view["teacher_ranks"][j]) for j in order],
+            "R̃": [float(np.clip(view["student_soft"][j], 0.0, 1.0)) + 0.0 for j in order],
+            "(R̃ − R)²": [float(view["terms"][j]) for j in order]}
 
 
 # --------------------------------------------------------------------------- the idea, in one picture
@@ -517,8 +465,6 @@ def two_students(n: int = 30, seed: int = 0) -> dict:
         ``{"teacher": (n, 2), "bent": (n, 2), "scrambled": (n, 2), "order": (n,), "pc_bent",
         "pc_scrambled"}``; ``order`` is each point's position along the arcs (for colour).
     """
-    from perco_viz.coherence import perception_coherence
-
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0.0, 1.0, n))
     angle = np.pi * (0.15 + 1.4 * t)
@@ -531,31 +477,3 @@ def two_students(n: int = 30, seed: int = 0) -> dict:
     scrambled = teacher + rng.normal(scale=0.9, size=teacher.shape)
     return {"teacher": teacher, "bent": bent, "scrambled": scrambled, "order": t,
             "pc_bent": perception_coherence(bent, teacher), "pc_scrambled": perception_coherence(scrambled, teacher)}
-
-
-def two_students_figure(example: dict | None = None, *, height: int = 400):
-    """Teacher | bent student | scrambled student, each point coloured by its place on the arcs.
-
-    Args:
-        example: a :func:`two_students` result (default: ``two_students()``).
-        height: px.
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    ex = example or two_students()
-    titles = ("<b>teacher</b>", f"<b>student A</b> · PC {ex['pc_bent']:.2f}<br>geometry bent, order kept",
-              f"<b>student B</b> · PC {ex['pc_scrambled']:.2f}<br>scale kept, order shuffled")
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.05)
-    for col, key in enumerate(("teacher", "bent", "scrambled"), start=1):
-        xy = ex[key]
-        fig.add_trace(go.Scatter(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", name=titles[col - 1], showlegend=False,
-            marker={"size": 9, "color": ex["order"], "colorscale": "Viridis", "line": {"width": 0.6, "color": "white"}},
-            customdata=np.arange(len(xy)), hovertemplate="point %{customdata}<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(showticklabels=False, title_text=None, row=1, col=col)
-        fig.update_yaxes(showticklabels=False, title_text=None, scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
-    _layout(fig, "One teacher, two students", "colour: each point's place along the teacher's arcs", height=height)
-    fig.update_layout(margin={"t": 110, "b": 10, "l": 10, "r": 10})
-    fig.update_annotations(font_size=13)
-    return fig

@@ -16,15 +16,21 @@ agreement), τ, kernel.
 
 from __future__ import annotations
 
+from perco_viz.figures.compare import (
+    compare_embeddings,
+    metrics_bar,
+)
 from perco_viz.figures.curves import (
     CURVE_PANELS,
     compare_curves,
-    metrics_bar,
     record_number,
     training_curves,
 )
 from perco_viz.figures.embeddings import (
+    animation_figure,
     embedding_figure,
+    embedding_panel,
+    method_axis_titles,
     side_by_side_embeddings,
 )
 from perco_viz.figures.export import (
@@ -33,7 +39,7 @@ from perco_viz.figures.export import (
 )
 from perco_viz.figures.images import (
     image_data_uri,
-    thumbnail_grid,
+    thumbnail_strip_html,
 )
 from perco_viz.figures.per_sample import (
     coherence_histogram,
@@ -42,10 +48,12 @@ from perco_viz.figures.per_sample import (
 )
 from perco_viz.figures.rank_agreement import (
     anchor_neighbours_figure,
-    anchor_neighbours_table,
     block_mean,
+    compact_matrix,
+    mark_row,
     rank_agreement_heatmap,
     ranks_heatmap,
+    row_picker_trace,
     shepard_figure,
 )
 from perco_viz.figures.style import (
@@ -73,10 +81,13 @@ from perco_viz.figures.style import (
     set_axis_titles,
 )
 from perco_viz.figures.teaching import (
+    loss_history_figure,
     loss_terms_figure,
     soft_step_figure,
     soft_step_functions,
+    soft_vs_hard_figure,
     teaching_points_figure,
+    two_students_figure,
 )
 
 __all__ = [
@@ -103,27 +114,36 @@ __all__ = [
     "no_data",
     "set_axis_titles",
     "embedding_figure",
+    "embedding_panel",
+    "animation_figure",
+    "method_axis_titles",
     "side_by_side_embeddings",
     "CURVE_PANELS",
     "compare_curves",
-    "metrics_bar",
     "record_number",
     "training_curves",
+    "compare_embeddings",
+    "metrics_bar",
     "anchor_neighbours_figure",
-    "anchor_neighbours_table",
     "block_mean",
+    "compact_matrix",
+    "mark_row",
     "rank_agreement_heatmap",
     "ranks_heatmap",
+    "row_picker_trace",
     "shepard_figure",
     "coherence_histogram",
     "coherence_over_epochs",
     "per_class_coherence",
+    "loss_history_figure",
     "loss_terms_figure",
     "soft_step_figure",
     "soft_step_functions",
+    "soft_vs_hard_figure",
     "teaching_points_figure",
+    "two_students_figure",
     "image_data_uri",
-    "thumbnail_grid",
+    "thumbnail_strip_html",
     "figure_html",
     "figure_image",
 ]

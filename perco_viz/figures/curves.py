@@ -1,4 +1,5 @@
-"""Training curves, curves of several runs, and bar charts of a method benchmark.
+"""Training curves of a run and curves of several runs (the bars of a method benchmark:
+:mod:`perco_viz.figures.compare`).
 
 Pure functions: data in, ``go.Figure`` out; no I/O, no Streamlit."""
 
@@ -7,7 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -114,48 +114,3 @@ def compare_curves(runs: Mapping[str, Sequence[Mapping]], metric: str, *, title:
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text=label)
     return fig if fig.data else no_data(fig, f"no run has recorded {metric!r} yet")
-
-
-def _mean_std(rows: Sequence[Mapping], metric: str, group: str) -> dict[str, tuple[float, float]]:
-    """group → (mean, std): from ``<metric>_mean``/``_std`` when summarised, else over the rows (sample std)."""
-    values: dict[str, list[float]] = {}
-    out: dict[str, tuple[float, float]] = {}
-    for r in rows:
-        name = str(r.get(group))
-        if r.get(f"{metric}_mean") is not None:
-            out[name] = (float(r[f"{metric}_mean"]), float(r.get(f"{metric}_std") or 0.0))
-        elif r.get(metric) is not None and math.isfinite(float(r[metric])):
-            values.setdefault(name, []).append(float(r[metric]))
-    for name, v in values.items():
-        out.setdefault(name, (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0))
-    return out
-
-
-def metrics_bar(rows: Sequence[Mapping], metric: str, *, group: str = "method", reference: str | None = "teacher",
-                title: str | None = None, height: int = 420) -> go.Figure:
-    """Bars of ``metric`` per method: mean ± std over its rows (seeds).
-
-    Args:
-        rows: one dict per run (``{"method": ..., "pc": ...}``) or per method already summarised
-            (``{"method": ..., "pc_mean": ..., "pc_std": ...}``).
-        metric: the key to draw.
-        group: the key naming the bar of a row.
-        reference: a group drawn as a dashed line instead of a bar (the teacher), if present.
-        title: default "<metric> by method (mean ± std)".
-        height: px.
-
-    Returns:
-        go.Figure with one Bar trace (error bars = std).
-    """
-    stats = _mean_std(rows, metric, group)
-    label = metric_label(metric)
-    fig = new_figure(title or f"{label.split(' (')[0]} by {group} (mean ± std)", height=height, showlegend=False)
-    names = [g for g in stats if g != reference]
-    fig.add_trace(go.Bar(x=names, y=[stats[g][0] for g in names], marker_color=PRIMARY, name=label,
-                         error_y={"type": "data", "array": [stats[g][1] for g in names], "color": "#1f2430"},
-                         hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
-    if reference in stats:
-        fig.add_hline(y=stats[reference][0], line_dash="dash", line_color="#1f2430", annotation_text=reference)
-    fig.update_xaxes(title_text=group)
-    fig.update_yaxes(title_text=label)
-    return fig

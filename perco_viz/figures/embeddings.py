@@ -1,4 +1,5 @@
-"""Embedding scatters: one panel, or teacher and student side by side.
+"""Embedding scatters: one panel, teacher and student side by side, the Embeddings page's panel
+(axes fixed over the snapshots, a highlighted selection) and its animation over the snapshots.
 
 Pure functions: data in, ``go.Figure`` out; no I/O, no Streamlit."""
 
@@ -10,6 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from perco_viz.analysis.embeddings import AXIS_PREFIX, AlignedProjections, Coloring
 from perco_viz.figures.style import (
     COHERENCE_SCALE,
     LEGEND_ON_TOP,
@@ -120,7 +122,7 @@ def side_by_side_embeddings(teacher_coords, student_coords, *, color=None, color
 
     Both panels hold the same traces in the same order, so a point's (trace, index) — and its id
     in ``customdata[:, 0]`` — is the same on both sides: a selection in one can be shown in the other.
-    The student should already be aligned to the teacher (:func:`perco_viz.projection.align_to`).
+    The student should already be aligned to the teacher (:func:`perco_viz.analysis.projection.align`).
 
     Args:
         teacher_coords: (n, 2|3) teacher projection.
@@ -147,4 +149,117 @@ def side_by_side_embeddings(teacher_coords, student_coords, *, color=None, color
             fig.add_trace(tr, row=1, col=col)
         set_axis_titles(fig, default_axis_titles(dim, axis_titles), dim, row=1, col=col, scene="scene" if col == 1 else "scene2")
     fig.update_layout(dragmode="lasso" if dim == 2 else "orbit")
+    return fig
+
+
+def method_axis_titles(method: str, dim: int) -> list[str]:
+    """``["PC 1", "PC 2"]``, ``["UMAP 1", "UMAP 2", "UMAP 3"]``, ... of a projection method."""
+    return [f"{AXIS_PREFIX[method]} {i + 1}" for i in range(dim)]
+
+
+def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: str, ids: np.ndarray | None = None,
+                    hover: np.ndarray | None = None, highlight: Sequence[int] | None = None,
+                    ranges: Sequence[tuple[float, float]] | None = None, subtitle: str | None = None,
+                    show_colorbar: bool = True, height: int = 540) -> go.Figure:
+    """One embedding plot of the Embeddings page: :func:`embedding_figure` with axes fixed
+    over the snapshots, equal aspect (2-D), and the highlighted points standing out.
+
+    Args:
+        coords: (m, dim) projection of the points drawn.
+        color: the :class:`~perco_viz.analysis.embeddings.Coloring` of those m points.
+        method: ``pca``/``umap``/``tsne`` (axis titles "PC 1", "UMAP 1", ...).
+        title: figure title; subtitle: a line under it.
+        ids: (m,) point ids (probe rows), in ``customdata[:, 0]`` so selections map back.
+        hover: (m,) hover text (:func:`perco_viz.analysis.embeddings.hover_text`).
+        highlight: ids to emphasise: ringed, and in 2-D the others fade.
+        ranges: per-axis (lo, hi), fixed over epochs so the playback does not rescale.
+        show_colorbar: draw the colour bar (continuous colouring).
+        height: pixels.
+
+    Returns:
+        A plotly ``go.Figure`` (Scattergl in 2-D, Scatter3d in 3-D).
+    """
+    xyz = np.asarray(coords, dtype=np.float64)  # (m, dim)
+    m, dim = xyz.shape
+    ids = np.arange(m) if ids is None else np.asarray(ids, dtype=np.int64)
+    highlight = [int(h) for h in (highlight or [])]
+    fig = embedding_figure(
+        xyz, color=color.values, color_kind=color.kind, labels_text=color.names, hover=hover, ids=ids,
+        title=title, subtitle=subtitle, highlight=highlight or None, color_title=color.title,
+        color_range=color.range, axis_titles=method_axis_titles(method, dim), height=height)
+    if color.kind == "continuous":
+        fig.update_layout(coloraxis_showscale=show_colorbar)
+        if color.colorscale is not None:
+            fig.update_layout(coloraxis_colorscale=color.colorscale)
+    hl = set(highlight)
+    base_size = next((t.marker.size for t in fig.data if t.name != "selected"), 6) or 6
+    for tr in fig.data:
+        if tr.name == "selected":  # a thin ring: dense selections stay readable
+            tr.update(marker={"size": base_size + 4, "line": {"width": 1.2, "color": "#1f2430"}}, hoverinfo="skip",
+                      hovertemplate=None)
+    if hl and dim == 2:  # plotly's own selection styling: everything not highlighted fades
+        for tr in fig.data:
+            if tr.name != "selected":
+                cd = np.asarray(tr.customdata)[:, 0].astype(np.int64)
+                tr.update(selectedpoints=np.flatnonzero(np.isin(cd, list(hl))).tolist(),
+                          unselected={"marker": {"opacity": 0.15}})
+    elif hl:
+        for tr in fig.data:
+            if tr.name != "selected":
+                tr.marker.opacity = 0.35
+    fig.update_layout(uirevision=method, legend={"itemsizing": "constant"})
+    if dim == 2:
+        fig.update_xaxes(range=list(ranges[0]) if ranges else None, constrain="domain")
+        fig.update_yaxes(range=list(ranges[1]) if ranges else None, scaleanchor="x", scaleratio=1,
+                         constrain="domain")
+    else:  # a little further out than plotly's default, so the third axis title stays in view
+        fig.update_layout(scene_camera={"eye": {"x": 1.45, "y": 1.45, "z": 1.1}}, margin={"b": 20})
+        if ranges:
+            fig.update_layout(scene={f"{a}axis": {"range": list(r)} for a, r in zip("xyz", ranges)})
+    return fig
+
+
+def animation_figure(proj: AlignedProjections, colorings: Sequence[Coloring], epochs: Sequence[float], *,
+                     ids: np.ndarray | None = None, hover: np.ndarray | None = None,
+                     title: str = "Student over the snapshots", frame_ms: int = 700) -> go.Figure:
+    """The student at every snapshot as one self-playing plotly figure (play button and slider).
+
+    Args:
+        proj: aligned projections, students (k, m, dim).
+        colorings: k colourings (c_i changes from snapshot to snapshot) or one for all.
+        epochs: k epochs (frame names).
+        ids, hover: point ids and hover text (:func:`perco_viz.analysis.embeddings.hover_text`).
+        title: figure title.
+        frame_ms: milliseconds per frame.
+
+    Returns:
+        A ``go.Figure`` with k frames, axes fixed over all of them.
+    """
+    k = len(proj.students)
+    if len(colorings) == 1:
+        colorings = list(colorings) * k
+    if len(colorings) != k or len(epochs) != k:
+        raise ValueError(f"need one colouring and one epoch per snapshot ({k})")
+    ranges = proj.ranges()["student"]
+
+    def panel(i: int):
+        return embedding_panel(proj.students[i], colorings[i], method=proj.method, ids=ids, hover=hover,
+                               ranges=ranges, title=f"{title} — epoch {epochs[i]:g}")
+
+    fig = panel(k - 1)
+    names = [f"{e:g}" for e in epochs]
+    fig.frames = [go.Frame(data=panel(i).data, name=names[i],
+                           layout={"title": {"text": f"{title} — epoch {epochs[i]:g}"}}) for i in range(k)]
+    play = {"frame": {"duration": frame_ms, "redraw": True}, "fromcurrent": True, "transition": {"duration": 0}}
+    fig.update_layout(
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": -0.12, "xanchor": "left",
+                      "buttons": [{"label": "▶ play", "method": "animate", "args": [None, play]},
+                                  {"label": "❚❚ pause", "method": "animate",
+                                   "args": [[None], {"mode": "immediate", "frame": {"duration": 0}}]}]}],
+        sliders=[{"active": k - 1, "x": 0.22, "len": 0.78, "y": -0.08,
+                  "currentvalue": {"prefix": "epoch ", "xanchor": "right"},
+                  "steps": [{"label": n, "method": "animate",
+                             "args": [[n], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}}]}
+                            for n in names]}],
+        margin={"b": 120}, height=620)
     return fig

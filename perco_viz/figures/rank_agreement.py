@@ -1,10 +1,12 @@
-"""The rank-agreement page's figures: A and R heatmaps, the Shepard diagram, one anchor's neighbours.
+"""The rank-agreement page's figures: A and R heatmaps (with a clickable row picker), the Shepard
+diagram, one anchor's neighbours.
 
 Pure functions: data in, ``go.Figure`` out; no I/O, no Streamlit."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -136,6 +138,38 @@ def ranks_heatmap(R, *, which: str = "teacher", order=None, labels=None, class_n
                           labels=labels, class_names=class_names, max_cells=max_cells, height=height)
 
 
+def compact_matrix(fig: go.Figure, *, n: int, max_cells: int, how: str) -> go.Figure:
+    """Fit a matrix heatmap into a third of the page: colour bar under the plot, short subtitle,
+    axis titles that say how rows and columns are ordered.
+
+    Args:
+        fig: a figure of :func:`rank_agreement_heatmap` or :func:`ranks_heatmap` (changed in place).
+        n: rows (= columns) of the matrix drawn.
+        max_cells: the ``max_cells`` it was drawn with.
+        how: the ordering's words (``"by class"``), for the subtitle and the axes.
+
+    Returns:
+        ``fig``.
+    """
+    b = max(1, math.ceil(n / max_cells))
+    sub = f"{n:,} inputs, {how}" + (f"; each cell = mean of {b}×{b}" if b > 1 else "")
+    fig.update_traces(selector={"type": "heatmap"}, colorbar={
+        "orientation": "h", "x": 0.5, "xanchor": "center", "y": -0.16, "yanchor": "top", "thickness": 10,
+        "len": 0.95, "title": {"side": "top"}})
+    fig.update_layout(title_subtitle_text=sub, margin={"l": 55, "r": 15, "t": 75, "b": 105})
+    fig.update_xaxes(title_text=f"input j ({how})")
+    # fixed, reversed rows (autorange would pad around the invisible row markers of the A figure)
+    fig.update_yaxes(title_text=f"anchor i ({how})", autorange=False, range=[n - 0.5, -0.5])
+    return fig
+
+
+def mark_row(fig: go.Figure, pos: int, text: str = "anchor") -> go.Figure:
+    """An arrow left of a matrix heatmap pointing at row ``pos`` (point-position coordinates); returns ``fig``."""
+    fig.add_annotation(x=-0.5, y=pos, xref="x", yref="y", ax=-26, ay=0, text="", showarrow=True,
+                       arrowhead=2, arrowsize=1.2, arrowwidth=2, arrowcolor="#1f2430", hovertext=text)
+    return fig
+
+
 # ----------------------------------------------------------------------------- Shepard diagram
 def _pair_values(d) -> np.ndarray:
     """(m,) pair dissimilarities, or the upper triangle of an (n, n) matrix."""
@@ -204,58 +238,6 @@ def shepard_figure(d_teacher, d_student, *, pc: float | None = None, spearman: f
 
 
 # ----------------------------------------------------------------------------- one anchor's neighbours
-def _anchor_row(d, anchor: int) -> np.ndarray:
-    d = np.asarray(d, dtype=np.float64)
-    return d[anchor] if d.ndim == 2 else d
-
-
-def _normalized_ranks(v: np.ndarray) -> np.ndarray:
-    """(m,) → (m,) R of DESIGN.md §1 for one row: (#smaller + ½ #equal others) / (m − 1)."""
-    s = np.sort(v)
-    less = np.searchsorted(s, v, side="left")
-    return (less + 0.5 * (np.searchsorted(s, v, side="right") - less - 1)) / max(len(v) - 1, 1)
-
-
-def anchor_neighbours_table(d_teacher, d_student, anchor: int, *, k: int = 10, labels=None) -> pd.DataFrame:
-    """The anchor's k nearest neighbours by the teacher and by the student, side by side.
-
-    Same columns as :func:`perco_viz.analysis.anchor_neighbours` (which starts from features).
-
-    Args:
-        d_teacher: (n,) teacher dissimilarities from the anchor (or the (n, n) matrix).
-        d_student: (n,) student dissimilarities from the anchor (or the (n, n) matrix).
-        anchor: the anchor's row (its own entry is ignored).
-        k: neighbours listed from each side.
-        labels: (n,) optional labels.
-
-    Returns:
-        DataFrame, one row per point in either top k (k…2k rows), sorted by teacher rank, with
-        ``point``, ``teacher_rank``, ``student_rank`` (1 = nearest), ``rank_shift`` (student −
-        teacher: > 0 = the student pushes it away), ``teacher_dissimilarity``,
-        ``student_dissimilarity``, ``agreement`` (A[anchor, point]), ``in_teacher_top_k``,
-        ``in_student_top_k``, ``label``.
-    """
-    t, s = _anchor_row(d_teacher, anchor), _anchor_row(d_student, anchor)
-    n = len(t)
-    if len(s) != n or not 0 <= anchor < n or n < 3:
-        raise ValueError(f"need two rows of the same n ≥ 3 dissimilarities and 0 ≤ anchor < n; got "
-                         f"{len(t)}, {len(s)}, anchor {anchor}")
-    others = np.delete(np.arange(n), anchor)
-    t, s = t[others], s[others]
-    rank_t, rank_s = (np.argsort(np.argsort(v, kind="stable"), kind="stable") + 1 for v in (t, s))
-    k = min(int(k), n - 1)
-    keep = np.flatnonzero((rank_t <= k) | (rank_s <= k))
-    keep = keep[np.argsort(rank_t[keep], kind="stable")]
-    return pd.DataFrame({
-        "point": others[keep], "teacher_rank": rank_t[keep], "student_rank": rank_s[keep],
-        "rank_shift": rank_s[keep] - rank_t[keep], "teacher_dissimilarity": t[keep],
-        "student_dissimilarity": s[keep],
-        "agreement": 1.0 - np.abs(_normalized_ranks(t) - _normalized_ranks(s))[keep],
-        "in_teacher_top_k": rank_t[keep] <= k, "in_student_top_k": rank_s[keep] <= k,
-        "label": [None] * len(keep) if labels is None else np.asarray(labels)[others[keep]],
-    })
-
-
 def _shift_colour(shift: float, k: int) -> str:
     """Green for an unchanged rank, red for a shift of k places or more (the c_i scale's 1 → 0.5)."""
     return sample_colorscale(COHERENCE_SCALE, [1.0 - 0.5 * min(abs(shift) / max(k, 1), 1.0)])[0]
@@ -266,8 +248,7 @@ def anchor_neighbours_figure(table: pd.DataFrame, *, anchor: int | None = None, 
     """Slope chart: each neighbour's rank by the teacher (left) joined to its rank by the student (right).
 
     Args:
-        table: from :func:`anchor_neighbours_table` or :func:`perco_viz.analysis.anchor_neighbours`
-            (columns ``point``, ``teacher_rank``, ``student_rank``; ``label`` optional).
+        table: from :func:`perco_viz.analysis.rank_agreement.anchor_neighbours` (columns ``point``, ``teacher_rank``, ``student_rank``; ``label`` optional).
         anchor: the anchor's id, for the title.
         class_names: names of the labels, for hover.
         title: default "neighbours of anchor <anchor>: teacher rank → student rank".
@@ -294,3 +275,62 @@ def anchor_neighbours_figure(table: pd.DataFrame, *, anchor: int | None = None, 
     fig.update_yaxes(title_text="rank from the anchor (1 = nearest, log scale)", type="log", autorange="reversed",
                      tickmode="array", tickvals=sorted(set(ticks)))
     return fig if len(table) else no_data(fig, "no neighbours")
+
+
+# ----------------------------------------------------------------------------- clicking a heatmap row
+def row_picker_trace(
+    ids,
+    *,
+    coherence=None,
+    row_agreement=None,
+    names: Sequence[str] | None = None,
+    max_rows: int = 300,
+    max_cols: int = 12,
+) -> go.Scattergl:
+    """An invisible, clickable grid laid over an (n, n) matrix heatmap, one row of markers per
+    drawn row: plotly heatmaps emit no selection events, markers do.
+
+    Rows are grouped like :func:`block_mean` groups them (b = ceil(n / max_rows)
+    per drawn row), so each marker sits on a drawn row; a block's representative anchor is its row
+    with the lowest c_i (its middle row without ``coherence``). Hovering shows that anchor, a
+    click selects it (``customdata[0]`` = its id).
+
+    Args:
+        ids: (n,) ids of the rows in drawing order (e.g. probe rows).
+        coherence: (n,) c_i of those rows, optional.
+        row_agreement: (n,) mean A of each drawn row, optional (hover).
+        names: (n,) class names of the rows, optional (hover).
+        max_rows: the heatmap's ``max_cells``.
+        max_cols: markers per row (across the x axis).
+
+    Returns:
+        A ``go.Scattergl`` in point-position coordinates (x, y in [0, n − 1]), to ``fig.add_trace``.
+    """
+    ids = np.asarray(ids).reshape(-1)
+    n = len(ids)
+    b = max(1, math.ceil(n / max(1, int(max_rows))))
+    m = math.ceil(n / b)
+    rep = np.empty(m, dtype=np.int64)  # representative position of each drawn row
+    for r in range(m):
+        lo, hi = r * b, min((r + 1) * b, n)
+        rep[r] = lo + int(np.argmin(np.asarray(coherence)[lo:hi])) if coherence is not None else (lo + hi - 1) // 2
+    y = np.arange(m) * b + (b - 1) / 2  # the drawn rows' centres (as block_mean draws them)
+    bc = max(1, math.ceil(n / max(1, int(max_cols))))
+    x = np.arange(math.ceil(n / bc)) * bc + (bc - 1) / 2
+    xx, yy = np.meshgrid(x, y)  # (m, c)
+    rows = np.repeat(rep, len(x))  # (m·c,) position of each marker's anchor
+    custom = [ids[rows].astype(np.float64)]
+    tip = "anchor #%{customdata[0]}"
+    if names is not None:
+        tip += " · class %{text}"
+    for values, label in ((coherence, "c_i"), (row_agreement, "mean A of its row")):
+        if values is not None:
+            tip += f" · {label} %{{customdata[{len(custom)}]:.3f}}"
+            custom.append(np.asarray(values, dtype=np.float64)[rows])
+    return go.Scattergl(
+        x=xx.ravel(), y=yy.ravel(), mode="markers", name="anchors", showlegend=False,  # customdata as lists:
+        # a clicked point's customdata then comes back as a list, not a typed-array dict
+        customdata=np.column_stack(custom).tolist(), text=None if names is None else np.asarray(names, dtype=object)[rows],
+        marker={"size": 14, "opacity": 0, "color": "#000000"},
+        selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
+        hovertemplate=tip + "<br><i>click: inspect this anchor</i><extra></extra>")

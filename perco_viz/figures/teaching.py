@@ -1,4 +1,5 @@
-"""The Teaching view's figures: points and arrows, soft steps, loss terms.
+"""The Teaching view's figures (points and arrows, soft steps, loss terms, soft vs hard ranks,
+the loss history) and the home page's "one teacher, two students".
 
 Pure functions: data in, ``go.Figure`` out; no I/O, no Streamlit."""
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from perco_viz.figures.style import (
     COHERENCE_SCALE,
@@ -172,4 +174,77 @@ def loss_terms_figure(R_T_row, R_S_soft_row, *, point_ids=None, title: str | Non
     fig.update_xaxes(title_text="neighbour j (ordered by teacher rank)", type="category",
                      categoryorder="array", categoryarray=names)
     fig.update_yaxes(title_text="(R̃_S(j) − R_T(j))²")
+    return fig
+
+
+def soft_vs_hard_figure(view: dict) -> go.Figure:
+    """The anchor's soft ranks R̃ against its hard ranks R^S, one dot per neighbour.
+
+    Args:
+        view: an ``analysis.teaching.anchor_view`` result: (n,) arrays ``student_hard`` and
+            ``student_soft`` (NaN at the anchor), ``tau`` and ``kernel``.
+
+    Returns:
+        A plotly figure: x = hard rank, y = soft rank at ``view["tau"]``, the diagonal soft = hard
+        dashed, each dot labelled with its point's index.
+    """
+    hard, soft = view["student_hard"], view["student_soft"]
+    others = np.flatnonzero(np.isfinite(hard))
+    gap = float(np.max(np.abs(soft[others] - hard[others]))) if len(others) else 0.0
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="soft = hard",
+                             line={"color": "#8a909c", "dash": "dash", "width": 1.5}, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=hard[others], y=soft[others], mode="markers+text", name="neighbours of the anchor",
+        text=[str(j) for j in others], textposition="top center", textfont={"size": 11, "color": "#5b6270"},
+        marker={"size": 11, "color": PRIMARY, "line": {"width": 1, "color": "white"}},
+        customdata=others, hovertemplate="point %{customdata}<br>hard rank %{x:.3f}<br>soft rank %{y:.3f}"
+                                         "<extra></extra>"))
+    new_figure(f"Soft vs hard ranks of the student (τ = {view['tau']:g}, {view['kernel']})",
+               f"largest gap |R̃ − R| = {gap:.3f}", fig=fig)
+    fig.update_xaxes(title_text="hard rank R (0 = nearest, 1 = farthest)", range=[-0.05, 1.05], zeroline=False)
+    fig.update_yaxes(title_text="soft rank R̃", range=[-0.05, 1.1], zeroline=False)
+    fig.update_layout(showlegend=False)
+    return fig
+
+
+def loss_history_figure(history: Sequence[float]) -> go.Figure:
+    """The batch loss before training (step 0) and after each step.
+
+    Args:
+        history: losses, one per step (``TeachingState.history``).
+    """
+    fig = go.Figure(go.Scatter(x=list(range(len(history))), y=list(history), mode="lines+markers",
+                               line={"color": PRIMARY, "width": 2.5}, marker={"size": 6},
+                               hovertemplate="step %{x}<br>loss %{y:.5f}<extra></extra>", name="batch loss"))
+    new_figure("Batch loss, step by step", fig=fig, height=320)
+    fig.update_xaxes(title_text="optimizer steps", rangemode="tozero")
+    fig.update_yaxes(title_text="coherence loss", rangemode="tozero")
+    return fig
+
+
+def two_students_figure(example: dict, *, height: int = 400) -> go.Figure:
+    """Teacher | bent student | scrambled student, each point coloured by its place on the arcs.
+
+    Args:
+        example: an ``analysis.teaching.two_students()`` result: (n, 2) ``teacher``, ``bent``,
+            ``scrambled``, (n,) ``order`` and the PCs ``pc_bent``, ``pc_scrambled``.
+        height: px.
+    """
+    ex = example
+    titles = ("<b>teacher</b>", f"<b>student A</b> · PC {ex['pc_bent']:.2f}<br>geometry bent, order kept",
+              f"<b>student B</b> · PC {ex['pc_scrambled']:.2f}<br>scale kept, order shuffled")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.05)
+    for col, key in enumerate(("teacher", "bent", "scrambled"), start=1):
+        xy = ex[key]
+        fig.add_trace(go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name=titles[col - 1], showlegend=False,
+            marker={"size": 9, "color": ex["order"], "colorscale": "Viridis", "line": {"width": 0.6, "color": "white"}},
+            customdata=np.arange(len(xy)), hovertemplate="point %{customdata}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(showticklabels=False, title_text=None, row=1, col=col)
+        fig.update_yaxes(showticklabels=False, title_text=None, scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+    new_figure("One teacher, two students", "colour: each point's place along the teacher's arcs", fig=fig,
+               height=height)
+    fig.update_layout(margin={"t": 110, "b": 10, "l": 10, "r": 10})
+    fig.update_annotations(font_size=13)
     return fig

@@ -1,4 +1,4 @@
-"""UI helpers of the Diagnose page: the three sources of a teacher/student pair (embedding
+"""The Diagnose page's widgets: the three sources of a teacher/student pair (embedding
 files, models on a dataset, a run) and the panel (cards, figures, report download).
 
 Uploaded bytes stay in this session: in memory, in ``st.session_state`` (never in the
@@ -20,6 +20,7 @@ import streamlit as st
 
 from perco_viz import sessions
 from perco_viz.analysis import diagnose
+from perco_viz.figures import diagnose as diagnose_figures
 from perco_viz.safe_io import InputFileError, OptionalDependencyError
 from ui import common
 
@@ -27,7 +28,6 @@ _MEMO_KEY = "diag-memo"
 _MEMO_SIZE = 6
 USER_ERRORS = (InputFileError, OptionalDependencyError, ValueError, OSError)  # sessions.SessionError is a ValueError
 EMBEDDING_TYPES = ["npz", "csv", "npy"]
-BUILTIN_DATASETS = ["digits", "circles", "blobs", "swiss_roll", "spheres"]
 
 
 # --------------------------------------------------------------------------- per-session memo
@@ -61,7 +61,7 @@ def pair_from_uploads() -> Sourced | None:
                                  help="The same inputs in the same order; the width may differ from the teacher's.")
     c1, c2, c3 = st.columns([1.2, 1, 1.4])
     labels_from = c1.selectbox(
-        "Labels", ["auto", "teacher", "student", "file", "none"], key="diag-labels-from",
+        "Labels", list(diagnose.LABEL_SOURCES), key="diag-labels-from",
         format_func={"auto": "from either file (y / label)", "teacher": "from the teacher file",
                      "student": "from the student file", "file": "from a labels file",
                      "none": "no labels"}.__getitem__,
@@ -97,9 +97,11 @@ def pair_from_uploads() -> Sourced | None:
 def pair_from_model_files() -> Sourced | None:
     """A teacher and a student checkpoint run on a dataset's test split → (key, pair), or None."""
     from perco_viz.config import DataConfig, StudentConfig, TeacherConfig
+    from perco_viz.data import DATASET_NAMES, SYNTHETIC
 
+    builtin = [name for name in DATASET_NAMES if name == "digits" or name in SYNTHETIC]  # no download, no file
     c1, c2, c3 = st.columns(3)
-    dataset = c1.selectbox("Dataset", BUILTIN_DATASETS, key="diag-dataset",
+    dataset = c1.selectbox("Dataset", builtin, key="diag-dataset",
                            help="The features are computed on its held-out test split.")
     trusted = common.trusts_torchscript()
     teacher_kind = c2.selectbox("Teacher", ["builtin", "safetensors", *(["torchscript"] if trusted else [])],
@@ -135,14 +137,14 @@ def pair_from_model_files() -> Sourced | None:
     if clicked:
         try:
             with st.spinner("Loading the models and computing the features of the test split…"):
-                from perco_viz import models
+                from perco_viz import models, paths
                 from perco_viz.data import load_dataset
 
                 ds = load_dataset(DataConfig(name=dataset, n_samples=int(n_samples)))
                 t_path = str(common.save_session_upload(t_upload.getvalue(), t_upload.name)) if t_upload else None
                 s_path = str(common.save_session_upload(s_upload.getvalue(), s_upload.name))
                 teacher = models.load_teacher(TeacherConfig(kind=teacher_kind, path=t_path), ds,
-                                              cache_dir=models.default_cache_dir(), trust_code=trusted)
+                                              cache_dir=paths.default_cache_dir(), trust_code=trusted)
                 student = models.build_student(
                     StudentConfig(arch="file", path=s_path, dim=int(dim), hidden=int(hidden)), ds, trust_code=trusted)
                 pair = diagnose.pair_from_models(
@@ -177,7 +179,7 @@ def pair_from_app_run() -> Sourced | None:
     snapshot = c2.selectbox("Snapshot", indices[::-1], key="diag-snapshot",
                             format_func=lambda i: "latest" if i == indices[-1] else f"#{i}",
                             help="0 is the untrained student; the latest is where the run stands.")
-    key = ("run", *common.run_signature(run), snapshot)
+    key = ("run", *run.signature(), snapshot)
     try:
         return key, session_memo(key, lambda: diagnose.pair_from_run(run, snapshot))
     except Exception as exc:  # noqa: BLE001 — a run being written, or an unreadable one
@@ -185,13 +187,12 @@ def pair_from_app_run() -> Sourced | None:
         return None
 
 
-# --------------------------------------------------------------------------- downloads
 # --------------------------------------------------------------------------- the panel
 def compute_panel(key: tuple, pair: diagnose.EmbeddingPair, max_points: int) -> tuple[diagnose.Panel, dict]:
     """The panel and its figures, once per (pair key, max_points) in this session."""
     def work():
         panel = diagnose.compute_panel(pair, max_points=max_points)
-        return panel, diagnose.panel_figures(panel)
+        return panel, diagnose_figures.panel_figures(panel)
 
     with st.spinner(f"Measuring {min(pair.n, max_points):,} inputs: ranks, coherence, neighbours, probes…"):
         return session_memo(("panel", key, max_points), work)
@@ -215,7 +216,7 @@ def show_figures(panel: diagnose.Panel, figs: dict, key: str) -> None:
         with slot:
             fig = figs[heading]
             st.plotly_chart(fig, key=f"{key}-{heading}", width="stretch")
-            st.caption(diagnose.FIGURE_CAPTIONS[heading])
+            st.caption(diagnose_figures.FIGURE_CAPTIONS[heading])
             common.download_figure(fig, heading.lower().replace(" ", "-"), key=f"{key}-dl-{heading}")
 
     one("Embeddings", st.container())
@@ -251,7 +252,7 @@ def show_downloads(panel: diagnose.Panel, figs: dict, key: str) -> None:
     import pandas as pd
 
     c1, c2, _ = st.columns([1.3, 1.3, 3])
-    c1.download_button("⬇ Download report (HTML)", diagnose.html_report(panel, figs), file_name="perco-diagnosis.html",
+    c1.download_button("⬇ Download report (HTML)", diagnose_figures.html_report(panel, figs), file_name="perco-diagnosis.html",
                        mime="text/html", type="primary", key=f"{key}-report",
                        help="One self-contained file: the metric table, what each metric means and every figure, "
                             "interactive; it opens offline.")

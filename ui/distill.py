@@ -1,5 +1,6 @@
-"""The live view of a run: progress, metric cards, curves and the two embeddings, refreshed
-from the run directory while the run is being written (by this app or by the CLI)."""
+"""The Distill page's widgets: start, stop and resume a training, and the live view of a run
+(progress, metric cards, curves and the two embeddings), refreshed from the run directory while
+the run is being written (by this app or by the CLI)."""
 
 from __future__ import annotations
 
@@ -56,22 +57,20 @@ def run_config_epochs(run) -> int:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    from perco_viz.analysis.projection import project
+def teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, 2) PCA of a run's teacher probe features (the reference frame) and its (n,) labels."""
+    from perco_viz.analysis.projection import teacher_projection
 
     probe = common.load_teacher_probe(path)
-    return project(probe["features"], "pca", dim=2), probe.get("labels")
+    return teacher_projection(probe["features"]), probe.get("labels")
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _student_pca(path: str, index: int) -> np.ndarray:
-    from perco_viz.analysis.projection import align_procrustes, project
+def student_pca(path: str, index: int) -> np.ndarray:
+    """(n, 2) PCA of a snapshot's student features, turned into the teacher's orientation."""
+    from perco_viz.analysis.projection import student_projection
 
-    snap = common.load_snapshot(path, index)
-    coords = project(snap["student"], "pca", dim=2) if snap["student"].shape[1] > 2 else snap["student"][:, :2]
-    if coords.shape[1] < 2:
-        coords = np.column_stack([coords[:, 0], np.zeros(len(coords))])
-    return align_procrustes(coords, _teacher_pca(path)[0])
+    return student_projection(common.load_snapshot(path, index)["student"], teacher_pca(path)[0])
 
 
 def _cards(records: list[dict]) -> None:
@@ -113,13 +112,13 @@ def _body(run, key: str) -> None:
         return
     _cards(records)
     try:
-        t_xy, labels = _teacher_pca(str(run.path))
+        t_xy, labels = teacher_pca(str(run.path))
     except common.run_data_errors() as exc:
         if state not in ("running", "unknown"):  # a finished run without its probe is damaged, not waiting
             raise
         st.caption(f"Waiting for the teacher's probe features… ({exc})")
         return
-    s_xy = _student_pca(str(run.path), indices[-1])
+    s_xy = student_pca(str(run.path), indices[-1])
     snap = common.load_snapshot(str(run.path), indices[-1])
     fig = figures.side_by_side_embeddings(
         t_xy, s_xy, color=labels if labels is not None else snap["coherence"],
@@ -131,6 +130,39 @@ def _body(run, key: str) -> None:
     st.plotly_chart(figures.training_curves(records), key=f"{key}-curves", width="stretch")
     st.caption("Loss on the training batches; PC and k-NN accuracy on the probe set at each snapshot. "
                "PC 0.5 is chance, 1 is the teacher's own ranking.")
+
+
+def controls():
+    """Start, Stop and Resume, the run to watch and the configuration line; returns the run
+    picked (``None`` when there is none)."""
+    run_state = common.live_run()
+    alive = run_state is not None and run_state.alive
+    config = st.session_state.get("setup_config") or common.demo_config()
+
+    c1, c2, c3, c4 = st.columns([1.2, 1, 1, 3])
+    if c1.button("▶ Start", type="primary", disabled=alive, key="distill-start",
+                 help="Start a run with the configuration from Setup (or the demo's)."):
+        if common.start_run(config):
+            st.rerun()
+    if c2.button("■ Stop", disabled=not alive, key="distill-stop", help="Stops within one batch; the run is kept."):
+        run_state.stop()
+        st.toast("Stopping after this batch…")
+    run = common.run_picker("distill-run", label="Run to watch")
+    resumable = (run is not None and not alive and run.status().get("state") in ("cancelled", "failed", "stale")
+                 and not run.is_locked())  # another process (a CLI resume) is writing it
+    if c3.button("⟳ Resume", disabled=not resumable, key="distill-resume",
+                 help="Continue the selected run from its last checkpoint (runs of yours only)."):
+        if run is not None and common.session_root() in run.path.parents:
+            with common.run_guard(run, "cannot be resumed"):
+                config_to_resume = run.config()
+            if common.start_run(config_to_resume, resume_dir=str(run.path)):
+                st.rerun()
+        else:
+            st.warning("Shared runs are read-only here: resume them with `perco-viz resume <run dir>`.")
+    c4.caption(f"Configuration: **{config.data.name}** · teacher **{config.teacher.kind}** · "
+               f"student **{config.student.arch}-{config.student.dim}d** · loss **{config.loss.name}** · "
+               f"{config.train.epochs} epochs. Change it on **Setup**.")
+    return run
 
 
 def show(run, *, key: str) -> None:

@@ -1,5 +1,6 @@
-"""Baseline transfer losses: hand-computed values from each paper's definition, properties
-shared by the registry (parametrized over BASELINES), gradients, and input checks."""
+"""The loss registry and the baseline transfer losses: hand-computed values from each paper's
+definition, properties shared by the registry (parametrized over BASELINES), gradients, and
+input checks. The coherence loss: tests/test_losses_coherence.py."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from perco_viz.baselines import (
-    BASELINES,
-    FitNetLoss,
-    cc_loss,
-    cka_loss,
-    fitnet_loss,
-    hinton_kd_loss,
-    pkt_loss,
-    rkd_loss,
-    sp_loss,
-)
+from perco_viz.losses import LOSS_NAMES, LOSSES, loss_defaults, make_loss
+from perco_viz.losses.cc import cc_loss
+from perco_viz.losses.cka import cka_loss
+from perco_viz.losses.fitnet import FitNetLoss, fitnet_loss
+from perco_viz.losses.kd import hinton_kd_loss
+from perco_viz.losses.pkt import pkt_loss
+from perco_viz.losses.rkd import rkd_loss
+from perco_viz.losses.sp import sp_loss
+
+BASELINES = {name: cls for name, cls in LOSSES.items() if name != "coherence"}
 
 D_S, D_T = 5, 7
 # Losses unchanged by a positive scaling and an inner-product-preserving map of the teacher.
@@ -70,6 +70,24 @@ def test_rkd_distance_term_hand_computed():
     expected = 2.0 * sum(_huber(s - t) for s, t in pairs) / 9.0  # each pair twice, n² entries
     got = rkd_loss(student, teacher, distance_weight=1.0, angle_weight=0.0).item()
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_rkd_distance_mean_is_over_all_pairs_with_duplicated_rows():
+    """Park et al. normalise by the mean over all pairs i ≠ j: a duplicated row's distance 0
+    counts (the authors' code, averaging positive distances only, gives another value)."""
+    teacher = _f64([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [0.0, 0.0]])  # row 3 = row 0
+    student = _f64([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # teacher distances over the 6 unordered pairs: 3, 4, 0 (dup), 5, 3, 4 → mean 19/6
+    d_t = {(0, 1): 3.0, (0, 2): 4.0, (0, 3): 0.0, (1, 2): 5.0, (1, 3): 3.0, (2, 3): 4.0}
+    # student: a unit square, 4 sides and 2 diagonals → mean (4 + 2√2)/6
+    r2 = math.sqrt(2.0)
+    d_s = {(0, 1): 1.0, (0, 2): 1.0, (0, 3): r2, (1, 2): r2, (1, 3): 1.0, (2, 3): 1.0}
+    mean_t, mean_s = sum(d_t.values()) / 6, sum(d_s.values()) / 6
+    expected = 2.0 * sum(_huber(d_s[p] / mean_s - d_t[p] / mean_t) for p in d_t) / 16.0  # n² entries
+    got = rkd_loss(student, teacher, distance_weight=1.0, angle_weight=0.0).item()
+    assert got == pytest.approx(expected, rel=1e-9)
+    positive_only = 2.0 * sum(_huber(d_s[p] / mean_s - d_t[p] / (19.0 / 5.0)) for p in d_t) / 16.0
+    assert abs(got - positive_only) > 1e-3  # what the old normalisation gave
 
 
 def test_rkd_angle_term_hand_computed():
@@ -174,6 +192,59 @@ def test_hinton_kd_rejects_bad_inputs():
 
 
 # --------------------------------------------------------------------------- the registry
+def test_registry_order_names_and_defaults():
+    assert LOSS_NAMES == ("coherence", "fitnet", "rkd", "pkt", "sp", "cc", "cka")
+    for name in LOSS_NAMES:
+        assert LOSSES[name].name == name
+        assert loss_defaults(name) == LOSSES[name].defaults
+        assert loss_defaults(name) is not LOSSES[name].defaults  # a copy: callers may change it
+    assert loss_defaults("rkd") == {"distance_weight": 25.0, "angle_weight": 50.0}
+    with pytest.raises(ValueError, match="unknown loss 'triplet'; choose one of coherence, fitnet"):
+        loss_defaults("triplet")
+    with pytest.raises(ValueError, match="unknown loss"):
+        make_loss("triplet", student_dim=2, teacher_dim=2)
+
+
+def test_register_refuses_a_second_loss_of_one_name():
+    from perco_viz.losses.base import TransferLoss, register
+
+    with pytest.raises(ValueError, match="already registered"):
+        @register("rkd")
+        class Again(TransferLoss):
+            summary = "again"
+
+
+@pytest.mark.slow
+def test_a_new_loss_file_registers_itself(tmp_path):
+    """docs/architecture.md: a baseline is one file in perco_viz/losses/ (plus its test). A
+    package laid out like perco_viz.losses picks a new file up with no other edit, in `order`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import perco_viz.losses as pkg
+
+    pkg_dir = tmp_path / "perco_viz" / "losses"
+    pkg_dir.mkdir(parents=True)
+    for src in Path(pkg.__file__).parent.glob("*.py"):
+        (pkg_dir / src.name).write_text(src.read_text())
+    (pkg_dir / "zz_mean_gap.py").write_text(
+        "from perco_viz.losses.base import TransferLoss, register\n\n"
+        "def mean_gap_loss(student, teacher):\n"
+        "    return (student.mean() - teacher.mean()) ** 2\n\n"
+        "@register('mean_gap')\n"
+        "class MeanGapLoss(TransferLoss):\n"
+        "    order = 15\n"
+        "    summary = 'match the mean activation'\n"
+        "    loss_fn = staticmethod(mean_gap_loss)\n"
+    )
+    # a fresh interpreter whose perco_viz.losses is the copy with the new file in it
+    code = (f"import sys; import perco_viz; perco_viz.__path__.insert(0, {str(tmp_path / 'perco_viz')!r}); "
+            "import perco_viz.losses as L; print(','.join(L.LOSS_NAMES))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split()[-1] == "coherence,fitnet,mean_gap,rkd,pkt,sp,cc,cka"
+
+
 @pytest.mark.parametrize("name", BASELINES)
 def test_module_metadata_and_defaults(name):
     cls = BASELINES[name]

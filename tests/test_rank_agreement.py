@@ -1,9 +1,8 @@
-"""perco_viz.analysis.rank_agreement: orderings, anchor neighbours, Shepard pairs, per-sample summaries."""
+"""perco_viz.analysis.rank_agreement: orderings, rank matrices, anchor neighbours, Shepard pairs, Spearman's ρ."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -11,7 +10,6 @@ from perco_viz.analysis import rank_agreement as an
 from perco_viz.coherence import (
     normalized_ranks,
     pairwise_dissimilarity,
-    per_sample_coherence,
     rank_agreement,
 )
 
@@ -177,56 +175,17 @@ def test_spearman_monotone_is_one(rng):
     assert np.isnan(an.spearman(d_t, np.ones_like(d_t)))
 
 
-def test_point_density_in_unit_interval(rng):
-    x, y = rng.normal(size=1000), rng.normal(size=1000)
-    dens = an.point_density(x, y, bins=20)
-    assert dens.shape == (1000,) and dens.max() == 1.0 and dens.min() > 0.0
-    assert dens[np.argmin(np.hypot(x, y))] > dens[np.argmax(np.hypot(x, y))]
-
-
-# --------------------------------------------------------------------------- per-sample
-def test_worst_samples_sorted_ascending(rng):
-    c = rng.uniform(size=50)
-    labels = rng.integers(0, 3, size=50)
-    table = an.worst_samples(c, 7, labels, indices=np.arange(50) + 100, class_names=["a", "b", "c"])
-    assert len(table) == 7
-    assert list(table["c_i"]) == sorted(table["c_i"]) == sorted(c)[:7]
-    np.testing.assert_array_equal(table["c_i"], c[table["point"]])
-    assert list(table["test_index"]) == list(table["point"] + 100)
-    assert list(table["class"]) == [["a", "b", "c"][v] for v in labels[table["point"]]]
-    assert len(an.worst_samples(c, 500)) == 50
-
-
-def test_per_class_summary(rng):
-    c = rng.uniform(size=90)
-    labels = rng.integers(0, 4, size=90)
-    table = an.per_class_summary(c, labels, ["w", "x", "y", "z"])
-    assert table["count"].sum() == 90
-    assert list(table.columns) == ["label", "class", "count", "mean", "p10", "min"]
-    for _, rec in table.iterrows():
-        vals = c[labels == rec["label"]]
-        assert rec["mean"] == pytest.approx(vals.mean())
-        assert rec["min"] == pytest.approx(vals.min())
-        assert rec["p10"] == pytest.approx(np.quantile(vals, 0.1))
-        assert rec["class"] == "wxyz"[rec["label"]]
-
-
-def test_per_sample_table_columns():
-    table = an.per_sample_table([0.5, 0.75, 1.0], indices=[10, 4, 7], labels=[1, 0, 1], class_names=["a", "b"])
-    assert isinstance(table, pd.DataFrame)
-    assert list(table.columns) == ["point", "test_index", "label", "class", "c_i"]
-    assert list(table["class"]) == ["b", "a", "b"]
-
-
-def test_coherence_by_epoch(finished_run):
-    epochs, values = an.coherence_by_epoch(finished_run)
-    indices = finished_run.snapshot_indices()
-    assert len(epochs) == len(values) == len(indices) >= 2
-    assert epochs == sorted(epochs) and epochs[-1] == pytest.approx(3.0)
-    probe = finished_run.teacher_probe()
-    last = finished_run.load_snapshot(indices[-1])
-    assert values[-1].shape == (len(probe["indices"]),)
-    np.testing.assert_allclose(values[-1], per_sample_coherence(last.student, probe["features"]), atol=1e-9)
-    assert float(values[-1].mean()) == pytest.approx(last.metrics["pc"], abs=1e-6)
-    same = an.coherence_by_epoch(str(finished_run.path))
-    assert same[0] == epochs
+# --------------------------------------------------------------------------- input checks (perco_viz.checks)
+@pytest.mark.parametrize("call", [
+    lambda s, t: an.order_points(t, by="cluster"),
+    lambda s, t: an.anchor_neighbours(s, t, 0),
+    lambda s, t: an.shepard_pairs(s, t, max_pairs=10),
+])
+def test_features_too_large_or_not_numbers_are_refused(pair, call):
+    student, teacher, _ = pair
+    with pytest.raises(ValueError, match="absolute value"):
+        call(student, teacher * 1e200)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        call(student, np.where(np.eye(*teacher.shape) > 0, np.nan, teacher))
+    with pytest.raises(ValueError):
+        call(student, np.full(teacher.shape, "x"))
