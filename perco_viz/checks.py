@@ -122,6 +122,19 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         _refuse_nonfinite(bad, rows, name)
 
 
+def check_same_points(
+    n_student: int, n_teacher: int, *, min_points: int, names: tuple[str, str] = ("student", "teacher")
+) -> None:
+    """Two feature matrices of the same ``n ≥ min_points`` points (their row counts), else ``ValueError``."""
+    if n_student != n_teacher:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must describe the same points: got {n_student} "
+            f"{names[0]} rows and {n_teacher} {names[1]} rows"
+        )
+    if n_student < min_points:
+        raise ValueError(f"need at least {min_points} points to compare rankings, got {n_student}")
+
+
 def check_pair(
     student: np.ndarray | torch.Tensor,
     teacher: np.ndarray | torch.Tensor,
@@ -140,13 +153,7 @@ def check_pair(
     """
     s = as_tensor(student, "student")
     t = as_tensor(teacher, "teacher")
-    if s.shape[0] != t.shape[0]:
-        raise ValueError(
-            f"student and teacher must describe the same points: got {s.shape[0]} student rows "
-            f"and {t.shape[0]} teacher rows"
-        )
-    if s.shape[0] < min_points:
-        raise ValueError(f"need at least {min_points} points to compare rankings, got {s.shape[0]}")
+    check_same_points(s.shape[0], t.shape[0], min_points=min_points)
     check_finite(s, "student")
     check_finite(t, "teacher")
     return s, t
@@ -225,13 +232,7 @@ def check_feature_pair(
     """
     s = check_features(student, names[0])
     t = check_features(teacher, names[1])
-    if s.shape[0] != t.shape[0]:
-        raise ValueError(
-            f"{names[0]} and {names[1]} must describe the same points: got {s.shape[0]} "
-            f"{names[0]} rows and {t.shape[0]} {names[1]} rows"
-        )
-    if s.shape[0] < min_points:
-        raise ValueError(f"need at least {min_points} points to compare, got {s.shape[0]}")
+    check_same_points(s.shape[0], t.shape[0], min_points=min_points, names=names)
     return s, t
 
 

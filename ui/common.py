@@ -319,6 +319,24 @@ def load_teacher_probe(path: str) -> dict[str, Any]:
     return RunDir(path).teacher_probe()
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n_probe, 2) PCA of a run's teacher probe features (the reference frame of the Distill and
+    Compare pages' pictures) and the probe's (n_probe,) labels, or None."""
+    from perco_viz.analysis.projection import teacher_projection
+
+    probe = load_teacher_probe(path)
+    return teacher_projection(probe["features"], method="pca", dim=2), probe.get("labels")
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def student_pca(path: str, index: int) -> np.ndarray:
+    """(n_probe, 2) PCA of a snapshot's student features, turned into its teacher's orientation."""
+    from perco_viz.analysis.projection import student_projection
+
+    return student_projection(load_snapshot(path, index)["student"], teacher_pca(path)[0])
+
+
 @st.cache_data(max_entries=8, show_spinner="Loading the dataset…")
 def load_dataset_cached(data_config_json: str):
     """The run's dataset (for thumbnails and class names). A person's own array file (csv, npz,

@@ -24,25 +24,6 @@ CURVES = {"pc": ("PC (probe set)", "How often the student orders distances as th
                          "have different units: compare their shapes (convergence), not their heights.")}
 
 
-# --------------------------------------------------------------------------- cached projections
-@st.cache_data(max_entries=64, show_spinner=False)
-def student_embedding(path: str, index: int, teacher_path: str) -> np.ndarray:
-    """(n, 2) PCA of a snapshot's student features, turned into its teacher's orientation."""
-    from perco_viz.analysis.projection import student_projection
-
-    teacher_xy, _ = teacher_pca(teacher_path)
-    return student_projection(common.load_snapshot(path, index)["student"], teacher_xy)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, 2) PCA of a run's teacher probe features, and the probe's labels (or None)."""
-    from perco_viz.analysis.projection import teacher_projection
-
-    probe = common.load_teacher_probe(path)
-    return teacher_projection(probe["features"], method="pca", dim=2), probe.get("labels")
-
-
 # --------------------------------------------------------------------------- the runs
 @dataclass(frozen=True)
 class Picked:
@@ -143,9 +124,9 @@ def show_embeddings(runs: list[RunDir], names: list[str]) -> None:
     for run, name in zip(runs, names, strict=True):
         try:
             indices = run.snapshot_indices()
-            teacher_xy, run_labels = teacher_pca(str(run.path))
+            teacher_xy, run_labels = common.teacher_pca(str(run.path))
             if indices:
-                student_xy = student_embedding(str(run.path), indices[-1], str(run.path))
+                student_xy = common.student_pca(str(run.path), indices[-1])
                 run_coherence = common.load_snapshot(str(run.path), indices[-1])["coherence"]
         except common.run_data_errors() as exc:  # being set up (no teacher probe yet), or damaged
             if run.status().get("state") == "running":

@@ -4,7 +4,6 @@ the run is being written (by this app or by the CLI)."""
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from perco_viz.figures import record_number
@@ -56,23 +55,6 @@ def run_config_epochs(run) -> int:
         return 0
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def teacher_pca(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, 2) PCA of a run's teacher probe features (the reference frame) and its (n,) labels."""
-    from perco_viz.analysis.projection import teacher_projection
-
-    probe = common.load_teacher_probe(path)
-    return teacher_projection(probe["features"]), probe.get("labels")
-
-
-@st.cache_data(max_entries=128, show_spinner=False)
-def student_pca(path: str, index: int) -> np.ndarray:
-    """(n, 2) PCA of a snapshot's student features, turned into the teacher's orientation."""
-    from perco_viz.analysis.projection import student_projection
-
-    return student_projection(common.load_snapshot(path, index)["student"], teacher_pca(path)[0])
-
-
 def _cards(records: list[dict]) -> None:
     last, first = records[-1], records[0]
     number = record_number
@@ -112,13 +94,13 @@ def _body(run, key: str) -> None:
         return
     _cards(records)
     try:
-        t_xy, labels = teacher_pca(str(run.path))
+        t_xy, labels = common.teacher_pca(str(run.path))
     except common.run_data_errors() as exc:
         if state not in ("running", "unknown"):  # a finished run without its probe is damaged, not waiting
             raise
         st.caption(f"Waiting for the teacher's probe features… ({exc})")
         return
-    s_xy = student_pca(str(run.path), indices[-1])
+    s_xy = common.student_pca(str(run.path), indices[-1])
     snap = common.load_snapshot(str(run.path), indices[-1])
     fig = figures.side_by_side_embeddings(
         t_xy, s_xy, color=labels if labels is not None else snap["coherence"],

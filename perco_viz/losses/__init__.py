@@ -21,11 +21,18 @@ from typing import Any
 
 from perco_viz.losses.base import LOSSES, TransferLoss, register
 
-for _module in pkgutil.iter_modules(__path__):  # each family registers itself on import
-    importlib.import_module(f"{__name__}.{_module.name}")
-_ordered = sorted(LOSSES.items(), key=lambda item: (item[1].order, item[0]))
-LOSSES.clear()
-LOSSES.update(_ordered)
+
+def _import_families() -> None:
+    """Import every module of this package (each family registers itself), then order
+    :data:`LOSSES` by ``order``, then name."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    ordered = sorted(LOSSES.items(), key=lambda item: (item[1].order, item[0]))
+    LOSSES.clear()
+    LOSSES.update(ordered)
+
+
+_import_families()
 
 LOSS_NAMES: tuple[str, ...] = tuple(LOSSES)
 
