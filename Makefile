@@ -48,9 +48,12 @@ lint: $(STAMP)
 bench: setup
 	$(BIN)/perco-viz bench loss
 
-# the app in a real browser: cold start, the demo's first figure, snapshot latency (docs/benchmarks.md)
+# the app in a real browser: cold start, the demo's first figure, snapshot latency, then every page's
+# first visit after a server start and warm visit (docs/benchmarks.md, docs/bench_pages.json);
+# `make bench-app LOAD=4` with 4 demo trainings running in the background
 bench-app: setup
-	$(BIN)/python tools/bench_app.py --screenshots screenshots
+	$(BIN)/python tools/bench_app.py --screenshots screenshots --pages --load $(or $(LOAD),0) \
+		--pages-json docs/bench_pages.json
 
 # 20 concurrent sessions, 4 of them running the demo (docs/reliability.md): server side, then browsers
 load-test: setup

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common, warmup
+from ui import common
 
 
 @st.cache_data(show_spinner=False)
@@ -16,8 +16,6 @@ def _two_students():
 
 
 common.page("perco_viz", "Watch a small student learn to perceive its inputs the way a large teacher does.")
-# process servers, the demo teacher and UMAP, in the background: the page does not wait
-warmup.start()
 
 left, right = st.columns([3, 2], gap="large")
 with left:
@@ -58,7 +56,7 @@ with right:
         "Perception Coherence*, arXiv:2505.06595 (TMLR 2026)."
     )
 
-st.plotly_chart(_two_students(), key="home-two-students", width="stretch")
-st.caption("Student A stretches and turns the teacher's picture, yet from almost every point the others keep their "
-           "order of nearness: a high PC, and the coherence loss is content. Student B keeps the scale but shuffles "
-           "who is near whom: PC falls toward 0.5, chance.")
+common.show_figure(_two_students(), key="home-two-students", caption=(
+    "Student A stretches and turns the teacher's picture, yet from almost every point the others keep their order of "
+    "nearness: a high PC, and the coherence loss is content. Student B keeps the scale but shuffles who is near whom: "
+    "PC falls toward 0.5, chance."))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common, embeddings, warmup
+from ui import common, embeddings
 
 common.page("Embeddings", "The teacher's and the student's features on the probe set, projected to 2-D or 3-D: "
             "select points in one to find them in the other, and play the training back.")
-warmup.start()  # UMAP's compilation in the background, if the home page has not started it
 
 run = common.run_picker("emb-run")
 if run is None:
@@ -16,4 +15,5 @@ if run is None:
 data = embeddings.load_run(run)  # a damaged run or one without snapshots: a message, and the page stops
 chosen = embeddings.controls(data)  # projection, dimensions, colour, playback
 view = embeddings.projected(data, chosen)  # PCA at once; UMAP/t-SNE from the background worker
-embeddings.show(view)  # the snapshot slider, the two linked figures, the selection and the downloads
+embeddings.show(view)  # the snapshot slider, search, the two linked figures, neighbours, tags and downloads
+embeddings.share(run)  # the link that reopens this view

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common, rank_agreement
+from ui import common, rank_agreement, view_state
 
 common.page("Rank agreement", "Where does the student perceive differently from its teacher? Seen from every "
             "input (the anchor), both networks rank all the other inputs from nearest to farthest; this page "
@@ -24,8 +24,9 @@ run = common.run_picker("rank-run")
 if run is None:
     st.stop()
 choice = common.pick_snapshot(run, "rank-epoch")
+view_state.share_box(own_run=common.run_param(run.path).startswith("yours/"))
 mats = rank_agreement.matrices(choice)  # the subset and order controls, the numbers
-anchor_pos = rank_agreement.anchor_position(mats)  # picked below or by a click on A
+anchor_pos = rank_agreement.anchor_position(mats)  # from a link, a click on A or the box below
 rank_agreement.show_heatmaps(mats, anchor_pos)
 
 st.subheader("One anchor: its neighbours by the teacher and by the student")

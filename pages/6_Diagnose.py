@@ -25,7 +25,7 @@ with st.container(border=True):
     sourced = SOURCES[source][1]()
 if sourced is None:
     st.stop()
-key, pair = sourced
+pair = sourced.pair
 
 c1, c2 = st.columns([1, 3])
 max_points = c1.number_input(
@@ -36,9 +36,10 @@ max_points = c1.number_input(
 labels_line = "labelled" if pair.labels is not None else "no labels"
 c2.markdown(f"**{pair.n:,} inputs** · teacher {pair.teacher.shape[1]}-d · student {pair.student.shape[1]}-d · "
             f"{labels_line}  \n{pair.source}" + (f"  \n_{'; '.join(pair.notes)}_" if pair.notes else ""))
+meta = diagnose_ui.metadata_upload(pair)
 
 try:
-    panel, figs = diagnose_ui.compute_panel(key, pair, int(max_points))
+    panel, figs = diagnose_ui.compute_panel(sourced.key, pair, int(max_points))
 except (ValueError, RuntimeError) as exc:
     common.show_error(exc, "The diagnosis failed")
     st.stop()
@@ -48,6 +49,13 @@ if panel.subsampled:
 else:
     st.caption(panel.scope())
 diagnose_ui.show_cards(panel)
-diagnose_ui.show_downloads(panel, figs, key="diag")
+table = diagnose_ui.points_table(panel, sourced, meta)
+diagnose_ui.show_downloads(panel, figs, table, key="diag")
+
 st.divider()
-diagnose_ui.show_figures(panel, figs, key="diag")
+st.subheader("Every input, by c_i")
+ringed = diagnose_ui.explore_points(panel, sourced, table)
+diagnose_ui.worst_inputs(panel, sourced)
+st.divider()
+coloring = diagnose_ui.color_choice(panel, meta)
+diagnose_ui.show_figures(panel, figs, key="diag", coloring=coloring, highlight=ringed)

@@ -18,6 +18,8 @@ if picked.runs:
     compare_ui.show_curves(named)
     st.subheader("Final metrics")
     compare_ui.show_run_table(picked.runs)
+    st.subheader("What differs in their configurations")
+    compare_ui.show_config_diff(picked.runs, list(named))
     st.subheader("Final embeddings")
     compare_ui.show_embeddings(picked.runs, list(named))
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from perco_viz.analysis import teaching
+import streamlit as st
+
 from ui import common
-from ui import teaching as teaching_ui
 
 common.page("Teaching view", "What does it mean for a student to rank like its teacher? A few points, one anchor, "
             "one step of training at a time.")
+
+# the title first: on a server's first visit PyTorch is still being loaded (seconds on a busy machine)
+with st.spinner("Loading PyTorch and setting up the toy problem…"):
+    from perco_viz.analysis import teaching
+    from ui import teaching as teaching_ui
 
 ctl = teaching_ui.controls()
 points, labels = teaching.toy_points(ctl.toy, ctl.n_points, ctl.seed, ctl.dim)

@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -503,6 +504,37 @@ LOADERS: dict[str, Callable[[DataConfig], _Loaded]] = {
 DATASET_NAMES: tuple[str, ...] = tuple(LOADERS)
 NEEDS_PATH: frozenset[str] = frozenset({"npz", "csv", "image_folder"})
 SYNTHETIC: frozenset[str] = frozenset({"swiss_roll", "blobs", "circles", "spheres"})
+CAPPED: frozenset[str] = frozenset(DATASET_NAMES) - SYNTHETIC - NEEDS_PATH - {"digits"}  # official splits, capped
+
+
+def effective_data_settings(cfg: DataConfig, n_train: int, n_test: int) -> dict[str, tuple[Any, str]]:
+    """The data fields whose value is not what a run of ``cfg`` uses on its dataset, and why.
+
+    ``n_samples`` generates the points of a synthetic set and caps the training points of a
+    torchvision-style set; a dataset with points of its own (``digits``, your npz, csv or image
+    folder) does not use it. The probe set is at most the held-out split (``Dataset.probe``).
+
+    Args:
+        cfg: the data section.
+        n_train: points in the training split of the loaded dataset.
+        n_test: points in its held-out split.
+
+    Returns:
+        dotted field -> (the value used, ``None`` when the field is not used; one line saying why).
+        Empty when every field is used as given.
+
+    >>> effective_data_settings(DataConfig(), 1347, 450)["data.probe_size"]
+    (450, 'the held-out split has 450 points: all of them are the probe set')
+    """
+    out: dict[str, tuple[Any, str]] = {}
+    n = n_train + n_test
+    if cfg.name not in SYNTHETIC and cfg.name not in CAPPED:
+        out["data.n_samples"] = (None, f"{cfg.name} has its own {n:,} points")
+    elif cfg.name in CAPPED and cfg.n_samples > n_train:
+        out["data.n_samples"] = (n_train, f"the training split has {n_train:,} points, fewer than the cap")
+    if cfg.probe_size > n_test:
+        out["data.probe_size"] = (n_test, f"the held-out split has {n_test:,} points: all of them are the probe set")
+    return out
 
 
 # ----------------------------------------------------------------------------- split

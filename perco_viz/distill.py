@@ -90,6 +90,40 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def amp_enabled(config: RunConfig, device: torch.device) -> bool:
+    """Whether ``train.amp`` (bf16 autocast) takes effect: on CUDA only."""
+    return bool(config.train.amp) and device.type == "cuda"
+
+
+def effective_settings(config: RunConfig, n_train: int, n_test: int) -> dict[str, tuple[Any, str]]:
+    """The fields of ``config`` whose value is not what a run of it uses here, and why.
+
+    The data fields as :func:`perco_viz.data.effective_data_settings` says, and ``train.amp``
+    when the device it resolves to here is not CUDA (or is not here at all).
+
+    Args:
+        config: the run's configuration.
+        n_train: points in the training split of its dataset.
+        n_test: points in the held-out split.
+
+    Returns:
+        dotted field -> (the value used, or ``None`` when the field is not used; why), e.g.
+        ``{"train.amp": (False, "bf16 autocast runs on CUDA only; this machine trains on cpu")}``.
+    """
+    from perco_viz.data import effective_data_settings
+
+    out = effective_data_settings(config.data, n_train, n_test)
+    if config.train.amp:
+        try:
+            device = resolve_device(config.train.device)
+        except TrainingError:
+            device = None
+        if device is None or not amp_enabled(config, device):
+            where = f"this machine trains on {device.type}" if device is not None else "that device is not here"
+            out["train.amp"] = (False, f"bf16 autocast runs on CUDA only; {where}")
+    return out
+
+
 def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
@@ -246,10 +280,12 @@ class Distiller:
 
     def _train(self) -> RunResult:
         state, error = "finished", None
+        self.train_t0, self.train_step0 = time.perf_counter(), self.step  # the ETA's start: this process's steps
         try:
             if self.run_dir is not None and self.dist.main:  # nothing is written before this point
                 self.run_dir.save_teacher_probe(self.t_probe, self.y_probe, self.probe_idx)
                 self.run_dir.write_status("running", error=None, epoch=self.epoch, step=self.step)
+            self._progress(phase="train")  # set-up is over: live views leave their "preparing" line
             if self.step == 0 and self.snapshot_index == 0:
                 self.snapshot()
             while self.epoch < self.config.train.epochs and not self.cancel.is_set():
@@ -287,7 +323,7 @@ class Distiller:
     def _train_step(self, batch: torch.Tensor) -> None:
         local = batch.chunk(self.dist.world)[self.dist.rank] if self.dist.world > 1 else batch
         x = self.dataset.X_train[local].to(self.device, non_blocking=True)
-        amp = self.config.train.amp and self.device.type == "cuda"
+        amp = amp_enabled(self.config, self.device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             feats = self.student(x)
         feats_all = gather_with_grad(feats.float(), self.dist)
@@ -383,8 +419,9 @@ class Distiller:
             return
         total = getattr(self, "steps_per_epoch", 0) * self.config.train.epochs
         elapsed = self.elapsed()
-        done_here = self.step - getattr(self, "start_step", 0)
-        eta = (total - self.step) * elapsed / done_here if done_here > 0 and phase == "train" else None
+        eta = None
+        if phase == "train" and getattr(self, "train_t0", None) is not None:
+            eta = eta_seconds(total, self.step, self.train_step0, time.perf_counter() - self.train_t0)
         self.cb.on_progress({"phase": phase, "step": self.step, "total_steps": total, "epoch": self.epoch,
                              "elapsed_s": elapsed, "eta_s": eta, **extra})
 
@@ -435,7 +472,6 @@ class Distiller:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.snapshot_index = int(state["snapshot_index"])
         self.wall_offset, self.last_loss = float(state["wall_s"]), float(state["last_loss"])
-        self.start_step = self.step
         self.t0 = time.perf_counter()
         self.run_dir.truncate_metrics(self.step)
         self.run_dir.remove_snapshots_after(self.snapshot_index - 1)
@@ -469,6 +505,30 @@ class Distiller:
         from perco_viz.safe_io import save_safetensors
 
         save_safetensors(self._core_student().state_dict(), self.run_dir.student_path)
+
+
+def eta_seconds(total_steps: int, step: int, start_step: int, seconds: float) -> float | None:
+    """Seconds left to ``total_steps``, at the pace of the steps done in this process.
+
+    Args:
+        total_steps: the run's steps in all.
+        step: the steps done so far (a resumed run counts those before the resume too).
+        start_step: the step this process started training at (0, or the checkpoint's on resume).
+        seconds: seconds this process has trained since ``start_step`` (not the run's whole wall
+            time: a resumed run's earlier time, and the set-up, say nothing of the pace now).
+
+    Returns:
+        The estimate, or ``None`` before this process has done a step.
+
+    >>> eta_seconds(100, 60, 50, 5.0)  # 10 steps in 5 s since the resume: 40 steps left
+    20.0
+    >>> eta_seconds(100, 50, 50, 3.0) is None
+    True
+    """
+    done_here = step - start_step
+    if done_here <= 0 or seconds < 0:
+        return None
+    return max(0, total_steps - step) * seconds / done_here
 
 
 MIN_BATCH = 3  # a loss ranks pairs of *other* points of the batch: fewer is skipped (see _train_epoch)

@@ -32,6 +32,10 @@ PROGRESS_EVERY_S = 0.1  # the child sends at most ten progress messages a second
 TRAINING_NICENESS = 5  # below the server and its browser tabs, above the worker (process.WORKER_NICENESS)
 
 
+# the phases a run reports before it trains (``Distiller.setup``), in order; then "train"
+SETUP_PHASES = ("starting", "data", "teacher", "features")
+
+
 class RegistryFull(RuntimeError):
     """Too many trainings at once; the message says what to do."""
 
@@ -157,6 +161,8 @@ class LiveRun:
                 self._state["progress"] = body
                 self._state["phase"] = body.get("phase")
             elif kind == "snapshot":
+                if self._state.get("phase") in SETUP_PHASES:  # a snapshot: the set-up is over
+                    self._state["phase"] = "train"
                 self._state["snapshot"] = body
                 self._state["snapshots"] = self._state.get("snapshots", 0) + 1
                 self._state["updated"] = time.time()

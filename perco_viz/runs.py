@@ -10,6 +10,7 @@ Layout::
     <run>/student.safetensors latest student weights
     <run>/checkpoint.pt       what resume needs (tensors and numbers only: weights_only-safe)
     <run>/heldout.json        the method benchmark's held-out scores of the trained student
+    <run>/meta.json           what people say about the run: a title, tags, a note (:class:`RunMeta`)
     <run>/.lock               the writer's OS lock (``fcntl.flock``) and who holds it
 
 Every file but ``metrics.jsonl`` is written to a temporary name and renamed into place, so a
@@ -34,6 +35,13 @@ wrong; :meth:`RunDir.status` never raises (a damaged status reads ``"damaged"``)
 its final status (:meth:`RunDir.lock`); the kernel releases it when the process dies, so a
 ``running`` status whose lock is free is a dead run (``stale``). A second writer (``resume``
 of a run still training) is refused with :class:`RunLockedError` before it touches anything.
+:meth:`RunDir.delete` takes the same lock, so a run being written is never deleted.
+
+**People's words about a run** (:meth:`RunDir.meta`, :meth:`RunDir.write_meta`): a title, tags
+and a note in ``meta.json``, bounded (:data:`MAX_TITLE_CHARS`, :data:`MAX_TAGS`,
+:data:`MAX_TAG_CHARS`, :data:`MAX_NOTE_CHARS`) and checked on write and on read; a damaged
+``meta.json`` reads as no metadata plus a ``problem`` (it never hides the run). The engine never
+reads or writes it.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import stat
 import tempfile
@@ -78,7 +87,13 @@ MAX_BYTES = {  # per file: bytes on disk (for .npz also what its arrays unpack t
     "snapshot": 512 << 20,  # and at most what the run's probe_size x student.dim needs
     "teacher_probe.npz": 512 << 20,
     "heldout.json": 1 << 20,
+    "meta.json": 64 << 10,
 }
+META_FILE = "meta.json"
+MAX_TITLE_CHARS = 80
+MAX_TAGS = 20
+MAX_TAG_CHARS = 40
+MAX_NOTE_CHARS = 5000
 MAX_SNAPSHOT_FILES = 100_000  # entries of snapshots/ looked at
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 _SNAPSHOT_NAME = re.compile(r"([0-9]{1,9})\.npz")
@@ -166,6 +181,79 @@ class Snapshot:
     student: np.ndarray
     coherence: np.ndarray
     metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What people say about a run (``meta.json``): all optional, bounded, plain text.
+
+    Attributes:
+        title: a display title (one line, at most :data:`MAX_TITLE_CHARS`); "" = none (the
+            folder name is shown).
+        tags: at most :data:`MAX_TAGS` distinct tags of at most :data:`MAX_TAG_CHARS` each (one
+            line, no commas), in the order given.
+        note: free text (lines kept, at most :data:`MAX_NOTE_CHARS`).
+        problem: why ``meta.json`` could not be used (then the fields are empty), or None.
+    """
+
+    title: str = ""
+    tags: tuple[str, ...] = ()
+    note: str = ""
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "tags": list(self.tags), "note": self.note}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", _CONTROL.sub(" ", text)).strip()
+
+
+def check_meta(title: Any = "", tags: Any = (), note: Any = "") -> RunMeta:
+    """A :class:`RunMeta` from people's words, cleaned (a title and tags on one line, single spaces,
+    tags without commas and without repeats; a note keeps its lines) and checked.
+
+    Raises:
+        RunStoreError: a field of the wrong type or too long; the message says what to shorten.
+
+    >>> check_meta(" My  run ", ["good", " good", "needs, review"], "ok").tags
+    ('good', 'needs review')
+    """
+    if title is None:
+        title = ""
+    if note is None:
+        note = ""
+    if not isinstance(title, str):
+        raise RunStoreError(f"a run's title must be text, not {_type_name(title)}")
+    if not isinstance(note, str):
+        raise RunStoreError(f"a run's note must be text, not {_type_name(note)}")
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple)):
+        raise RunStoreError(f"a run's tags must be a list of words, not {_type_name(tags)}")
+    title = _one_line(title)
+    if len(title) > MAX_TITLE_CHARS:
+        raise RunStoreError(f"a run's title has at most {MAX_TITLE_CHARS} characters (this one has {len(title)}); "
+                            "shorten it")
+    cleaned: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise RunStoreError(f"a run's tags must be words, not {_type_name(tag)}")
+        tag = _one_line(tag.replace(",", " "))
+        if not tag or tag in cleaned:
+            continue
+        if len(tag) > MAX_TAG_CHARS:
+            raise RunStoreError(f"a tag has at most {MAX_TAG_CHARS} characters ({tag[:20]!r}… has {len(tag)}); "
+                                "shorten it")
+        cleaned.append(tag)
+    if len(cleaned) > MAX_TAGS:
+        raise RunStoreError(f"a run has at most {MAX_TAGS} tags (these are {len(cleaned)}); remove some")
+    note = _CONTROL.sub(" ", note.replace("\r\n", "\n")).strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise RunStoreError(f"a run's note has at most {MAX_NOTE_CHARS:,} characters (this one has {len(note):,}); "
+                            "shorten it")
+    return RunMeta(title=title, tags=tuple(cleaned), note=note)
 
 
 # --------------------------------------------------------------------------- field types
@@ -383,6 +471,24 @@ class RunDir:
                 raise RunStoreError(f"{what} of run {self.name!r} is damaged and cannot be read "
                                     f"({type(exc).__name__}: {str(exc)[:160]})") from None
 
+    def _json_object(self, rel: str) -> dict[str, Any] | None:
+        """The run's small JSON file ``rel`` (``status.json``, ``meta.json``) as a dict, None when absent.
+
+        Raises:
+            RunStoreError: unreadable, not valid JSON, or not a JSON object.
+        """
+        data = self._read_bytes(rel, MAX_BYTES[rel])
+        if data is None:
+            return None
+        label = f"{rel} of run {self.name!r}"
+        try:
+            doc = _loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RunStoreError(f"{label} is damaged: not valid JSON ({str(exc)[:120]})") from None
+        if not isinstance(doc, dict):
+            raise RunStoreError(f"{label} is damaged: it must be a JSON object, not {_type_name(doc)}")
+        return doc
+
     def _stat_key(self, rel: str) -> tuple | None:
         """The identity of a run file (real path, device, inode, size, mtime), or None."""
         try:
@@ -458,16 +564,10 @@ class RunDir:
         Raises:
             RunStoreError: unreadable, not a JSON object, or a field of the wrong type.
         """
-        data = self._read_bytes("status.json", MAX_BYTES["status.json"])
-        if data is None:
+        status = self._json_object("status.json")
+        if status is None:
             return None
         label = f"status.json of run {self.name!r}"
-        try:
-            status = _loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise RunStoreError(f"{label} is damaged: not valid JSON ({str(exc)[:120]})") from None
-        if not isinstance(status, dict):
-            raise RunStoreError(f"{label} is damaged: it must be a JSON object, not {_type_name(status)}")
         if "state" not in status:
             raise RunStoreError(f"{label} is damaged: it has no 'state'")
         for key, (ok, what) in _STATUS_FIELDS.items():
@@ -527,6 +627,98 @@ class RunDir:
             return loss.metric, loss.teacher_metric
         except Exception:  # noqa: BLE001 — an unreadable config: the library default
             return "euclidean", None
+
+    # ------------------------------------------------------------------ people's words
+    def meta(self) -> RunMeta:
+        """The run's title, tags and note (``meta.json``); empty when it has none. Never raises:
+        a damaged ``meta.json`` (not a file, a link out of the runs folder, too big, not JSON, a
+        field of the wrong type or too long) reads as empty metadata with ``problem`` saying why."""
+        try:
+            return self._cached("meta", META_FILE, self._load_meta)
+        except RunStoreError as exc:
+            return RunMeta(problem=str(exc))
+        except Exception as exc:  # noqa: BLE001 — listing a run never fails because of its meta
+            return RunMeta(problem=f"{META_FILE} of run {self.name!r} cannot be read: {exc}")
+
+    def _load_meta(self) -> RunMeta:
+        doc = self._json_object(META_FILE)
+        if doc is None:
+            return RunMeta()
+        label = f"{META_FILE} of run {self.name!r}"
+        try:
+            return check_meta(doc.get("title", ""), doc.get("tags", []), doc.get("note", ""))
+        except RunStoreError as exc:
+            raise RunStoreError(f"{label} is damaged: {exc}") from None
+
+    def write_meta(self, *, title: str = "", tags: Any = (), note: str = "") -> RunMeta:
+        """Replace the run's title, tags and note (checked by :func:`check_meta`, written atomically).
+
+        The run folder's modification time is kept, so editing a note does not make an old run
+        the newest in :func:`list_runs`. Returns what was written (cleaned).
+
+        Raises:
+            RunStoreError: a field is wrong (the message says what to change), the run does not
+                exist, or the disk refused the file.
+        """
+        if not isinstance(tags, (str, bytes, list, tuple)) and hasattr(tags, "__iter__"):
+            tags = list(tags)  # a set, a generator
+        meta = check_meta(title, tags, note)
+        if not self.exists():
+            raise RunStoreError(f"{str(self.path)!r} is not a run directory (no config.json); nothing was written")
+        try:
+            before = os.stat(self.path)
+            atomic_write_bytes(self.path / META_FILE, json.dumps(meta.to_dict(), indent=1).encode())
+        except OSError as exc:
+            raise _disk_error(self.path, exc) from None
+        try:
+            os.utime(self.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        except OSError:  # only the listing order
+            pass
+        return meta
+
+    # ------------------------------------------------------------------ deleting
+    def delete(self, *, root: str | os.PathLike | None = None) -> None:
+        """Delete the run: its folder and everything in it.
+
+        Refused while a writer holds the run (a training, a resume) or while its status says it
+        is running (a writer on another host); the run's lock is held while it goes, so no
+        training starts on it meanwhile. Only the run's own folder goes: a run that is a link is
+        refused (its target is never touched), and links inside it are removed, never followed.
+
+        Args:
+            root: when given, the run must lie directly in this folder (e.g. the session's own
+                runs folder); anything else is refused.
+
+        Raises:
+            RunLockedError: it is being written; the message says to stop it first.
+            RunStoreError: it is not a run directory, not in ``root``, a link, or the disk refused.
+        """
+        label = f"run {self.name!r}"
+        try:
+            st_ = os.lstat(self.path)
+        except FileNotFoundError:
+            raise RunStoreError(f"{label} does not exist (already deleted?)") from None
+        except OSError as exc:
+            raise RunStoreError(f"{label} cannot be deleted: {exc.strerror or exc}") from None
+        if stat.S_ISLNK(st_.st_mode):
+            raise RunStoreError(f"{label} is a link to another folder, not a run folder of its own; it was not "
+                                "deleted (remove the link on the server if it should go)")
+        if not stat.S_ISDIR(st_.st_mode) or not self.exists():
+            raise RunStoreError(f"{str(self.path)!r} is not a run directory (no config.json); nothing was deleted")
+        if root is not None and os.path.realpath(self.path.parent) != os.path.realpath(root):
+            raise RunStoreError(f"{label} is not one of the runs that may be deleted here; nothing was deleted")
+        busy = (f"{label} is being trained right now: stop it first (Distill → Stop), then delete it")
+        if self.is_locked() or self.status().get("state") == "running":
+            raise RunLockedError(busy)
+        try:
+            with self.lock(wait_s=0):
+                os.unlink(self.path / "config.json")  # from now on it is not listed as a run
+                shutil.rmtree(self.path)
+        except RunLockedError:
+            raise RunLockedError(busy) from None
+        except OSError as exc:
+            raise RunStoreError(f"{label} could not be deleted entirely: {exc.strerror or exc}; "
+                                "what is left is no longer listed as a run") from None
 
     # ------------------------------------------------------------------ the writer's lock
     def _lock_file_exists(self) -> bool:
@@ -750,6 +942,13 @@ class RunDir:
         except RunStoreError:
             count = -1
         return str(self.path), count, self.metrics_mtime()
+
+    def stamp(self) -> tuple:
+        """A cache key of what a run list shows of the run: the identity (device, inode, size,
+        mtime) of config.json, status.json, metrics.jsonl and meta.json (None for one absent).
+        Changes when any of them is rewritten. Never raises."""
+        return tuple(None if (key := self._stat_key(rel)) is None else key[1:]
+                     for rel in ("config.json", "status.json", "metrics.jsonl", META_FILE))
 
     def truncate_metrics(self, max_step: int) -> None:
         """Keep only records with ``step <= max_step`` (used by resume)."""

@@ -455,7 +455,8 @@ def _read_exactly_into(fp: IO[bytes], out: np.ndarray, what: str) -> None:
         pos += n
 
 
-def _read_npy_stream(fp: IO[bytes], *, available: int, budget: int, what: str, limit: int) -> np.ndarray:
+def _read_npy_stream(fp: IO[bytes], *, available: int, budget: int, what: str, limit: int,
+                     member: bool = False) -> np.ndarray:
     """One ``.npy`` array from ``fp``, refused before allocation when its header asks too much.
 
     Args:
@@ -464,11 +465,12 @@ def _read_npy_stream(fp: IO[bytes], *, available: int, budget: int, what: str, l
         budget: bytes still allowed for arrays in this file.
         what: name for messages.
         limit: the file's whole unpacked-size limit (for the message).
+        member: ``fp`` is a member of a ``.npz`` archive (not a whole file).
     """
     start = fp.tell()
     magic = fp.read(len(NPY_MAGIC) + 2)
     if not magic.startswith(NPY_MAGIC) or len(magic) < len(NPY_MAGIC) + 2:
-        raise _not_numpy(what, magic)
+        raise _not_numpy(what, magic, member=member)
     version = (magic[-2], magic[-1])
     try:
         if version == (1, 0):
@@ -512,15 +514,29 @@ def _read_npy_stream(fp: IO[bytes], *, available: int, budget: int, what: str, l
     return out.reshape(shape)
 
 
-def _not_numpy(what: str, head: bytes) -> InputFileError:
-    """The error for a file (or member) that does not start like a NumPy file."""
-    if head.startswith(b"\x80"):  # the PROTO opcode that starts every pickle since protocol 2
+def _not_numpy(what: str, head: bytes, *, member: bool = False) -> InputFileError:
+    """The error for a file (or an archive's member) that does not start like a NumPy file.
+
+    A whole file is "not a valid .npz (zip) archive" whatever its bytes: a text file is never
+    called a pickle. Pickles are named only where they are: a file that starts like one (the
+    PROTO opcode ``\\x80`` and a protocol 2-5) or an archive member holding one.
+    """
+    pickled = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    if member:
+        if pickled:
+            return InputFileError(
+                f"{what} is not a NumPy array: it holds a pickle (Python objects), which perco_viz refuses to "
+                "unpickle; save plain numeric/string arrays with np.savez / np.save"
+            )
+        return InputFileError(f"{what} is not a readable NumPy array; save the arrays with np.savez")
+    if pickled:
         return InputFileError(
-            f"{what} is not a plain NumPy array file: it is a pickle (Python objects), which perco_viz "
-            "refuses to unpickle; save plain numeric/string arrays with np.savez / np.save"
+            f"{what} is not a readable NumPy file: it is not a valid .npz (zip) archive but a pickle (Python "
+            "objects), which perco_viz refuses to unpickle; save plain numeric/string arrays with np.savez"
         )
     return InputFileError(
-        f"{what} is not a readable NumPy file (neither .npz nor .npy); save the arrays with np.savez / np.save"
+        f"{what} is not a readable NumPy file: it is not a valid .npz (zip) archive nor a .npy array (its first "
+        "bytes are neither; a text file renamed?); save the arrays with np.savez (or np.save for one array)"
     )
 
 
@@ -544,8 +560,8 @@ def load_npz(source: Source, *, name: str | None = None, max_bytes: int | None =
         (the name ``np.savez`` gives a positional array).
 
     Raises:
-        InputFileError: too big on disk or unpacked, not a NumPy file, truncated, corrupt (bad
-            CRC), or holding pickled objects.
+        InputFileError: too big on disk or unpacked, not a valid .npz (zip) archive or .npy file,
+            truncated, corrupt (bad CRC), or an archive holding pickled objects (object arrays).
     """
     limit = max_file_bytes() if max_bytes is None else max_bytes
     fp, name, owned = _open_source(source, name, max_bytes)
@@ -568,7 +584,8 @@ def _read_npz_members(fp: IO[bytes], name: str, limit: int) -> dict[str, np.ndar
     try:
         zf = zipfile.ZipFile(fp)
     except Exception as exc:  # BadZipFile, NotImplementedError("zip file version"), ...
-        raise InputFileError(f"{name!r} is not a readable .npz file ({_first_line(exc)}); save it with np.savez") from None
+        raise InputFileError(f"{name!r} is not a readable .npz file: not a valid .npz (zip) archive "
+                             f"({_first_line(exc)}); save the arrays with np.savez") from None
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         declared = sum(i.file_size for i in infos)
@@ -589,7 +606,8 @@ def _read_npz_members(fp: IO[bytes], name: str, limit: int) -> dict[str, np.ndar
             what = f"{name!r} member {info.filename!r}"
             try:
                 with zf.open(info) as member:
-                    arr = _read_npy_stream(member, available=info.file_size, budget=budget, what=what, limit=limit)
+                    arr = _read_npy_stream(member, available=info.file_size, budget=budget, what=what, limit=limit,
+                                           member=True)
                     while member.read(_CHUNK):  # trailing bytes (at most the declared size): reach the CRC check
                         pass
             except InputFileError:

@@ -14,6 +14,10 @@ This module holds the server's rules around those folders:
 * **When a session's folder goes** (:func:`sweep_sessions`, :func:`maybe_sweep`): once its
   newest file is older than ``PERCO_VIZ_SESSION_TTL_HOURS`` (default 24) hours and none of its
   runs is training.
+* **A session reachable by a name** (:func:`workspace_id`): a name a person picks (a passphrase
+  of at least :data:`WORKSPACE_MIN_CHARS` characters) gives a fixed session id, so the same name
+  typed in any tab or on any device opens the same folder. Whoever knows the name sees that
+  session's runs and uploads, as whoever has its link does.
 * **How long parsing an upload may take** (:func:`run_limited`): in a worker process of its
   own, at most ``PERCO_VIZ_PARSE_TIMEOUT_S`` (default 60) seconds; then the worker is ended and
   the caller gets :class:`ParseTimeout`.
@@ -31,6 +35,7 @@ import re
 import shutil
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -50,6 +55,9 @@ SESSIONS_DIRNAME = "app-sessions"
 UPLOADS_DIRNAME = "uploads"
 SWEEP_EVERY_S = 600.0  # the most often maybe_sweep walks the sessions' folders
 PATH_FIELDS = (("data", "path"), ("teacher", "path"), ("student", "path"))  # RunConfig fields naming files
+WORKSPACE_MIN_CHARS = 12  # a workspace name is a passphrase: whoever guesses it sees the session's files
+WORKSPACE_MAX_CHARS = 200
+_WORKSPACE_PREFIX = "perco_viz workspace v1\n"  # fixed: a name gives the same id on every server start
 
 
 class SessionError(ValueError):
@@ -107,6 +115,127 @@ def parse_timeout_s() -> float:
 def format_bytes(n: int) -> str:
     """Bytes for people: ``"12.3 MB"``, or ``"4.0 KB"`` below a megabyte."""
     return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.1f} KB"
+
+
+# --------------------------------------------------------------------------- named workspaces
+def workspace_id(name: str) -> str:
+    """The session id (32 lower-case hex digits, like a random one) of the workspace called ``name``.
+
+    The name is taken as typed, less the spaces around it (Unicode NFC, so one accented letter
+    typed two ways is one name); upper and lower case differ, as in a password. The id is the
+    first 32 hex digits of SHA-256 of a fixed prefix and the name: the same on every server, and
+    no other session's random id is ever one of them in practice.
+
+    Raises:
+        SessionError: the name is shorter than :data:`WORKSPACE_MIN_CHARS` characters (easy to
+            guess) or longer than :data:`WORKSPACE_MAX_CHARS`.
+
+    >>> workspace_id("purple otter sings at noon") == workspace_id("  purple otter sings at noon ")
+    True
+    >>> len(workspace_id("purple otter sings at noon"))
+    32
+    """
+    if not isinstance(name, str):
+        raise SessionError("a workspace name must be text")
+    text = unicodedata.normalize("NFC", name).strip()
+    if len(text) < WORKSPACE_MIN_CHARS:
+        raise SessionError(f"a workspace name needs at least {WORKSPACE_MIN_CHARS} characters (this one has "
+                           f"{len(text)}): whoever guesses it sees its runs and uploads, so pick something like a "
+                           "passphrase, e.g. three unrelated words")
+    if len(text) > WORKSPACE_MAX_CHARS:
+        raise SessionError(f"a workspace name has at most {WORKSPACE_MAX_CHARS} characters (this one has {len(text)})")
+    return hashlib.sha256((_WORKSPACE_PREFIX + text).encode("utf-8")).hexdigest()[:32]
+
+
+def move_session(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Move a session's runs and uploads into another session's folder (e.g. a named workspace).
+
+    A run being trained (locked, or its status says running) stays where it is. Each run moves
+    under its writer's lock, by a rename (no copy: both folders are under one sessions folder);
+    a name taken in ``dst`` gets a ``-2``, ``-3``... suffix. A moved run's config paths that named
+    ``src``'s uploads are rewritten to name them in ``dst``. An upload already in ``dst`` (same
+    content, same name) is not moved twice. Links are never followed.
+
+    Returns:
+        (the names of the runs moved, one sentence per run that stayed and why).
+    """
+    from perco_viz.runs import RunDir, RunLockedError, RunStoreError
+
+    src, dst = Path(src), Path(dst)
+    if _resolve(src) == _resolve(dst) or not src.is_dir() or src.is_symlink():
+        return [], []
+    dst.mkdir(parents=True, exist_ok=True)
+    _move_uploads(src / UPLOADS_DIRNAME, dst / UPLOADS_DIRNAME)
+    moved, stayed = [], []
+    try:
+        children = sorted(p for p in src.iterdir() if p.name != UPLOADS_DIRNAME)
+    except OSError:
+        children = []
+    for child in children:
+        run = RunDir(child)
+        if child.is_symlink() or not child.is_dir() or not run.exists():
+            continue
+        if run.is_locked() or run.status().get("state") == "running":
+            stayed.append(f"{child.name} is training: it stays in the previous session")
+            continue
+        target = dst / child.name
+        n = 2
+        while target.exists() or target.is_symlink():
+            target, n = dst / f"{child.name}-{n}", n + 1
+        try:
+            with run.lock(wait_s=0):
+                os.rename(child, target)
+        except RunLockedError:
+            stayed.append(f"{child.name} is training: it stays in the previous session")
+            continue
+        except (RunStoreError, OSError) as exc:
+            stayed.append(f"{child.name} could not be moved ({exc})")
+            continue
+        _repoint_config(RunDir(target), src, dst)
+        moved.append(target.name)
+    return moved, stayed
+
+
+def _move_uploads(src: Path, dst: Path) -> None:
+    """Move ``src``'s upload folders (``<hash>/<name>``) into ``dst``, file by file where the
+    folder is there already."""
+    if src.is_symlink() or not src.is_dir():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for folder in src.iterdir():
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        target = dst / folder.name
+        try:
+            if not target.exists():
+                os.rename(folder, target)
+                continue
+            for item in folder.iterdir():
+                if item.is_file() and not item.is_symlink() and not (target / item.name).exists():
+                    os.rename(item, target / item.name)
+        except OSError:  # a file that cannot move stays where it was
+            continue
+
+
+def _repoint_config(run: Any, src: Path, dst: Path) -> None:
+    """Rewrite the config paths of a moved run that named files in ``src`` to name them in ``dst``."""
+    try:
+        cfg = run.config()
+    except Exception:  # noqa: BLE001 — a damaged config is moved as it is
+        return
+    old_roots = {str(src), os.path.realpath(src)}
+    changes = {}
+    for section, name in PATH_FIELDS:
+        value = getattr(getattr(cfg, section), name)
+        for old in old_roots:
+            if value and (value == old or value.startswith(old + os.sep)):
+                changes[f"{section}.{name}"] = str(dst) + value[len(old):]
+                break
+    if changes:
+        try:
+            run.write_config(cfg.override(**changes))
+        except Exception:  # noqa: BLE001 — the run moved; only its file names are stale
+            pass
 
 
 # --------------------------------------------------------------------------- path policy

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -95,3 +96,29 @@ def bench(tmp_path_factory):
                      "--out", str(root), "--json", str(out_json)])
     assert code == 0, stdout.getvalue()
     return root, out_json, stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(finished_run):
+    """`streamlit run app.py` on a free port with ``finished_run`` in its shared runs folder; its URL.
+    Skips when Debian's chromium or Playwright is missing (the browser tests' server)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_app import CHROMIUM, free_port, start_server, wait_health
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make setup installs it where apt-get works)")
+    pytest.importorskip("playwright.sync_api")
+    port = free_port()
+    proc = start_server(port, {**os.environ, "PERCO_VIZ_RUNS": str(finished_run.path.parent)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(url)
+    except RuntimeError as exc:
+        proc.kill()
+        pytest.fail(str(exc))
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -70,7 +70,7 @@ RUN_PAGES = (
     Page("pages/6_Diagnose.py", "diag-run", state=(("diag-source", "run"),), reads=RUN_FILES),
     Page("pages/7_Compare.py", "compare-runs", multi=True, reads=RUN_FILES | {"metrics.jsonl"}),
 )
-OTHER_PAGES = (Page("app.py"), Page("pages/8_Teaching_view.py"))
+OTHER_PAGES = (Page("app.py"), Page("pages/8_Teaching_view.py"), Page("pages/9_Runs.py"))
 
 
 # --------------------------------------------------------------------------- the valid run

@@ -189,17 +189,36 @@ def test_teaching_view_step_changes_the_loss_as_the_library_does(app_env):
     at = _app(TEACHING).run()
     state0 = at.session_state["teach-state"]
     before = _shown_loss(at)
-    assert before == f"{state0.history[-1]:.4f}"
+    assert before == f"{state0.history[-1]:.3f}"
     at.button(key="teach-step").click().run()
     assert not at.exception
     assert _cards(at)["Steps"] == "1"
     expected = teaching.train_step(state0, lr=0.01, tau=0.1, kernel="ramp")
-    assert _shown_loss(at) == f"{expected.history[-1]:.4f}" != before
+    assert _shown_loss(at) == f"{expected.history[-1]:.3f}" != before
     assert len(at.get("plotly_chart")) == 6  # the loss history appears
     at.button(key="teach-step10").click().run()
     assert _cards(at)["Steps"] == "11"
     at.button(key="teach-reset").click().run()
     assert _cards(at)["Steps"] == "0" and _shown_loss(at) == before
+
+
+def test_teaching_view_first_state_is_made_once_for_every_session(app_env, monkeypatch):
+    """The untrained student is the same for every session with the same choices: a second session
+    (another browser) reuses the server's, its numbers unchanged (the issue: 26 s blank per visit)."""
+    import streamlit as st
+
+    made = []
+    make_state = teaching.make_state
+    monkeypatch.setattr(teaching, "make_state", lambda *a, **k: made.append(1) or make_state(*a, **k))
+    st.cache_resource.clear()
+    first = _app(TEACHING).run()
+    second = _app(TEACHING).run()
+    assert not first.exception and not second.exception
+    assert len(made) == 1
+    assert _cards(first) == _cards(second)
+    second.button(key="teach-step").click().run()  # a step of one session leaves the shared state as it was
+    assert _cards(second)["Steps"] == "1" and _cards(_app(TEACHING).run())["Steps"] == "0"
+    assert first.session_state["teach-state"].step == 0 and len(made) == 1
 
 
 @pytest.mark.parametrize("changes", [{"teach-tau": 0.001}, {"teach-kernel": "sigmoid"}, {"teach-dim": 3},
@@ -213,7 +232,7 @@ def test_teaching_view_controls_rerun_cleanly(app_env, changes):
     view = teaching.anchor_view(at.session_state["teach-state"].student_points(),
                                 at.session_state["teach-state"].teacher, at.selectbox(key="teach-anchor").value,
                                 at.select_slider(key="teach-tau").value, at.radio(key="teach-kernel").value)
-    assert _cards(at)["Anchor loss"] == f"{view['loss']:.4f}"
+    assert _cards(at)["Anchor loss"] == f"{view['loss']:.3f}"
 
 
 def _widget_type(key: str) -> str:

@@ -114,10 +114,167 @@ def test_play_advances_the_slider(app_env):
     assert at.select_slider(key="emb-epoch").value == 1  # one step per (fragment) run
 
 
-def test_downloads_present(app_env):
+def test_downloads_present_with_short_labels(app_env):
+    """The download buttons read at 1024×768: short labels in one row ("Parq…" was cut), a caption
+    says what each file is."""
     at = _app()
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert {"Embeddings CSV", "Embeddings Parquet", "Student weights", "HTML"} <= set(labels)
+    labels = [b.proto.label for b in at.get("download_button") if b.proto.id and "emb-dl" in b.proto.id]
+    assert {"CSV", "Parquet", "Weights", "Animation"} <= set(labels)
+    assert all(len(label) <= 10 for label in labels), labels
+    assert any("**Parquet**" in c.value for c in at.caption)
+
+
+def test_presentation_mode_hides_downloads_and_tagging(app_env):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["present"] = "1"
+    at.run()
+    assert not at.exception
+    assert not at.get("download_button") and not at.main.expander
+    assert not [b for b in at.button if b.key and b.key.startswith("emb-tag")]
+    assert len(_specs(at)) == 2
+
+
+def _page_with(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_link_reopens_the_same_view(app_env, finished_run):
+    """proj, dim, color, snap, row and q of a shared link become the widgets' values."""
+    indices = finished_run.snapshot_indices()
+    at = _page_with(proj="tsne", dim="3", color="coherence", snap=str(indices[1]), row="5", q="class=3")
+    assert at.radio(key="emb-method").value == "tsne"
+    assert at.radio(key="emb-dim").value == 3
+    assert at.selectbox(key="emb-color").value == "coherence"
+    assert at.select_slider(key="emb-epoch").value == 1
+    assert at.number_input(key="emb-row").value == 5
+    assert at.text_input(key="emb-search").value == "class=3"
+    assert (at.query_params["snap"], at.query_params["row"], at.query_params["dim"]) == (str(indices[1]), "5", "3")
+
+
+def test_a_link_with_values_that_do_not_fit_is_ignored(app_env):
+    at = _page_with(proj="pcx", dim="7", color="nope", snap="99999", row="-3")
+    assert at.radio(key="emb-method").value == "pca" and at.radio(key="emb-dim").value == 2
+    assert at.selectbox(key="emb-color").value == "label" and at.number_input(key="emb-row").value is None
+    assert not at.error
+
+
+def test_the_url_follows_the_widgets(app_env, finished_run):
+    indices = finished_run.snapshot_indices()
+    at = _app()
+    assert at.query_params["proj"] == "pca" and at.query_params["snap"] == str(indices[-1])
+    assert "row" not in at.query_params
+    at.radio(key="emb-dim").set_value(3).run()
+    at.selectbox(key="emb-color").set_value("coherence").run()
+    at.select_slider(key="emb-epoch").set_value(0).run()
+    at.number_input(key="emb-row").set_value(7).run()
+    assert not at.exception
+    assert (at.query_params["dim"], at.query_params["color"]) == ("3", "coherence")
+    assert (at.query_params["snap"], at.query_params["row"]) == (str(indices[0]), "7")
+
+
+def _drawn(spec: dict) -> tuple[list[int], list[int]]:
+    """(ids drawn in colour, ids drawn grey) of one figure spec."""
+    coloured, grey = [], []
+    for t in spec["data"]:
+        if t.get("name") == "selected":
+            continue
+        ids = [int(i) for i in _values(t.get("customdata", [])).reshape(-1)]
+        (grey if t.get("name") == "not matching" else coloured).extend(ids)
+    return sorted(coloured), sorted(grey)
+
+
+def test_search_greys_or_hides_the_others_in_both_plots_and_tags(app_env, finished_run):
+    labels = finished_run.teacher_probe()["labels"]
+    threes = sorted(np.flatnonzero(labels == 3).tolist())
+    at = _app()
+    at.text_input(key="emb-search").input("class=3").run()
+    assert not at.exception and at.query_params["q"] == "class=3"
+    for spec in _specs(at):
+        coloured, grey = _drawn(spec)
+        assert coloured == threes and len(grey) == len(labels) - len(threes)
+    at.toggle(key="emb-hide").set_value(True).run()
+    for spec in _specs(at):
+        assert _drawn(spec) == (threes, [])
+    # tag what the search found, then find the tagged inputs again
+    at.button(key="emb-tag-add").click().run()
+    at.text_input(key="emb-search").input("tags=suspect").run()
+    assert not at.exception
+    assert all(_drawn(spec)[0] == threes for spec in _specs(at))
+    at.text_input(key="emb-search").input("#12").run()
+    assert _drawn(_specs(at)[0])[0] == [12]
+
+
+def test_a_point_lists_its_neighbours_by_teacher_and_student(app_env, finished_run):
+    from perco_viz.analysis import embeddings as ev
+
+    at = _app()
+    at.number_input(key="emb-row").set_value(5).run()
+    assert not at.exception
+    last = finished_run.load_snapshot(finished_run.snapshot_indices()[-1])
+    metric, teacher_metric = finished_run.coherence_metrics()
+    lists = ev.nearest_neighbours(finished_run.teacher_probe()["features"], last.student, 5, 8, metric=metric,
+                                  teacher_metric=teacher_metric)
+    both = int(lists["teacher"]["shared"].sum())
+    assert any(f"{both} of its 8" in m.value for m in at.markdown)
+    html = " ".join(str(h.proto) for h in at.get("html"))
+    assert html.count("<img") >= 1 + 16  # the point and its two lists of 8 (digits are images)
+    link = [m.value for m in at.markdown if "Rank agreement" in m.value] + \
+        [str(p.proto) for p in at.get("page_link")]
+    assert link and any("anchor=5" in v or '"anchor"' in v for v in link)
+    for spec in _specs(at):  # the point is ringed in both plots, and nothing fades
+        ring = [t for t in spec["data"] if t.get("name") == "inspected input"]
+        assert ring and [int(i) for i in _values(ring[0]["customdata"]).reshape(-1)] == [5]
+        assert not any("selectedpoints" in t for t in spec["data"])
+
+
+# The text of the main area that the browser cuts (an ellipsis, or text wider than its box), and
+# each figure's legend that is not outside (below) its plot area.
+_CUT_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
+  const cut = [];
+  for (const el of main.querySelectorAll('*')) {
+    if (el.closest('.js-plotly-plot') || el.closest('[data-testid="stDataFrame"]') || !el.textContent.trim()) continue;
+    const style = getComputedStyle(el);
+    if (style.overflowX === 'visible' && style.textOverflow !== 'ellipsis') continue;
+    if (el.scrollWidth > el.clientWidth + 1) cut.push(el.textContent.trim().slice(0, 60));
+  }
+  const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const legends = [];
+  for (const plot of main.querySelectorAll('.js-plotly-plot')) {
+    const legend = plot.querySelector('.legend');
+    if (!legend) continue;
+    const box = legend.getBoundingClientRect();
+    for (const other of plot.querySelectorAll('.nsewdrag, .gtitle, .gtitle-subtitle, .colorbar'))
+      if (overlaps(box, other.getBoundingClientRect())) legends.push(legend.textContent.trim());
+  }
+  return {cut, legends};
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("present", ["0", "1"])
+def test_nothing_is_cut_at_1024x768(server, finished_run, present):
+    """In Chromium at 1024×768 (and in presentation mode): no cut label, metric or button (the
+    "Parq…" button, "PC at this sn…"), and the legends lie outside the plots (under them)."""
+    from bench_app import ARGS, CHROMIUM  # tools/ is on the path (the server fixture put it there)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.goto(f"{server}/Embeddings?run=shared/{finished_run.path.name}&row=5&color=coherence&present={present}")
+        page.locator(".js-plotly-plot .legend").first.wait_for(timeout=120_000)
+        page.get_by_text("nearest neighbours are the same").wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        found = page.evaluate(_CUT_JS)
+        browser.close()
+    assert found["cut"] == [], found["cut"]
+    assert found["legends"] == [], found["legends"]
 
 
 @pytest.mark.slow
@@ -178,8 +335,15 @@ def test_vector_data_with_metadata(tmp_path, monkeypatch):
     assert not at.exception and _specs(at)[1]["data"][0]["type"] == "scatter3d"
     at.session_state["emb-selection"] = {"rows": [3, 4], "seen": {}}
     at.run()
-    assert not at.exception and not at.get("html")
+    assert not at.exception and not any("<img" in str(h.proto) for h in at.get("html"))
     assert sorted(at.dataframe[0].value["probe row"]) == [3, 4]
+    at.text_input(key="emb-search").input("position>0.5").run()  # metadata are searchable
+    assert not at.exception and "match" in " ".join(c.value for c in at.caption)
+    at.number_input(key="emb-row").set_value(3).run()  # vectors: the neighbours as two tables
+    assert not at.exception
+    tables = [d.value for d in at.dataframe if "in both lists" in d.value.columns]
+    assert len(tables) == 2 and all(len(t) == 8 for t in tables)
+    assert list(tables[0]["rank"]) == list(range(1, 9))
 
 
 def test_selected_rows_of_a_selection_event():
@@ -190,3 +354,25 @@ def test_selected_rows_of_a_selection_event():
                            "box": [], "lasso": []}}
     assert embeddings.selected_rows(event) == [3, 5, 7]
     assert embeddings.selected_rows(None) == [] and embeddings.selected_rows({"selection": {"points": []}}) == []
+
+
+def _click_script():
+    import streamlit as st
+
+    from ui import embeddings
+
+    st.session_state.setdefault("emb-selection", {"rows": [], "seen": {}})
+    st.session_state["emb-fig-teacher"] = st.session_state.get("event")
+    st.write(embeddings.update_selection(), st.session_state.get("emb-row"))
+
+
+def test_a_click_on_one_point_picks_it_for_the_neighbours():
+    """A click (a selection of one point) in either plot makes it the inspected input; a box of
+    several selects them and leaves the inspected input as it was."""
+    at = AppTest.from_function(_click_script)
+    at.session_state["event"] = {"selection": {"points": [{"customdata": [9]}]}}
+    at.run()
+    assert at.session_state["emb-row"] == 9 and at.session_state["emb-selection"]["rows"] == [9]
+    at.session_state["event"] = {"selection": {"points": [{"customdata": [3]}, {"customdata": [4]}]}}
+    at.run()
+    assert at.session_state["emb-row"] == 9 and at.session_state["emb-selection"]["rows"] == [3, 4]

@@ -8,7 +8,6 @@ that none shows an exception. Screenshots land in ``$PERCO_VIZ_SCREENSHOTS`` (de
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,30 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from bench_app import ARGS, CHROMIUM, PAGES, free_port, settle, start_server, wait_health  # noqa: E402
+from bench_app import ARGS, CHROMIUM, PAGES, settle  # noqa: E402
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, finished_run):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make setup installs it where apt-get works)")
-    pytest.importorskip("playwright.sync_api")
-    port = free_port()
-    proc = start_server(port, {**os.environ, "PERCO_VIZ_RUNS": str(finished_run.path.parent)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_health(url)
-    except RuntimeError as exc:
-        proc.kill()
-        pytest.fail(str(exc))
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_compare_page_renders_two_runs(compare_env):
     assert not at.exception, at.exception
     assert len(at.multiselect(key="compare-runs").value) == 2
     assert len(at.get("plotly_chart")) >= 5  # 3 curves, 2 embeddings (+ the bench bars)
-    run_table, bench_table = at.dataframe
+    run_table, *_diff, bench_table = at.dataframe  # the runs, what differs in their configs, the benchmark
     assert len(run_table.value) == 2
     assert list(bench_table.value["method"]) == ["teacher", "untrained", *METHODS]
 
@@ -92,3 +92,49 @@ def test_compare_page_starts_a_baseline_with_the_same_config(compare_env):
         assert run is not None and run.config.loss.name == "rkd"
     finally:
         run.stop(wait=30)
+
+
+# --------------------------------------------------------------------------- config diff
+def test_config_diff_lists_only_the_fields_that_differ():
+    from perco_viz.config import RunConfig
+
+    base = RunConfig(name="a")
+    other = base.override(**{"name": "b", "train.epochs": 5, "loss.name": "cc", "loss.options": {"gamma": 0.3}})
+    third = base.override(**{"name": "c", "data.path": None, "teacher.layer": "embed"})
+    diff = compare.config_diff({"A": base, "B": other, "C": third})
+    assert list(diff.columns) == ["A", "B", "C"] and diff.index.name == "field"
+    assert diff.to_dict("index") == {
+        "teacher.layer": {"A": "none", "B": "none", "C": "embed"},
+        "loss.name": {"A": "coherence", "B": "cc", "C": "coherence"},
+        "loss.options.gamma": {"A": compare.NOT_SET, "B": "0.3", "C": compare.NOT_SET},
+        "train.epochs": {"A": "20", "B": "5", "C": "20"},
+    }  # the names differ too, but they are not compared
+
+
+def test_config_diff_of_equal_configs_or_one_run_is_empty():
+    from perco_viz.config import RunConfig
+
+    assert compare.config_diff({"a": RunConfig(name="a"), "b": RunConfig(name="b")}).empty
+    assert compare.config_diff({"a": RunConfig()}).empty
+    assert compare.config_diff({}).empty
+
+
+def test_compare_page_shows_the_config_diff(app_env, finished_run, tmp_path, monkeypatch):
+    """Two runs that differ in their epochs: Compare says so in a table; the same run twice (two
+    copies): plain words that the configurations agree."""
+    root = tmp_path / "runs"
+    shutil.copytree(finished_run.path, root / "five-epochs")
+    shutil.copytree(finished_run.path, root / "same")
+    twin = RunDir(root / "five-epochs")
+    twin.write_config(twin.config().override(**{"train.epochs": 5}))
+    monkeypatch.setenv("PERCO_VIZ_RUNS", str(root))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert sorted(at.multiselect(key="compare-runs").value) == ["five-epochs  ·  shared", "same  ·  shared"]
+    diff = next(d for d in at.dataframe if d.key == "compare-config-diff" or "train.epochs" in d.value.index)
+    assert diff.value.loc["train.epochs"].tolist() in (["5", "3"], ["3", "5"])
+    twin.write_config(RunDir(root / "same").config())
+    at.run()
+    assert not at.exception
+    assert not any("train.epochs" in d.value.index for d in at.dataframe)
+    assert any("same configuration" in i.value for i in at.info)

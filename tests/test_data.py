@@ -396,3 +396,19 @@ def test_meta_rows_follow_the_split(tmp_path):
     ds = load_dataset(DataConfig(name="npz", path=path))
     assert np.array_equal(ds.meta_test["idx"].to_numpy(), ds.X_test[:, 0].numpy().astype(int))
     assert isinstance(ds.meta_test, pd.DataFrame)
+
+
+def test_effective_data_settings_say_what_a_run_really_uses():
+    """Issue 12: Setup showed n_samples 2000 and probe_size 500 for the 1,797-image digits set."""
+    from perco_viz.data import effective_data_settings
+
+    digits = load_dataset(DataConfig())
+    used = effective_data_settings(DataConfig(), digits.n_train, digits.n_test)
+    assert used["data.n_samples"][0] is None and "1,797" in used["data.n_samples"][1]
+    assert used["data.probe_size"][0] == digits.n_test == len(digits.probe(500))
+    small = effective_data_settings(DataConfig(probe_size=100), digits.n_train, digits.n_test)
+    assert "data.probe_size" not in small  # fits: used as given
+    blobs = DataConfig(name="blobs", n_samples=300, probe_size=60)
+    assert effective_data_settings(blobs, 225, 75) == {}  # synthetic: n_samples makes the points
+    capped = effective_data_settings(DataConfig(name="mnist", n_samples=100_000), 60_000, 10_000)
+    assert capped["data.n_samples"][0] == 60_000

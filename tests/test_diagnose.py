@@ -198,3 +198,92 @@ def test_features_beyond_the_magnitude_limit_are_refused(teacher):
     x, _ = teacher
     with pytest.raises(InputFileError, match="absolute value"):
         diagnose.EmbeddingPair(x, x * 1e300)
+
+
+# --------------------------------------------------------------------------- metadata, the per-input table
+def _meta_csv(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode()
+
+
+def test_metadata_in_row_order_needs_one_line_per_row():
+    meta = diagnose.load_metadata(_meta_csv(pd.DataFrame({"site": ["a", "b", "c"] * 4})), "m.csv", 12)
+    assert not meta.keyed and meta.columns == ["site"] and len(meta.table) == 12
+    assert meta.table["site"].tolist()[:4] == ["a", "b", "c", "a"] and "in order" in meta.note
+    with pytest.raises(InputFileError, match=r"11 lines but the features have 12 rows.*'row' column"):
+        diagnose.load_metadata(_meta_csv(pd.DataFrame({"site": ["a"] * 11})), "m.csv", 12)
+
+
+def test_metadata_keyed_by_a_row_column():
+    csv = _meta_csv(pd.DataFrame({"Row": [4, 0, 2], "site": ["paris", "oslo", "rome"], "age": [3.5, 1.0, 2.0]}))
+    meta = diagnose.load_metadata(csv, "m.csv", 5)
+    assert meta.keyed and meta.columns == ["site", "age"]
+    assert meta.table["site"].tolist() == ["oslo", "", "rome", "", "paris"]  # rows not named are blank, said so
+    assert meta.table["age"].iloc[4] == 3.5 and np.isnan(meta.table["age"].iloc[1])
+    assert "3 of 5 rows" in meta.note and "other 2 are blank" in meta.note
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([0, 1, 7], r"outside 0 to 4 \(e\.g\. 7\)"),
+    ([0, 1, 1], r"row 1 appears 2 times"),
+    ([0, 1.5, 2], r"whole row numbers"),
+    ([0, "x", 2], r"whole row numbers.*'x'"),
+])
+def test_metadata_row_keys_are_checked(rows, message):
+    csv = _meta_csv(pd.DataFrame({"row": rows, "site": ["a", "b", "c"]}))
+    with pytest.raises(InputFileError, match=message):
+        diagnose.load_metadata(csv, "m.csv", 5)
+
+
+def test_metadata_files_are_bounded_and_plain_csv():
+    with pytest.raises(InputFileError, match=r"\.csv file"):
+        diagnose.load_metadata(b"\x80\x04pickle", "meta.pkl", 5)
+    with pytest.raises(InputFileError, match="above the"):
+        diagnose.load_metadata(b"site\n" + b"x\n" * 600_000, "m.csv", 600_000, max_mb=1)
+    with pytest.raises(InputFileError, match="no metadata column"):
+        diagnose.load_metadata(b"row\n0\n1\n", "m.csv", 2)
+    wide = pd.DataFrame(np.zeros((3, diagnose.METADATA_MAX_COLUMNS + 1)))
+    with pytest.raises(InputFileError, match="metadata columns, above the limit"):
+        diagnose.load_metadata(_meta_csv(wide), "m.csv", 3)
+    with pytest.raises(InputFileError, match="empty"):
+        diagnose.load_metadata(b"", "m.csv", 3)
+    # a column named like one of the per-input table is renamed, not lost
+    meta = diagnose.load_metadata(b"c_i,class\n1,x\n2,y\n", "m.csv", 2)
+    assert meta.columns == ["meta c_i", "meta class"]
+
+
+def test_sample_table_uses_rows_of_the_pair_not_positions(rng):
+    n = 300
+    y = np.arange(n) % 3
+    x = rng.normal(size=(n, 4)) + 3 * y[:, None]
+    panel = diagnose.compute_panel(diagnose.EmbeddingPair(x, x[:, :2] + rng.normal(size=(n, 2)), y,
+                                                          class_names=["cat", "dog", "fox"]), max_points=60)
+    assert panel.subsampled and panel.indices.max() > 60
+    meta = diagnose.load_metadata(_meta_csv(pd.DataFrame({"tag": [f"r{i}" for i in range(n)]})), "m.csv", n)
+    test_idx = np.arange(n) * 2 + 1
+    table = diagnose.sample_table(panel, meta.table, test_indices=test_idx)
+    assert list(table.columns) == ["row", "test index", "class", "c_i", "tag"]
+    assert table["row"].tolist() == panel.indices.tolist()
+    assert table["tag"].tolist() == [f"r{i}" for i in panel.indices]  # metadata follows the row, not the position
+    assert table["test index"].tolist() == (panel.indices * 2 + 1).tolist()
+    assert set(table["class"]) == {"cat", "dog", "fox"}
+    np.testing.assert_array_equal(table["c_i"], panel.coherence)
+    assert "test index" not in diagnose.sample_table(panel, test_indices=np.arange(n)).columns  # same as row
+    worst = diagnose.worst_rows(panel, 5)
+    assert worst[0] == panel.indices[np.argmin(panel.coherence)]
+    assert set(worst) <= set(panel.indices.tolist())
+
+
+def test_embedding_figure_in_plain_words_and_coloured_by_metadata(teacher, rng):
+    from perco_viz.analysis.embeddings import coloring
+
+    x, y = teacher
+    panel = diagnose.compute_panel(diagnose.EmbeddingPair(x, x[:, :3], y))
+    title = diagnose_figures.panel_figures(panel)["Embeddings"].layout.title.text
+    assert "|" not in title and "embedding plots" not in title and title.startswith("Teacher and student")
+    meta = pd.DataFrame({"site": np.where(np.arange(240) % 2, "paris", "oslo"), "age": np.linspace(0, 9, 240)})
+    by_site = diagnose_figures.embeddings_figure(panel, coloring("meta:site", meta=meta))
+    assert {t.name for t in by_site.data} == {"paris", "oslo"} and "site" in by_site.layout.title.text
+    by_age = diagnose_figures.embeddings_figure(panel, coloring("meta:age", meta=meta), highlight=[0, 5])
+    assert by_age.layout.coloraxis.colorbar.title.text == "age"
+    assert by_age.layout.coloraxis.colorscale[0][1].lower() == "#440154"  # viridis, not the c_i scale
+    assert any(t.name == "selected" and len(t.x) == 2 for t in by_age.data)

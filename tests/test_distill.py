@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 
 import numpy as np
@@ -148,20 +146,14 @@ def test_device_resolution():
 
 
 # ----------------------------------------------------------------------------- DDP (gloo, CPU)
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, x: torch.Tensor, t: torch.Tensor, out: dict) -> None:
+def _ddp_worker(rank: int, world: int, store: str, x: torch.Tensor, t: torch.Tensor, out: dict) -> None:
     import torch.distributed as dist
 
     from perco_viz.distill import _Dist
     from perco_viz.losses.coherence import coherence_loss
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file store, not a TCP port chosen beforehand: another process of the suite may take the port
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     torch.manual_seed(0)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(x.shape[1], 3))
     local = x.chunk(world)[rank]
@@ -173,7 +165,7 @@ def _ddp_worker(rank: int, world: int, port: int, x: torch.Tensor, t: torch.Tens
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one_process_on_the_global_batch():
+def test_ddp_two_processes_match_one_process_on_the_global_batch(tmp_path):
     import torch.multiprocessing as mp
 
     g = torch.Generator().manual_seed(1)
@@ -186,7 +178,7 @@ def test_ddp_two_processes_match_one_process_on_the_global_batch():
     loss.backward()
     manager = mp.Manager()
     out = manager.dict()
-    mp.spawn(_ddp_worker, args=(2, _free_port(), x, t, out), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), x, t, out), nprocs=2, join=True)
     for rank in (0, 1):
         rank_loss, grad = out[rank]
         assert rank_loss == pytest.approx(loss.item(), rel=1e-6)
@@ -255,3 +247,48 @@ def test_too_few_held_out_points_for_the_probe_set_is_refused(tmp_path):
     result = distill(cfg, out=None)
     assert result.status == "failed" and "probe set needs at least 3" in result.error
     assert "data.test_fraction" in result.error
+
+
+def test_eta_counts_only_the_steps_of_this_process():
+    from perco_viz.distill import eta_seconds
+
+    assert eta_seconds(100, 60, 50, 5.0) == 20.0  # 10 steps in 5 s since the resume, 40 left
+    assert eta_seconds(100, 10, 0, 5.0) == 45.0  # a fresh run: 2 steps a second, 90 left
+    assert eta_seconds(100, 50, 50, 3.0) is None  # no step yet in this process: no pace to go by
+    assert eta_seconds(100, 100, 50, 9.0) == 0.0
+
+
+def test_eta_after_resume_ignores_the_time_before_it(tmp_path, monkeypatch):
+    """Issue 12: after Resume the ETA said ~1745 s for a run that ended in 37 s — it divided the
+    run's whole wall time (before the resume too) by the steps done since the resume."""
+    from perco_viz.distill import Distiller
+
+    first = distill(tiny(**{"train.epochs": 1}), out=tmp_path, name="r")
+    assert first.status == "finished", first.error
+    restore = Distiller.restore
+
+    def restore_after_a_long_first_part(self):
+        restore(self)
+        self.wall_offset = 1e6  # the first part of the run took "a million seconds"
+
+    monkeypatch.setattr(Distiller, "restore", restore_after_a_long_first_part)
+    etas = []
+    result = resume(first.run_dir, epochs=4, callbacks=Callbacks(
+        on_progress=lambda p: etas.append(p["eta_s"]) if p["phase"] == "train" else None))
+    assert result.status == "finished", result.error
+    known = [e for e in etas if e is not None]
+    assert known, etas
+    assert max(known) < 1e4  # the pace of this process (ms per step), not a million seconds spread over its steps
+    assert result.final["wall_s"] >= 1e6  # the run's own wall time still counts the first part
+
+
+def test_effective_settings_turn_amp_off_off_cuda():
+    """Issue 12: Setup showed ``amp: true`` on a CPU; amp (bf16 autocast) works on CUDA only."""
+    from perco_viz.distill import amp_enabled, effective_settings
+
+    on_cpu = tiny(**{"train.amp": True, "train.device": "cpu"})
+    assert not amp_enabled(on_cpu, torch.device("cpu"))
+    assert amp_enabled(on_cpu, torch.device("cuda"))
+    used = effective_settings(on_cpu, 225, 75)
+    assert used["train.amp"][0] is False and "CUDA only" in used["train.amp"][1]
+    assert "train.amp" not in effective_settings(tiny(**{"train.amp": False}), 225, 75)

@@ -170,3 +170,47 @@ def test_selection_table():
                             meta=pd.DataFrame({"position": np.arange(5.0)}))
     assert list(df.columns) == ["probe row", "test index", "class", "c_i", "position"]
     assert df["class"].tolist() == ["b", "a"] and df["test index"].tolist() == [11, 12]
+
+
+def test_points_table_keeps_every_metadata_column():
+    """The table the page's search runs over: every metadata column (the selection's shows 4), and
+    a metadata column never replaces the page's own."""
+    meta = pd.DataFrame({f"m{i}": np.arange(3) for i in range(6)} | {"class": ["x", "y", "z"]})
+    df = ev.selection_table(np.arange(3), labels=np.array([0, 1, 0]), class_names=["a", "b"], meta=meta,
+                            meta_columns=None)
+    assert [f"m{i}" for i in range(6)] == [c for c in df.columns if c.startswith("m")]
+    assert df["class"].tolist() == ["a", "b", "a"]
+    assert len([c for c in ev.selection_table(np.arange(3), meta=meta).columns if c.startswith("m")]) == 4
+
+
+# --------------------------------------------------------------------------- nearest neighbours
+def test_nearest_neighbours_are_argsorts_of_the_full_features(rng):
+    teacher, student = rng.normal(size=(40, 12)), rng.normal(size=(40, 5))
+    labels = np.arange(40) % 4
+    lists = ev.nearest_neighbours(teacher, student, 7, 6, labels=labels)
+    for side, x in (("teacher", teacher), ("student", student)):
+        d = np.linalg.norm(x - x[7], axis=1)
+        d[7] = np.inf
+        part = lists[side]
+        assert part["point"].tolist() == np.argsort(d, kind="stable")[:6].tolist()  # nearest first
+        assert part["rank"].tolist() == list(range(1, 7)) and 7 not in part["point"].tolist()
+        assert part["label"].tolist() == (part["point"] % 4).tolist()
+    shared = set(lists["teacher"]["point"]) & set(lists["student"]["point"])
+    for side in ("teacher", "student"):
+        part = lists[side]
+        assert part["shared"].tolist() == [p in shared for p in part["point"]]
+        assert ((part["other_rank"] <= 6) == part["shared"]).all()
+    same = ev.nearest_neighbours(teacher, 3 * teacher, 0, 5)  # a student equal up to scale: the same lists
+    assert same["teacher"]["point"].tolist() == same["student"]["point"].tolist() and same["teacher"]["shared"].all()
+    with pytest.raises(ValueError, match="anchor"):
+        ev.nearest_neighbours(teacher, student, 40)
+
+
+def test_neighbour_list_table():
+    part = pd.DataFrame({"rank": [1, 2], "point": [3, 0], "other_rank": [1, 9], "label": [1, 0],
+                         "shared": [True, False]})
+    df = ev.neighbour_list_table(part, "teacher", class_names=["a", "b"], coherence=np.array([0.5, 0, 0, 0.9]))
+    assert list(df.columns) == ["rank", "input", "class", "c_i", "rank by the student", "in both lists"]
+    assert df["class"].tolist() == ["b", "a"] and df["c_i"].tolist() == [0.9, 0.5]
+    no_labels = ev.neighbour_list_table(part.assign(label=None), "student")
+    assert "class" not in no_labels.columns and "rank by the teacher" in no_labels.columns

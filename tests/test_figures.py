@@ -146,6 +146,68 @@ def test_animation_figure(page_projections):
         F.animation_figure(proj, [color, color], [0, 1, 2, 3])
 
 
+def test_side_by_side_default_title_is_plain_words(probe):
+    """The default title was an internal name ("teacher | student embedding plots")."""
+    xy, labels, _ = probe
+    title = F.side_by_side_embeddings(xy, xy, color=labels).layout.title.text
+    assert "|" not in title and "embedding plots" not in title
+    assert title.lower().startswith("teacher and student")
+
+
+def test_search_matches_keep_colour_and_grey_or_hide_the_others(probe):
+    """``matches``: the points a search keeps are drawn in colour, the others grey beneath them (or
+    hidden), the same in teacher and student; colours and the colour bar's range do not change."""
+    from perco_viz.analysis import embeddings as ev
+
+    xy, labels, c = probe
+    ids = np.arange(120) + 500
+    keep = ids[(labels == 2) | (c < 0.6)]
+
+    def drawn(traces):
+        grey = sorted(int(i[0]) for t in traces if t.name == "not matching" for i in t.customdata)
+        coloured = sorted(int(i[0]) for t in traces if t.name not in ("not matching", "selected")
+                          for i in t.customdata)
+        return coloured, grey
+
+    fig = F.side_by_side_embeddings(xy, 2 * xy, color=labels, ids=ids, matches=keep)
+    left, right = fig.data[: len(fig.data) // 2], fig.data[len(fig.data) // 2:]
+    for part in (left, right):
+        assert drawn(part) == (sorted(keep.tolist()), sorted(set(ids.tolist()) - set(keep.tolist())))
+        assert part[0].name == "not matching"  # drawn first: beneath the coloured points
+    full = F.embedding_figure(xy, color=labels, ids=ids)
+    colour_of = {t.name: t.marker.color for t in full.data}
+    assert all(t.marker.color == colour_of[t.name] for t in left if t.name in colour_of)  # a class keeps its colour
+    hidden = F.embedding_figure(xy, color=labels, ids=ids, matches=keep, hide_others=True)
+    assert drawn(hidden.data) == (sorted(keep.tolist()), [])
+    color = ev.coloring("meta:v", meta=__import__("pandas").DataFrame({"v": np.linspace(-3, 7, 120)}))
+    panel = F.embedding_panel(xy, color, method="pca", title="t", ids=ids, matches=ids[:5], highlight=[500])
+    assert (panel.layout.coloraxis.cmin, panel.layout.coloraxis.cmax) == (-3, 7)  # the range of all points
+    assert drawn(panel.data)[0] == list(range(500, 505))
+    assert F.embedding_figure(xy, color=labels, ids=ids, matches=[]).data[0].name == "not matching"
+
+
+def test_embedding_panel_legend_under_the_plot_and_a_marked_point(page_projections):
+    """The page's panels keep their legend under the plot — outside the data, clear of the title,
+    subtitle and colour bar (it sat on the subtitle with c_i colouring) — and ring the inspected
+    input without fading the others (a selection fades them)."""
+    from perco_viz.analysis import embeddings as ev
+
+    proj = page_projections[0](2)
+    for color in (ev.coloring("coherence", coherence=np.linspace(0.5, 1, 60)),
+                  ev.coloring("label", labels=page_projections[1])):
+        fig = F.embedding_panel(proj.teacher, color, method="pca", title="T", subtitle="a line under it",
+                                highlight=[1, 2], marked=7)
+        legend = fig.layout.legend
+        assert legend.orientation == "h" and legend.y < 0 and legend.yanchor == "top"
+    fig = F.embedding_panel(proj.teacher, ev.coloring("label", labels=page_projections[1]), method="pca",
+                            title="T", marked=7)
+    ring = [t for t in fig.data if t.name == "inspected input"]
+    assert len(ring) == 1 and [int(c[0]) for c in ring[0].customdata] == [7]
+    assert all(t.selectedpoints is None and t.marker.opacity is None for t in fig.data)  # nothing fades
+    assert not [t for t in F.embedding_panel(proj.teacher, ev.coloring("label", labels=page_projections[1]),
+                                             method="pca", title="T", marked=99).data if t.name == "inspected input"]
+
+
 def test_method_axis_titles():
     assert F.method_axis_titles("pca", 2) == ["PC 1", "PC 2"]
     assert F.method_axis_titles("tsne", 3) == ["t-SNE 1", "t-SNE 2", "t-SNE 3"]
@@ -267,6 +329,30 @@ def test_anchor_neighbours_slope_chart(rng):
     assert len(fig.data) == len(table) and fig.layout.yaxis.type == "log"
 
 
+def test_anchor_neighbours_labels_never_overlap():
+    """Issue 12: the labels of the slope chart overlapped (ranks 9, 10, 11… are close on a log axis)."""
+    import pandas as pd
+
+    k = 30
+    teacher = np.arange(1, k + 1)
+    student = np.r_[np.arange(1, k // 2 + 1), np.arange(200, 200 + k - k // 2)]  # half kept, half pushed away
+    table = pd.DataFrame({"point": np.arange(100, 100 + k), "teacher_rank": teacher, "student_rank": student,
+                          "in_teacher_top_k": True})
+    height = 520
+    fig = F.anchor_neighbours_figure(table, anchor=0, height=height)
+    from perco_viz.figures.rank_agreement import LABEL_GAP_PX
+
+    assert len(fig.data) == k  # one line per neighbour: hover names each one
+    hi, lo = fig.layout.yaxis.range  # reversed log axis, in decades
+    px_per_decade = (height - fig.layout.margin.t - fig.layout.margin.b) / (hi - lo)
+    for side in (0, 1):
+        ys = sorted(np.log10(tr.y[side]) for tr in fig.data if tr.text[side])
+        assert len(ys) >= 5  # still labelled where there is room
+        assert np.diff(ys).min() * px_per_decade >= LABEL_GAP_PX - 1e-9
+    teacher_side = {int(tr.text[0][1:]) for tr in fig.data if tr.text[0]}
+    assert 100 in teacher_side  # rank 1 (room at the top)
+
+
 def test_compact_matrix_and_mark_row(rng):
     fig = F.rank_agreement_heatmap(rng.uniform(size=(40, 40)), max_cells=10)
     assert F.compact_matrix(fig, n=40, max_cells=10, how="by class") is fig
@@ -307,6 +393,13 @@ def test_coherence_histogram_marks_the_10th_percentile(probe):
     assert sum(fig.data[0].y) == 120
     p10 = next(t for t in fig.data if t.name.startswith("10th percentile"))
     assert p10.x[0] == pytest.approx(np.percentile(c, 10))
+
+
+def test_coherence_histogram_legend_under_the_plot(probe):
+    """Issue 12: at 1024 px the legend on top ran into the title; now under the x axis, with room."""
+    fig = F.coherence_histogram(probe[2])
+    assert fig.layout.legend.y < 0 and fig.layout.legend.yanchor == "top"
+    assert fig.layout.margin.b >= 90
 
 
 def test_per_class_coherence_boxes(probe):

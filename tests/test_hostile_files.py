@@ -646,3 +646,34 @@ def _wait_until(predicate, timeout: float = 180.0) -> None:
     while not predicate():
         assert time.time() < deadline, "timed out"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("content", "name"), [
+    ("€ 12 per item\nsecond line\n".encode("cp1252"), "prices.npz"),  # text whose first byte is 0x80
+    (b"hello, this is plain text\n", "notes.npz"),
+    (b"PK but no zip after it", "fake_zip.npz"),
+])
+def test_a_non_npz_file_is_called_not_a_valid_npz_never_a_pickle(content, name):
+    """Issue 12: a text file named .npz was first called "pickled objects". It is not a valid
+    .npz (zip) archive, and nothing in it was read as a pickle."""
+    with pytest.raises(InputFileError) as info:
+        load_array_file(content, name=name)
+    message = str(info.value)
+    assert "not a valid .npz (zip) archive" in message
+    assert "pickle" not in message.lower()
+
+
+def test_pickles_are_named_only_where_they_are():
+    """An object array in a real .npz, a member that is a pickle, or a whole pickle file renamed
+    .npz is named as a pickle (the last one also as not a valid .npz archive)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("X.npy", pickle.dumps([1, 2, 3]))
+    with pytest.raises(InputFileError, match="holds a pickle"):
+        load_array_file(buf.getvalue(), name="member.npz")
+    buf = io.BytesIO()
+    np.savez(buf, X=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(InputFileError, match="pickled Python objects"):
+        load_array_file(buf.getvalue(), name="objects.npz")
+    with pytest.raises(InputFileError, match=r"not a valid \.npz \(zip\) archive but a pickle"):
+        load_array_file(pickle.dumps({"X": [1.0]}), name="renamed.npz")

@@ -199,3 +199,29 @@ def test_children_see_the_callers_environment_now(monkeypatch):
         assert pool.submit(_env, "PERCO_VIZ_STALE_TEST").result(timeout=60) is None
     finally:
         pool.shutdown()
+
+
+def test_the_phase_follows_the_latest_report(tmp_path):
+    """Issue 12: "Computing the teacher's features…" stayed up after metrics appeared: the first
+    snapshot (epoch 0) comes before any training step's progress, and must end the set-up phase."""
+    run = live.LiveRun("me", _small(1), tmp_path)
+    run._handle("progress", {"phase": "features", "step": 0, "total_steps": 10, "epoch": 0})
+    assert run.info()["phase"] == "features"
+    run._handle("snapshot", {"index": 0, "epoch": 0.0, "step": 0})
+    assert run.info()["phase"] == "train"
+    run._handle("progress", {"phase": "train", "step": 3, "total_steps": 10, "epoch": 0})
+    run._handle("snapshot", {"index": 1, "epoch": 1.0, "step": 5})
+    assert run.info()["phase"] == "train"
+
+
+def test_the_engine_reports_training_before_its_first_snapshot(tmp_path):
+    """The engine says "train" as soon as its set-up is over, before the epoch-0 snapshot."""
+    from perco_viz.distill import Callbacks, distill
+
+    events = []
+    cfg = RunConfig().override(**{"data.name": "blobs", "data.n_samples": 200, "teacher.kind": "identity",
+                                  "data.probe_size": 30, "train.epochs": 1, "train.batch_size": 64, "train.device": "cpu"})
+    result = distill(cfg, out=tmp_path, callbacks=Callbacks(on_snapshot=lambda s: events.append("snapshot"),
+                                                            on_progress=lambda p: events.append(p["phase"])))
+    assert result.status == "finished", result.error
+    assert events.index("train") < events.index("snapshot")

@@ -55,3 +55,20 @@ def test_coherence_by_epoch(finished_run):
     assert float(values[-1].mean()) == pytest.approx(last.metrics["pc"], abs=1e-6)
     same = an.coherence_by_epoch(str(finished_run.path))
     assert same[0] == epochs
+
+
+def test_points_table_one_column_per_fact():
+    """Issue 12: the page's tables showed "input #" and "test index" with the same numbers."""
+    c = [0.9, 0.5, 0.7]
+    same = an.points_table(c, indices=[0, 1, 2], labels=[1, 0, 1])
+    assert list(same.columns) == ["point", "class", "c_i", "rank"]  # the test index would repeat the row
+    assert list(same["class"]) == [1, 0, 1] and list(same["rank"]) == [3, 1, 2]
+    other = an.points_table(c, indices=[10, 4, 7], labels=[1, 0, 1], class_names=["cat", "dog"])
+    assert list(other.columns) == ["point", "test_index", "class", "c_i", "rank"]
+    assert list(other["test_index"]) == [10, 4, 7] and list(other["class"]) == ["dog", "cat", "dog"]
+    for table in (same, other):  # no two columns hold the same values
+        cols = list(table.columns)
+        assert not any(table[a].astype(str).equals(table[b].astype(str))
+                       for i, a in enumerate(cols) for b in cols[i + 1:])
+    bare = an.points_table([0.2, 0.1])
+    assert list(bare.columns) == ["point", "c_i", "rank"] and list(bare["rank"]) == [2, 1]

@@ -191,3 +191,24 @@ def test_warm_up_sets_a_writable_cache_dir_and_is_idempotent(tmp_path, monkeypat
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba") and (tmp_path / "numba").is_dir()
     P.warm_up_numba(tmp_path / "other")  # already set: left alone
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
+
+
+def test_small_pca_runs_on_one_blas_thread(monkeypatch):
+    """A probe-set PCA runs its SVD on one BLAS thread: a threaded BLAS spins against the trainings
+    and other sessions on a busy server (seconds instead of milliseconds; the issue's waits)."""
+    from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    original = PCA.fit_transform
+
+    def spy(self, X, y=None):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return original(self, X, y)
+
+    monkeypatch.setattr(PCA, "fit_transform", spy)
+    x = np.random.default_rng(0).normal(size=(449, 128))
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a 2-core machine, whatever this one has
+        P.project(x, "pca", dim=2)
+        assert max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas") == 2  # restored after
+    assert seen == [1]

@@ -262,3 +262,54 @@ def test_parsing_runs_in_the_worker_with_a_time_limit(tmp_path):
     assert sessions.run_limited(sessions.check_array_upload, csv, "p.csv", None, timeout_s=60) == (6, 2, 2)
     with pytest.raises(InputFileError, match="NaN"):  # the file's own error reaches the caller
         sessions.run_limited(sessions.check_array_upload, b"a,b\n1,2\nnan,3\n4,5\n", "bad.csv", None, timeout_s=60)
+
+
+# --------------------------------------------------------------------------- named workspaces
+def test_a_workspace_name_gives_one_session_id_everywhere():
+    """The same name (spaces around it aside) is the same session id; another name is another;
+    the id looks like a random one (``ui.common.session_id`` accepts it)."""
+    import re
+
+    sid = sessions.workspace_id("purple otter sings at noon")
+    assert re.fullmatch(r"[0-9a-f]{32}", sid)
+    assert sessions.workspace_id("  purple otter sings at noon\n") == sid
+    assert sessions.workspace_id("cafe\u0301 au lait ok") == sessions.workspace_id("caf\u00e9 au lait ok")  # NFC
+    assert sessions.workspace_id("Purple otter sings at noon") != sid  # case counts, as in a password
+    assert sessions.workspace_id("purple otter sings at noo") != sid
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("short", "at least 12 characters"), ("  eleven chr  ", "at least 12"), ("x" * 201, "at most 200"),
+    (None, "must be text"),
+])
+def test_a_workspace_name_too_easy_to_guess_is_refused(name, says):
+    with pytest.raises(SessionError, match=says):
+        sessions.workspace_id(name)
+
+
+def test_move_session_brings_runs_and_uploads_and_leaves_a_training(tmp_path):
+    """Runs move by rename (their upload paths repointed), uploads too; a run being written
+    stays; a name taken in the workspace gets a suffix; links are not followed."""
+    from perco_viz.runs import RunDir
+
+    sessions_dir = tmp_path / "app-sessions"
+    old, new = SessionSpace(sessions_dir / ("a" * 32)), SessionSpace(sessions_dir / ("b" * 32))
+    upload = old.save_upload(b"x,y\n1,2\n", "points.csv")
+    cfg = RunConfig().override(**{"data.name": "csv", "data.path": str(upload), "train.epochs": 1})
+    done = RunDir.create(old.root, cfg, "done")
+    done.write_status("finished")
+    busy = RunDir.create(old.root, RunConfig(), "busy")
+    busy.write_status("running")  # a live writer elsewhere: fresh heartbeat
+    RunDir.create(new.root, RunConfig(), "done").write_status("finished")  # the name is taken there
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, old.root / "link")
+
+    moved, stayed = sessions.move_session(old.root, new.root)
+    assert moved == ["done-2"] and len(stayed) == 1 and "busy is training" in stayed[0]
+    arrived = RunDir(new.root / "done-2")
+    assert arrived.status()["state"] == "finished" and not done.path.exists() and busy.exists()
+    assert arrived.config().data.path == str(new.uploads / upload.relative_to(old.uploads))
+    assert Path(arrived.config().data.path).read_bytes() == b"x,y\n1,2\n"
+    assert outside.exists() and (old.root / "link").is_symlink()  # left alone
+    assert sessions.move_session(new.root, new.root) == ([], [])

@@ -192,3 +192,51 @@ def test_anchor_view_is_one_row_of_the_losss_own_terms(points):
     np.testing.assert_allclose(np.delete(view["student_distance"], 9), lt.student_normalized[9].numpy(), rtol=1e-12)
     source = open(teaching.__file__, encoding="utf-8").read()
     assert "std(" not in source and "plotly" not in source.replace("no plotly", "")
+
+
+# --------------------------------------------------------------------------- readable labels
+CHAR_PX, LINE_PX, MARKER_PX, PLOT_PX = 7.0, 15.0, 5.5, 420.0  # 13 px text, 11 px markers, a ~420 px plot
+
+
+def _label_boxes(trace, extent: float) -> list[tuple[float, float, float, float]]:
+    """Boxes of the labels a 2-D points trace shows, in px, as plotly places them around each marker."""
+    px = PLOT_PX / extent
+    boxes = []
+    positions = trace.textposition if not isinstance(trace.textposition, str) else [trace.textposition] * len(trace.x)
+    for x, y, text, place in zip(trace.x, trace.y, trace.text, positions):
+        if not text:
+            continue
+        w, h = len(text) * CHAR_PX, LINE_PX
+        vertical, horizontal = place.split()
+        cx = x * px + {"left": -(w / 2 + MARKER_PX), "center": 0.0, "right": w / 2 + MARKER_PX}[horizontal]
+        cy = y * px + {"top": h / 2 + MARKER_PX, "middle": 0.0, "bottom": -(h / 2 + MARKER_PX)}[vertical]
+        boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    return boxes
+
+
+@pytest.mark.parametrize("name", teaching.TOY_SETS)
+@pytest.mark.parametrize("n", [20, 40])
+def test_teaching_labels_do_not_overlap(name, n):
+    """Each shown label overlaps no other label and no other point; a label left out keeps its
+    text in the hover, and most labels are shown (the issue: overlapping labels in the scatters)."""
+    points, labels = teaching.toy_points(name, n, 0, 2)
+    state = teaching.make_state(points, labels)
+    student = state.student_points()
+    view = teaching.anchor_view(student, points, 0, 0.1)
+    for xy in (points, student):
+        fig = figures.teaching_points_figure(xy, 0, view["teacher_position"], view["student_position"])
+        trace = fig.data[0]
+        extent = float(np.ptp(xy, axis=0).max())
+        boxes = _label_boxes(trace, extent)
+        assert len(boxes) >= 0.5 * (n - 1)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+        px = PLOT_PX / extent
+        shown = [(x * px, y * px) for x, y, t in zip(trace.x, trace.y, trace.text) if t]
+        for box in boxes:  # no label over another point's marker
+            covered = [p for p in shown if box[0] < p[0] < box[2] and box[1] < p[1] < box[3]]
+            assert not covered, (box, covered)
+        hover = [row[1] for row in trace.customdata]
+        assert all(" / " in h for h in hover) and len(hover) == n - 1
+        assert [int(row[0]) for row in trace.customdata] == [i for i in range(n) if i != 0]

@@ -32,6 +32,7 @@ PAGES: list[tuple[str, str, str, str]] = [
      "which inputs go wrong"),
     ("pages/6_Diagnose.py", "Diagnose", ":material/stethoscope:", "any student, no training needed"),
     ("pages/7_Compare.py", "Compare", ":material/balance:", "coherence against the baselines"),
+    ("pages/9_Runs.py", "Runs", ":material/folder_open:", "all your runs: rename, tag, note, delete"),
     ("pages/8_Teaching_view.py", "Teaching view", ":material/school:", "one mini-batch, step by step"),
 ]
 
@@ -40,23 +41,90 @@ PAGES: list[tuple[str, str, str, str]] = [
 def page(title: str, caption: str | None = None) -> None:
     """Page config, the sidebar's navigation, the title and the one-line purpose of the page."""
     st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon=FAVICON, layout="wide")
+    session_id()
+    from ui import warmup
+
+    warmup.start()  # once per server: a first visit to any page warms the others (in the background)
     with st.sidebar:
         st.markdown(f"### {ICON} {APP_TITLE}")
-        page_links([(script, label, icon) for script, label, icon, _ in PAGES])
+        st.session_state[_NAV_SLOT] = st.empty()
+        navigation()
         st.caption("See knowledge transfer happen: a student learns to rank like its teacher.")
+        presentation_toggle()
+        from ui import workspace
+
+        workspace.sidebar()
+    st.html(LAYOUT_CSS + (PRESENTATION_CSS if presenting() else ""))
     st.title(title)
     if caption:
         st.caption(caption)
-    session_id()
     _housekeeping()
 
 
+# Room for the content on a laptop or projector (1024–1280 px wide): a narrower sidebar and less
+# padding than Streamlit's wide layout gives (300 px and 5rem a side: a 560 px column at 1024).
+LAYOUT_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3rem; }
+@media (max-width: 1400px) {
+  [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; }
+  [data-testid="stSidebar"][data-collapsed="false"] { width: 232px !important; min-width: 232px !important; }
+}
+</style>"""
+PRESENT_KEY = "present"  # the sidebar toggle's key
+# Presentation mode: every rem-sized text of the page 25 % larger (Streamlit sizes its text in rem).
+PRESENTATION_CSS = """<style>
+html { font-size: 20px; } [data-testid='stMetricValue'] { font-size: 2.4rem; }
+[data-testid="stSidebar"] { font-size: 16px; }
+[data-testid="stSidebar"][data-collapsed="false"] { width: 288px !important; min-width: 288px !important; }
+[data-testid="stSidebar"] p, [data-testid="stSidebar"] span { white-space: normal !important; }
+</style>"""
+_PRESENTING = "_presenting"  # session_state: the mode itself, kept across pages (widget state is per page)
+
+
+def _keep_presenting() -> None:
+    st.session_state[_PRESENTING] = bool(st.session_state.get(PRESENT_KEY))
+
+
+def presentation_toggle() -> None:
+    """The sidebar's "Presentation mode" switch (in the URL as ``present=1``)."""
+    from ui import view_state
+
+    view_state.seed(_PRESENTING, "present", view_state.parse_flag)
+    st.session_state[PRESENT_KEY] = presenting()  # the same on every page
+    st.toggle("Presentation mode", key=PRESENT_KEY, on_change=_keep_presenting,
+              help="For a projector or a lecture: larger text and figures, fewer controls (no download "
+                   "buttons). The link keeps it on.")
+    view_state.publish("present", 1 if presenting() else None)
+
+
+def presenting() -> bool:
+    """True in presentation mode: pages show larger figures and fewer controls (no downloads)."""
+    return bool(st.session_state.get(_PRESENTING, False))
+
+
+_NAV_SLOT = "_nav_slot"  # session_state: the sidebar's slot of page links, redrawn when the run changes
+
+
+def navigation() -> None:
+    """The sidebar's page links (drawn again by :func:`run_picker` once a run is picked, so the
+    links carry it to the next page)."""
+    slot = st.session_state.get(_NAV_SLOT)
+    if slot is None:
+        return
+    with slot.container():
+        page_links([(script, label, icon) for script, label, icon, _ in PAGES])
+
+
 def page_links(links: list[tuple[str, str, str]]) -> None:
-    """``st.page_link`` for each ``(script, label, icon)``; none when the pages are unknown (a
-    page run as its own entry point, as in tests, has no app around it)."""
+    """``st.page_link`` for each ``(script, label, icon)``, carrying the session, the run last
+    picked and presentation mode to the next page (``view_state.page_link_params``); none when the
+    pages are unknown (a page run as its own entry point, as in tests, has no app around it)."""
+    from ui import view_state
+
+    carried = view_state.page_link_params(run=st.session_state.get(LAST_RUN))  # the same run on the next page
     try:
         for script, label, icon in links:
-            st.page_link(script, label=label, icon=icon)
+            st.page_link(script, label=label, icon=icon, query_params=carried)
     except StreamlitPageNotFoundError:
         pass
 
@@ -73,7 +141,7 @@ def session_id() -> str:
     return st.session_state.sid
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def registry():
     """The server's one registry of background trainings (shared by all sessions)."""
     from perco_viz.live import RunRegistry
@@ -145,6 +213,31 @@ def save_session_upload(data: bytes, name: str) -> Path:
     return session_space().save_upload(data, name)
 
 
+def upload_mb() -> int:
+    """The upload limit every uploader of the app must state (``st.file_uploader(...,
+    max_upload_size=upload_mb())``): :func:`upload_limit_mb` of this server's two settings. A
+    misconfigured ``PERCO_VIZ_MAX_FILE_MB`` is said on the page (Streamlit's limit holds then)."""
+    from perco_viz.safe_io import InputFileError, max_file_bytes
+    try:
+        file_mb = max_file_bytes() // 2**20
+    except InputFileError as exc:
+        show_error(exc, "The upload size limit is misconfigured")
+        file_mb = None
+    return upload_limit_mb(file_mb, st.get_option("server.maxUploadSize"))
+
+
+def upload_limit_mb(file_mb: int | None, server_mb: int | None) -> int:
+    """The largest upload, in MB, that both the app (``PERCO_VIZ_MAX_FILE_MB``: ``file_mb``, None
+    when misconfigured) and Streamlit's server (``server.maxUploadSize``) accept: what every
+    uploader must say (``max_upload_size=``), not Streamlit's own figure.
+
+    >>> upload_limit_mb(2048, 200), upload_limit_mb(64, 2048), upload_limit_mb(None, 2048)
+    (200, 64, 2048)
+    """
+    limits = [int(v) for v in (file_mb, server_mb) if v is not None]
+    return max(1, min(limits)) if limits else 200
+
+
 _TOUCH_EVERY_S = 60.0
 
 
@@ -212,29 +305,46 @@ def live_run():
 
 
 DAMAGED = "damaged"  # the mark of a run the pickers list but cannot open
+LAST_RUN = "_last_run"  # session_state: the URL name of the run last picked on any page
 
 
 def run_problems() -> dict[str, tuple[Path, str | None]]:
     """Label → (run directory, what is wrong with it or None): this session's runs first, then the
-    shared ones, newest first in each. A run whose config or status cannot be read
-    (``RunDir.problem()``) is listed too, marked ``· damaged`` in its label, so one bad run never
-    hides the others."""
+    shared ones, newest first in each. A label is the run's title (``RunDir.meta``), else its
+    folder name — with the folder added when two titles are the same — then its tags in brackets,
+    then whose it is: ``"baseline [good, d8]  ·  yours"``. A run whose config or status cannot be
+    read (``RunDir.problem()``) is listed too, marked ``· damaged`` in its label, so one bad run
+    never hides the others."""
     from perco_viz.runs import list_runs
 
+    found = [(run, whose) for root, whose in ((session_root(), "yours"), (runs_root(), "shared"))
+             for run in list_runs(root)]
+    metas = [run.meta() for run, _ in found]
+    titles = [meta.title or run.name for (run, _), meta in zip(found, metas, strict=True)]
     listed: dict[str, tuple[Path, str | None]] = {}
-    for root, whose in ((session_root(), "yours"), (runs_root(), "shared")):
-        for run in list_runs(root):
-            problem = run.problem()
-            label = f"{run.name}  ·  {whose}" + (f"  ·  {DAMAGED}" if problem else "")
-            listed[label] = (run.path, problem)
+    for (run, whose), meta, title in zip(found, metas, titles, strict=True):
+        problem = run.problem()
+        shown = title if titles.count(title) == 1 or title == run.name else f"{title} ({run.name})"
+        tags = f"  [{', '.join(meta.tags)}]" if meta.tags else ""
+        label, n = f"{shown}{tags}  ·  {whose}" + (f"  ·  {DAMAGED}" if problem else ""), 2
+        while label in listed:  # a title that reads like another run's "title (folder)": keep both
+            label, n = f"{shown} #{n}{tags}  ·  {whose}" + (f"  ·  {DAMAGED}" if problem else ""), n + 1
+        listed[label] = (run.path, problem)
     return listed
 
 
+def run_param(path: Path) -> str:
+    """A run's name in the URL: ``yours/<folder>`` for this session's runs, ``shared/<folder>`` else."""
+    whose = "yours" if session_root() in Path(path).parents else "shared"
+    return f"{whose}/{Path(path).name}"
+
+
 def run_picker(key: str, *, label: str = "Run", help: str | None = None):
-    """A select box of runs; defaults to the session's live run, else the newest run it can read.
-    Returns a RunDir, or None (with a message in its place) when there is none or the chosen
-    run is damaged."""
+    """A select box of runs; defaults to the run in the URL (``run=``), else the session's live
+    run, else the newest run it can read. The choice goes to the URL. Returns a RunDir, or None
+    (with a message in its place) when there is none or the chosen run is damaged."""
     from perco_viz.runs import RunDir
+    from ui import view_state
 
     listed = run_problems()
     if not listed:
@@ -242,13 +352,21 @@ def run_picker(key: str, *, label: str = "Run", help: str | None = None):
                 "`PERCO_VIZ_RUNS` at a folder of runs made with `perco-viz distill`.")
         return None
     labels = list(listed)
-    default = next((i for i, lab in enumerate(labels) if not listed[lab][1]), 0)  # the newest readable run
-    live = live_run()
-    if live is not None and live.run_dir is not None:
-        default = next((i for i, lab in enumerate(labels) if listed[lab][0] == live.run_dir.path), default)
-    choice = st.selectbox(label, labels, index=default, key=key, help=help or
+    by_param = {run_param(path): lab for lab, (path, _) in listed.items()}
+    view_state.seed(key, "run", by_param.get, valid=lambda lab: lab is not None)
+    if st.session_state.get(key) not in listed:  # first visit, or the run is gone: the default
+        default = next((lab for lab in labels if not listed[lab][1]), labels[0])  # the newest readable run
+        live = live_run()
+        if live is not None and live.run_dir is not None:
+            default = next((lab for lab in labels if listed[lab][0] == live.run_dir.path), default)
+        st.session_state[key] = default
+    choice = st.selectbox(label, labels, key=key, help=help or
                           "Runs made in this session (yours) and in the shared run folder.")
     path, problem = listed[choice]
+    view_state.publish("run", run_param(path))
+    if st.session_state.get(LAST_RUN) != run_param(path):
+        st.session_state[LAST_RUN] = run_param(path)
+        navigation()
     if problem:
         show_run_problem(path.name, problem)
         return None
@@ -420,15 +538,21 @@ def pick_snapshot(run, key: str) -> SnapshotChoice:
 
 
 def snapshot_picker(key: str, epochs: list[float], indices: list[int]) -> int:
-    """A slider over the run's snapshots (labelled by epoch); returns the chosen snapshot index."""
+    """A slider over the run's snapshots (labelled by epoch; in the URL as ``snap=<index>``);
+    returns the chosen snapshot index."""
+    from ui import view_state
+
     positions = list(range(len(indices)))
+    view_state.seed(key, "snap", lambda raw: indices.index(int(raw)))
     if st.session_state.get(key) not in positions:
         st.session_state[key] = positions[-1]
     if len(positions) == 1:
         st.caption(f"One snapshot so far (epoch {epochs[0]:g}).")
+        view_state.publish("snap", indices[0])
         return indices[0]
     pos = st.select_slider("Snapshot", positions, key=key, format_func=lambda p: f"epoch {epochs[p]:g}",
                            help="The moment of training to look at: epoch 0 is the untrained student.")
+    view_state.publish("snap", indices[pos])
     return indices[pos]
 
 
@@ -540,10 +664,34 @@ def point_id(point: dict[str, Any]) -> int | None:
 
 
 # --------------------------------------------------------------------------- output
+def show_figure(fig, *, key: str, name: str | None = None, caption: str | None = None, **plotly_kwargs: Any):
+    """Draw a figure the app's way: full width, larger fonts in presentation mode, then its
+    ``caption`` and (when ``name`` is given and not presenting) its download buttons.
+
+    ``plotly_kwargs`` go to ``st.plotly_chart`` (e.g. ``on_select="rerun"``); its return value
+    (the selection state when ``on_select`` is set) is returned.
+    """
+    from perco_viz.figures import for_presentation
+
+    plotly_kwargs.setdefault("width", "stretch")
+    plotly_kwargs.setdefault("config", {"displaylogo": False})
+    shown = for_presentation(fig) if presenting() else fig
+    state = st.plotly_chart(shown, key=key, **plotly_kwargs)
+    if caption:
+        st.caption(caption)
+    if name:
+        download_figure(fig, name, key=f"{key}-dl")
+    return state
+
+
 def download_figure(fig, name: str, *, key: str) -> None:
     """Download buttons for a figure in one flowing row: interactive HTML always, PNG/SVG when
-    kaleido is installed. The files are made only when clicked (no work on every rerun)."""
+    kaleido is installed. The files are made only when clicked (no work on every rerun). None
+    in presentation mode (fewer controls)."""
     import importlib.util
+
+    if presenting():
+        return
 
     from perco_viz.figures import figure_html, figure_image
 

@@ -122,12 +122,13 @@ def show_embeddings(runs: list[RunDir], names: list[str]) -> None:
     side by side; runs on another probe set or teacher are said, not drawn."""
     panels, coherence, ref = {}, {}, None
     for run, name in zip(runs, names, strict=True):
-        try:
-            indices = run.snapshot_indices()
-            teacher_xy, run_labels = common.teacher_pca(str(run.path))
-            if indices:
-                student_xy = common.student_pca(str(run.path), indices[-1])
-                run_coherence = common.load_snapshot(str(run.path), indices[-1])["coherence"]
+        try:  # cached per run and snapshot for every session (ui.common); a first visit reads and projects
+            with st.spinner(f"Reading and projecting {name}'s last snapshot…"):
+                indices = run.snapshot_indices()
+                teacher_xy, run_labels = common.teacher_pca(str(run.path))
+                if indices:
+                    student_xy = common.student_pca(str(run.path), indices[-1])
+                    run_coherence = common.load_snapshot(str(run.path), indices[-1])["coherence"]
         except common.run_data_errors() as exc:  # being set up (no teacher probe yet), or damaged
             if run.status().get("state") == "running":
                 st.caption(f"{name}: not drawn yet ({exc}).")
@@ -152,6 +153,29 @@ def show_embeddings(runs: list[RunDir], names: list[str]) -> None:
         common.download_figure(fig, "compare-embeddings", key="compare-dl-embeddings")
     else:
         st.caption("No snapshot to draw yet.")
+
+
+def show_config_diff(runs: list[RunDir], names: list[str]) -> None:
+    """The configuration fields on which the chosen runs differ (:func:`perco_viz.analysis.compare.config_diff`):
+    one row per field, one column per run; plain words when they all agree."""
+    configs = {}
+    for run, name in zip(runs, names, strict=True):
+        try:
+            configs[name] = run.config()
+        except common.run_data_errors() as exc:
+            common.show_run_problem(run.name, exc, "has no configuration that can be read")
+    if len(configs) < 2:
+        st.caption("Choose at least two runs to see how their configurations differ.")
+        return
+    diff = compare.config_diff(configs)
+    if diff.empty:
+        st.info(f"These {len(configs)} runs were made with the same configuration (names aside): "
+                "data, teacher, student, loss, training and seeds are all the same.", icon=":material/check:")
+        return
+    st.dataframe(diff, width="stretch", key="compare-config-diff")
+    total = len(compare.flat_config(next(iter(configs.values()))))
+    st.caption(f"The {len(diff)} setting(s) that differ; the other {max(total - len(diff), 0)} are the same in every "
+               "run. *none*: left empty; *(not set)*: the loss's default.")
 
 
 # --------------------------------------------------------------------------- a baseline, the benchmark

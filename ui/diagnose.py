@@ -1,33 +1,41 @@
 """The Diagnose page's widgets: the three sources of a teacher/student pair (embedding
-files, models on a dataset, a run) and the panel (cards, figures, report download).
+files, models on a dataset, a run), optional metadata columns, and the panel (cards, figures,
+the per-input table to search, sort and tag, the worst inputs, the report download).
 
 Uploaded bytes stay in this session: in memory, in ``st.session_state`` (never in the
 server-wide ``st.cache_data``), and — for model files, which the loaders read from disk — in
 ``common.session_root()/uploads`` (through ``common.save_session_upload``, within the session's
-quota). Embedding files are parsed in the worker process, within ``PERCO_VIZ_PARSE_TIMEOUT_S``.
+quota). Embedding and metadata files are parsed in the worker process, within
+``PERCO_VIZ_PARSE_TIMEOUT_S``. The panel computed from a pair is cached for all sessions under
+the pair's content digest (:func:`compute_panel`): only a session holding the same bytes (or
+the same run) reaches it, and it computes nothing new.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from perco_viz import sessions
 from perco_viz.analysis import diagnose
 from perco_viz.figures import diagnose as diagnose_figures
 from perco_viz.safe_io import InputFileError, OptionalDependencyError
-from ui import common
+from ui import common, explore, view_state
 
 _MEMO_KEY = "diag-memo"
 _MEMO_SIZE = 6
 USER_ERRORS = (InputFileError, OptionalDependencyError, ValueError, OSError)  # sessions.SessionError is a ValueError
 EMBEDDING_TYPES = ["npz", "csv", "npy"]
+RANK_AGREEMENT_PAGE = "pages/4_Rank_agreement.py"
+HEATMAP_WIDTH = 760  # px, at most (narrower screens: the page's width)
 
 
 # --------------------------------------------------------------------------- per-session memo
@@ -46,18 +54,43 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclass
+class Sourced:
+    """A pair and what the page knows about where it comes from.
+
+    Attributes:
+        key: names the pair's content (digests of the files, or the run and snapshot): the cache key.
+        pair: the teacher/student features (n rows).
+        scope: the identity of the points, for their tags (a run's path, the teacher file's digest...).
+        dataset: the dataset whose test split the rows are (thumbnails), or None.
+        test_indices: (n,) the test-split index of each row of the pair, or None.
+        run: the run (a ``RunDir``) for a run source, else None.
+        snapshot: the run's snapshot index shown.
+    """
+
+    key: tuple
+    pair: diagnose.EmbeddingPair
+    scope: str
+    dataset: Any = None
+    test_indices: np.ndarray | None = None
+    run: Any = None
+    snapshot: int | None = None
+
+
 # --------------------------------------------------------------------------- source 1: files
-Sourced = tuple[tuple, diagnose.EmbeddingPair]  # (a key naming the pair's content, the pair)
 
 
 def pair_from_uploads() -> Sourced | None:
-    """Two embedding files (and optionally labels) → (key, pair), or None (with a message)."""
+    """Two embedding files (and optionally labels) → :class:`Sourced`, or None (with a message)."""
+    limit = common.upload_mb()
     left, right = st.columns(2)
     t_file = left.file_uploader("Teacher features", type=EMBEDDING_TYPES, key="diag-teacher-file",
+                                max_upload_size=limit,
                                 help="One row per input: .npz with an array 'X' (labels 'y' optional), a .csv "
                                      "with a header (numeric columns are features; a 'label' column is read as "
                                      "labels) or a .npy (n, d) array.")
     s_file = right.file_uploader("Student features", type=EMBEDDING_TYPES, key="diag-student-file",
+                                 max_upload_size=limit,
                                  help="The same inputs in the same order; the width may differ from the teacher's.")
     c1, c2, c3 = st.columns([1.2, 1, 1.4])
     labels_from = c1.selectbox(
@@ -71,7 +104,7 @@ def pair_from_uploads() -> Sourced | None:
                                       "called 'y' or 'label'.",
                                  disabled=labels_from in ("auto", "none")).strip() or None
     l_file = c3.file_uploader("Labels file", type=EMBEDDING_TYPES, key="diag-labels-file",
-                              disabled=labels_from != "file",
+                              disabled=labels_from != "file", max_upload_size=limit,
                               help="A 1-D .npy, an .npz with 'y', or a .csv with a 'label' column.")
     if t_file is None or s_file is None:
         st.info("Upload the teacher's and the student's features of the same inputs (a few rows to a few hundred "
@@ -87,7 +120,8 @@ def pair_from_uploads() -> Sourced | None:
             diagnose.load_pair, teacher_name=t_file.name, student_name=s_file.name, labels_from=labels_from,
             labels=l_bytes, labels_name=None if l_file is None else l_file.name, label_column=label_column)
         with st.spinner("Reading the files…"):
-            return key, session_memo(key, lambda: sessions.run_limited(read, t_bytes, s_bytes, what="the files"))
+            pair = session_memo(key, lambda: sessions.run_limited(read, t_bytes, s_bytes, what="the files"))
+        return Sourced(key, pair, scope=f"files:{key[1]}")
     except USER_ERRORS as exc:
         st.error(f"These files cannot be diagnosed: {exc}")
         return None
@@ -95,7 +129,7 @@ def pair_from_uploads() -> Sourced | None:
 
 # --------------------------------------------------------------------------- source 2: models
 def pair_from_model_files() -> Sourced | None:
-    """A teacher and a student checkpoint run on a dataset's test split → (key, pair), or None."""
+    """A teacher and a student checkpoint run on a dataset's test split → :class:`Sourced`, or None."""
     from perco_viz.config import DataConfig, StudentConfig, TeacherConfig
     from perco_viz.data import DATASET_NAMES, SYNTHETIC
 
@@ -111,8 +145,10 @@ def pair_from_model_files() -> Sourced | None:
                                              "torchscript": "TorchScript file"}.__getitem__)
     t_upload = None
     if teacher_kind != "builtin":
-        t_upload = c2.file_uploader("Teacher file", type=["safetensors", "pt", "pth"], key="diag-teacher-model")
+        t_upload = c2.file_uploader("Teacher file", type=["safetensors", "pt", "pth"], key="diag-teacher-model",
+                                    max_upload_size=common.upload_mb())
     s_upload = c3.file_uploader("Student checkpoint", type=["safetensors", "pt", "pth"], key="diag-student-model",
+                                max_upload_size=common.upload_mb(),
                                 help="A student of a built-in architecture (e.g. a run's student.safetensors)"
                                      + (" or a TorchScript file whose output are the features." if trusted else "."))
     if trusted:
@@ -150,18 +186,23 @@ def pair_from_model_files() -> Sourced | None:
                 pair = diagnose.pair_from_models(
                     teacher, student, ds.X_test, ds.y_test, class_names=ds.class_names,
                     source=f"{dataset} test split · teacher {teacher_kind} · student {s_upload.name}")
-                st.session_state[state_key] = (("models", uuid.uuid4().hex), pair, inputs)
+                key = ("models", dataset, int(n_samples), teacher_kind,
+                       None if t_upload is None else _digest(t_upload.getvalue()), _digest(s_upload.getvalue()),
+                       int(dim), int(hidden))
+                sourced = Sourced(key, pair, scope=f"models:{dataset}:{int(n_samples)}", dataset=ds,
+                                  test_indices=np.arange(pair.n))
+                st.session_state[state_key] = (sourced, None, inputs)
         except USER_ERRORS as exc:
             st.error(f"The models could not be run on {dataset}: {exc}")
             st.session_state.pop(state_key, None)
             return None
     stored = st.session_state.get(state_key)
-    return None if stored is None else stored[:2]
+    return None if stored is None else stored[0]
 
 
 # --------------------------------------------------------------------------- source 3: a run
 def pair_from_app_run() -> Sourced | None:
-    """A run's teacher probe features and one student snapshot → (key, pair), or None."""
+    """A run's teacher probe features and one student snapshot → :class:`Sourced`, or None."""
     c1, c2 = st.columns([3, 1])
     with c1:
         run = common.run_picker("diag-run", label="Run",
@@ -176,89 +217,219 @@ def pair_from_app_run() -> Sourced | None:
     if not indices:
         st.info("This run has no snapshot yet.")
         return None
+    view_state.seed("diag-snapshot", "snap", int, valid=lambda i: i in indices)
     snapshot = c2.selectbox("Snapshot", indices[::-1], key="diag-snapshot",
                             format_func=lambda i: "latest" if i == indices[-1] else f"#{i}",
                             help="0 is the untrained student; the latest is where the run stands.")
+    view_state.publish("snap", snapshot)
     key = ("run", *run.signature(), snapshot)
     try:
-        return key, session_memo(key, lambda: diagnose.pair_from_run(run, snapshot))
+        pair = session_memo(key, lambda: diagnose.pair_from_run(run, snapshot))
+        probe_indices = common.load_teacher_probe(str(run.path)).get("indices")
     except Exception as exc:  # noqa: BLE001 — a run being written, or an unreadable one
         common.show_error(exc, "This run cannot be read yet")
         return None
+    test_indices = None if probe_indices is None else np.asarray(probe_indices, dtype=np.int64)
+    return Sourced(key, pair, scope=f"run:{run.path}", dataset=common.dataset_of(run), test_indices=test_indices,
+                   run=run, snapshot=int(snapshot))
+
+
+# --------------------------------------------------------------------------- metadata
+METADATA_TYPES = ["csv"]
+
+
+def metadata_upload(pair: diagnose.EmbeddingPair) -> diagnose.Metadata | None:
+    """An optional CSV of metadata columns for the pair's rows (colour and search by them);
+    None when there is none or it does not fit (then a message says what to change)."""
+    with st.expander("Metadata columns (optional): colour and search the points by them"):
+        upload = st.file_uploader(
+            "Metadata (CSV)", type=METADATA_TYPES, key="diag-meta-file",
+            max_upload_size=min(common.upload_mb(), diagnose.METADATA_MAX_MB),
+            help=f"A CSV with a header line. With a '{diagnose.ROW_COLUMN}' column, each line names the row it "
+                 f"describes (0 to {pair.n - 1:,}, as in the table of inputs; rows left out stay blank); without "
+                 f"one, its {pair.n:,} lines are the rows in order. Every other column (site, date, "
+                 "annotator…) can colour the plots and be searched (e.g. site:paris).")
+        if upload is None:
+            st.caption(f"Example: `row,site,annotator` then one line per row (0 to {pair.n - 1:,}).")
+            return None
+        data = upload.getvalue()
+        key = ("meta", _digest(data), upload.name, pair.n)
+        try:
+            read = functools.partial(diagnose.load_metadata, name=upload.name, n_rows=pair.n)
+            with st.spinner("Reading the metadata…"):
+                meta = session_memo(key, lambda: sessions.run_limited(read, data, what="the metadata file"))
+        except USER_ERRORS as exc:
+            st.error(f"This metadata cannot be used: {exc}")
+            return None
+        st.caption(meta.note + ".")
+        return meta
 
 
 # --------------------------------------------------------------------------- the panel
-def compute_panel(key: tuple, pair: diagnose.EmbeddingPair, max_points: int) -> tuple[diagnose.Panel, dict]:
-    """The panel and its figures, once per (pair key, max_points) in this session."""
-    def work():
-        panel = diagnose.compute_panel(pair, max_points=max_points)
-        return panel, diagnose_figures.panel_figures(panel)
+@st.cache_data(max_entries=4, ttl=3600, show_spinner=False)  # a 10,000-input panel holds a 0.8 GB matrix
+def _shared_panel(key: tuple, _pair: diagnose.EmbeddingPair, max_points: int) -> tuple[diagnose.Panel, dict]:
+    """The panel and its figures, once per (content key, max_points) for all sessions. ``key``
+    names the pair's content (digests, or the run's signature and snapshot): the pair itself is
+    not hashed."""
+    panel = diagnose.compute_panel(_pair, max_points=max_points)
+    return panel, diagnose_figures.panel_figures(panel)
 
+
+def compute_panel(key: tuple, pair: diagnose.EmbeddingPair, max_points: int) -> tuple[diagnose.Panel, dict]:
+    """The panel and its figures: computed once per (pair content, max_points) for all sessions."""
     with st.spinner(f"Measuring {min(pair.n, max_points):,} inputs: ranks, coherence, neighbours, probes…"):
-        return session_memo(("panel", key, max_points), work)
+        return _shared_panel(key, pair, max_points)
 
 
 def show_cards(panel: diagnose.Panel) -> None:
-    """The metric panel as cards, two rows, each with a one-sentence help."""
+    """The metric panel as cards that wrap to the next line (none cut at 1024 px), each with a
+    one-sentence help."""
     keys = [k for k in diagnose.CARD_ORDER if k in panel.report]
-    for row in (keys[:4], keys[4:]):
-        cols = st.columns(4)
-        for col, key in zip(cols, row):
-            info = diagnose.METRIC_INFO[key]
-            col.metric(info.label, diagnose.format_value(key, panel.report[key]), help=info.help, border=True)
+    row = st.container(horizontal=True, gap="small")
+    for key in keys:
+        info = diagnose.METRIC_INFO[key]
+        row.metric(info.label, diagnose.format_value(key, panel.report[key]), help=info.help, border=True,
+                   width="content")
     if panel.labels is None:
         st.caption("No labels: the k-NN and linear-probe accuracies need them.")
 
 
-def show_figures(panel: diagnose.Panel, figs: dict, key: str) -> None:
-    """Every figure of the panel with its caption and download buttons."""
-    def one(heading: str, slot) -> None:
-        with slot:
-            fig = figs[heading]
-            st.plotly_chart(fig, key=f"{key}-{heading}", width="stretch")
-            st.caption(diagnose_figures.FIGURE_CAPTIONS[heading])
-            common.download_figure(fig, heading.lower().replace(" ", "-"), key=f"{key}-dl-{heading}")
+def color_choice(panel: diagnose.Panel, meta: diagnose.Metadata | None):
+    """The colour-by box of the embedding plots: class, c_i or a metadata column (in the URL as
+    ``color=``); returns the Coloring of the panel's points, or None for the default (class)."""
+    from perco_viz.analysis import embeddings as ev
 
-    one("Embeddings", st.container())
+    options = ev.color_options(panel.labels is not None, meta.columns if meta is not None else [])
+    keys = list(options)
+    view_state.seed("diag-color", "color", valid=lambda k: k in options)
+    if st.session_state.get("diag-color") not in options:
+        st.session_state["diag-color"] = keys[0]
+    choice = st.selectbox("Colour the points by", keys, key="diag-color", format_func=options.__getitem__,
+                          help="Class, per-sample coherence c_i, or a column of your metadata (a column of "
+                               "numbers with many values gets a colour bar, others one colour per value).")
+    view_state.publish("color", choice)
+    if choice == keys[0]:
+        return None  # the panel's own figure: by class (string labels too), else by c_i
+    table = None if meta is None else meta.table.iloc[panel.indices].reset_index(drop=True)
+    return ev.coloring(choice, labels=None, coherence=panel.coherence, meta=table)
+
+
+def show_figures(panel: diagnose.Panel, figs: dict, key: str, *, coloring=None, highlight=None) -> None:
+    """Every figure of the panel with its caption (and download buttons unless presenting)."""
+    def one(heading: str, slot, fig=None, **kwargs) -> None:
+        with slot:
+            common.show_figure(fig if fig is not None else figs[heading], key=f"{key}-{heading}",
+                               name=heading.lower().replace(" ", "-"),
+                               caption=diagnose_figures.FIGURE_CAPTIONS[heading], **kwargs)
+
+    emb = None
+    if coloring is not None or highlight is not None:
+        emb = diagnose_figures.embeddings_figure(panel, coloring, highlight=highlight)
+    one("Embeddings", st.container(), emb)
     left, right = st.columns(2, gap="large")
     one("Per-sample coherence", left)
     one("Shepard diagram", right)
-    left, right = st.columns([3, 2], gap="large")
-    one("Rank agreement", left)
-    with right:
-        worst_inputs(panel)
+    one("Rank agreement", st.container(), width=HEATMAP_WIDTH)  # square: no wide empty band on a wide screen
 
 
-def worst_inputs(panel: diagnose.Panel, k: int = 10) -> None:
-    """The inputs whose perception differs most from the teacher's (lowest c_i)."""
-    import numpy as np
+def points_table(panel: diagnose.Panel, sourced: Sourced, meta: diagnose.Metadata | None) -> pd.DataFrame:
+    """The per-input table (row, test index, class, c_i, metadata) with this session's tags."""
+    table = diagnose.sample_table(panel, None if meta is None else meta.table, test_indices=sourced.test_indices)
+    return explore.with_tags(table, sourced.scope, id_column=diagnose.ROW_COLUMN)
 
+
+def explore_points(panel: diagnose.Panel, sourced: Sourced, table: pd.DataFrame) -> np.ndarray | None:
+    """Search, sort and tag every measured input by c_i; returns the row ids to ring in the
+    embedding plots (the selected rows, else the search's matches), or None."""
+    mask = explore.search(table, "diag-search", id_column=diagnose.ROW_COLUMN, label="Search the inputs",
+                          placeholder="e.g. c_i<0.7  class=3  #12  tags=suspect  site:paris")
+    shown = table.loc[mask].sort_values("c_i", kind="stable").reset_index(drop=True)
+    config = {
+        diagnose.ROW_COLUMN: st.column_config.NumberColumn(
+            "row", format="%d", help="Row of the teacher/student arrays (for a run: its probe input)."),
+        "c_i": st.column_config.ProgressColumn("c_i", min_value=0.0, max_value=1.0, format="%.3f",
+                                               help="Per-sample coherence: 1 = perceived like the teacher."),
+    }
+    if "test index" in shown.columns:
+        config["test index"] = st.column_config.NumberColumn("test index", format="%d",
+                                                             help="Its index in the dataset's test split.")
+    event = st.dataframe(shown, key="diag-table", hide_index=True, width="stretch", height=320,
+                         column_config=config, on_select="rerun", selection_mode="multi-row")
+    picked = list(getattr(getattr(event, "selection", None), "rows", None) or [])
+    selected = shown[diagnose.ROW_COLUMN].to_numpy()[picked] if picked else np.array([], dtype=np.int64)
+    searched = bool(st.session_state.get("diag-search"))
+    st.caption(("Sorted by c_i, lowest first (click a header to sort by another column). " if not picked else "")
+               + ("Select rows (left edge) to tag them; without a selection the tag buttons act on every match of "
+                  "the search." if not common.presenting() else ""))
+    chosen = selected if len(selected) else (shown[diagnose.ROW_COLUMN].to_numpy() if searched else selected)
+    if not common.presenting():
+        explore.tag_panel(table, sourced.scope, "diag-tags", id_column=diagnose.ROW_COLUMN, chosen=chosen,
+                          file_name="diagnose-tagged-inputs.csv")
+    if len(selected):
+        return selected
+    return shown[diagnose.ROW_COLUMN].to_numpy() if searched and len(shown) < len(table) else None
+
+
+def worst_inputs(panel: diagnose.Panel, sourced: Sourced, k: int = 10) -> None:
+    """The inputs whose perception differs most from the teacher's (lowest c_i): a table, their
+    thumbnails (image inputs of a run or a dataset) and, for a run, a link to Rank agreement
+    with one of them as the anchor."""
     st.markdown("**Inputs perceived worst**")
-    order = np.argsort(panel.coherence, kind="stable")[:k]
-    table = {"row": panel.indices[order], "c_i": panel.coherence[order]}
+    rows = diagnose.worst_rows(panel, k)
+    pos = np.searchsorted(panel.indices, rows)  # panel.indices is sorted: positions in the panel
+    c = panel.coherence[pos]
+    table = {"row": rows, "c_i": c}
     if panel.labels is not None:
-        table["label"] = [str(v) for v in panel.labels[order]]
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"row": st.column_config.NumberColumn("row", format="%d", help="Row of the teacher/student arrays."),
-                                "c_i": st.column_config.ProgressColumn("c_i", min_value=0.0, max_value=1.0,
-                                                                       format="%.3f")})
-    st.caption(f"The {len(order)} inputs with the lowest per-sample coherence c_i: from their point of view the "
+        table["class"] = diagnose.sample_table(panel)["class"].to_numpy()[pos]
+    left, right = st.columns([2, 3], gap="large")
+    left.dataframe(table, hide_index=True, width="stretch",
+                   column_config={"row": st.column_config.NumberColumn("row", format="%d",
+                                                                       help="Row of the teacher/student arrays."),
+                                  "c_i": st.column_config.ProgressColumn("c_i", min_value=0.0, max_value=1.0,
+                                                                         format="%.3f")})
+    with right:
+        if sourced.test_indices is not None:
+            common.show_thumbnails(sourced.dataset, sourced.test_indices[rows],
+                                   [f"#{r} · {ci:.2f}" for r, ci in zip(rows, c)], size=64)
+        if sourced.run is not None:
+            anchor_link(sourced, rows, c)
+    st.caption(f"The {len(rows)} inputs with the lowest per-sample coherence c_i: from their point of view the "
                "student orders the other inputs least like the teacher. Look at them first (mislabelled, "
                "ambiguous or rare inputs are typical).")
 
 
-def show_downloads(panel: diagnose.Panel, figs: dict, key: str) -> None:
-    """The HTML report and the per-input c_i as CSV."""
-    import pandas as pd
+def anchor_link(sourced: Sourced, rows: np.ndarray, coherence: np.ndarray) -> None:
+    """A link to Rank agreement with a worst input as the anchor (its probe row in the run:
+    ``rows`` are rows of the pair, never positions in the measured subsample)."""
+    from streamlit.errors import StreamlitPageNotFoundError
 
-    c1, c2, _ = st.columns([1.3, 1.3, 3])
-    c1.download_button("⬇ Download report (HTML)", diagnose_figures.html_report(panel, figs), file_name="perco-diagnosis.html",
-                       mime="text/html", type="primary", key=f"{key}-report",
-                       help="One self-contained file: the metric table, what each metric means and every figure, "
-                            "interactive; it opens offline.")
-    table = pd.DataFrame({"row": panel.indices, "c_i": panel.coherence})
-    if panel.labels is not None:
-        table["label"] = panel.labels
-    c2.download_button("⬇ Per-input c_i (CSV)", table.to_csv(index=False), file_name="per-sample-coherence.csv",
-                       mime="text/csv", key=f"{key}-csv",
-                       help="The per-sample coherence of every measured input, by its row in your files.")
+    options = [int(r) for r in rows]
+    c_of = dict(zip(options, coherence))
+    if st.session_state.get("diag-anchor") not in options:
+        st.session_state["diag-anchor"] = options[0]
+    anchor = st.selectbox("See one in Rank agreement", options, key="diag-anchor",
+                          format_func=lambda r: f"#{r} · c_i {c_of[r]:.3f}",
+                          help="Opens Rank agreement on this run and snapshot with this input as the anchor: "
+                               "its neighbours by the teacher and by the student.")
+    params = view_state.page_link_params(run=common.run_param(sourced.run.path), snap=sourced.snapshot,
+                                         anchor=anchor)
+    try:
+        st.page_link(RANK_AGREEMENT_PAGE, label=f"Open #{anchor} as the anchor in Rank agreement",
+                     icon=":material/grid_view:", query_params=params)
+    except StreamlitPageNotFoundError:  # the page run on its own (tests): no app around it
+        pass
+
+
+def show_downloads(panel: diagnose.Panel, figs: dict, table: pd.DataFrame, key: str) -> None:
+    """The HTML report and the per-input table as CSV, made only when clicked; none when presenting."""
+    if common.presenting():
+        return
+    row = st.container(horizontal=True, gap="small")
+    row.download_button("Download report (HTML)", lambda: diagnose_figures.html_report(panel, figs),
+                        file_name="perco-diagnosis.html", mime="text/html", type="primary", key=f"{key}-report",
+                        icon=":material/download:", on_click="ignore",
+                        help="One self-contained file: the metric table, what each metric means and every figure, "
+                             "interactive; it opens offline.")
+    row.download_button("Per-input c_i (CSV)", lambda: table.to_csv(index=False), file_name="per-sample-coherence.csv",
+                        mime="text/csv", key=f"{key}-csv", icon=":material/download:", on_click="ignore",
+                        help="Every measured input by its row in your files: c_i, class, your metadata and tags.")

@@ -22,30 +22,47 @@ def _is_live(run) -> bool:
 
 
 def _phase_line(run) -> None:
+    """The live run's latest state: what it is preparing, its progress, or how it ended. A run
+    that already has a snapshot is past its set-up, whatever the last message said."""
     live = common.live_run()
     if live is None or live.run_dir is None or live.run_dir.path != run.path:
         return
     info = live.info()
     prog = info.get("progress") or {}
     phase = info.get("phase")
-    if info.get("state") == "failed" and info.get("error"):
+    state = info.get("state")
+    if state == "failed" and info.get("error"):
         st.error(f"The run failed: {info['error']}")
-    elif phase in _PHASES and live.alive:
+    elif state in ("finished", "cancelled") and not live.alive:
+        end_message(state, prog.get("step", 0), prog.get("elapsed_s"))
+    elif phase in _PHASES and live.alive and not info.get("snapshots"):
         extra = ""
         if phase == "teacher" and prog.get("total"):
             extra = f" epoch {prog.get('epoch')}/{prog.get('total')}, test accuracy {prog.get('acc', 0):.1%}"
         st.info(_PHASES[phase] + extra)
-    elif info.get("state") in ("finished", "cancelled") and not live.alive:
-        steps, secs = prog.get("step", 0), prog.get("elapsed_s")
-        took = f" in {secs:.1f} s" if secs is not None else ""
-        st.success(f"{info['state'].capitalize()}: {steps} steps{took}. Explore it on **Embeddings**, "
-                   "**Rank agreement** and **Per-sample coherence**.", icon=":material/check_circle:")
-    elif phase == "train" and prog.get("total_steps"):
-        frac = min(1.0, prog["step"] / max(1, prog["total_steps"]))
-        eta = prog.get("eta_s")
-        eta_text = f" · about {eta:.0f} s left" if eta is not None else ""
-        st.progress(frac, text=f"step {prog['step']}/{prog['total_steps']} · epoch "
-                               f"{min(prog['epoch'] + 1, run_config_epochs(run))}{eta_text}")
+    elif prog.get("total_steps") and live.alive:
+        st.progress(min(1.0, prog["step"] / max(1, prog["total_steps"])),
+                    text=progress_text(prog, run_config_epochs(run)))
+
+
+def progress_text(prog: dict, epochs: int) -> str:
+    """``step 12/120 · training epoch 2 of 20 · about 9 s left``: the epoch being trained (the
+    snapshots and cards below show the last one finished, "snapshot at epoch 1")."""
+    eta = prog.get("eta_s")
+    eta_text = f" · about {eta:.0f} s left" if eta is not None else ""
+    training = min(int(prog.get("epoch", 0)) + 1, max(1, epochs))
+    return f"step {prog.get('step', 0)}/{prog['total_steps']} · training epoch {training} of {epochs}{eta_text}"
+
+
+def end_message(state: str, steps: int, seconds: float | None) -> None:
+    """How a run of this session ended: finished in green, cancelled as a neutral note."""
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    where = "Explore it on **Embeddings**, **Rank agreement** and **Per-sample coherence**."
+    if state == "finished":
+        st.success(f"Finished: {steps} steps{took}. {where}", icon=":material/check_circle:")
+    else:
+        st.info(f"Cancelled after {steps} steps{took}: the run is kept up to its last snapshot, and **⟳ Resume** "
+                f"continues it. {where}", icon=":material/stop_circle:")
 
 
 def run_config_epochs(run) -> int:
@@ -56,11 +73,14 @@ def run_config_epochs(run) -> int:
 
 
 def _cards(records: list[dict]) -> None:
+    """Metric cards of the snapshot shown: ``records`` end with its metrics record."""
     last, first = records[-1], records[0]
     number = record_number
     pc, pc0, knn, loss = number(last, "pc"), number(first, "pc"), number(last, "knn_acc"), number(last, "train_loss")
     cols = st.columns(5)
-    cols[0].metric("Epoch", f"{number(last, 'epoch') or 0:.3g}")
+    cols[0].metric("Snapshot at epoch", f"{number(last, 'epoch') or 0:.3g}",
+                   help="The figures and numbers below are of this snapshot; the bar above says which epoch is "
+                        "being trained now.")
     cols[1].metric("PC (probe set)", f"{pc:.3f}" if pc is not None else "—",
                    delta=f"{pc - pc0:+.3f}" if pc is not None and pc0 is not None and len(records) > 1 else None,
                    help="Perception coherence on the held-out probe set: 1 = same ranking as the teacher, 0.5 = chance.")
@@ -92,6 +112,8 @@ def _body(run, key: str) -> None:
         elif not indices:
             st.caption(f"This run ({state}) has no snapshot.")
         return
+    shown = indices[-1]  # the cards and the figures are of one snapshot: the newest
+    records = [r for r in records if r["snapshot"] <= shown] or records
     _cards(records)
     try:
         t_xy, labels = common.teacher_pca(str(run.path))
@@ -100,36 +122,71 @@ def _body(run, key: str) -> None:
             raise
         st.caption(f"Waiting for the teacher's probe features… ({exc})")
         return
-    s_xy = common.student_pca(str(run.path), indices[-1])
-    snap = common.load_snapshot(str(run.path), indices[-1])
+    s_xy = common.student_pca(str(run.path), shown)
+    snap = common.load_snapshot(str(run.path), shown)
     fig = figures.side_by_side_embeddings(
         t_xy, s_xy, color=labels if labels is not None else snap["coherence"],
         color_kind="label" if labels is not None else "continuous",
-        titles=("teacher (PCA of its features)", f"student at epoch {snap['epoch']:.3g} (PCA, aligned)"))
-    st.plotly_chart(fig, key=f"{key}-emb", width="stretch")
-    st.caption("Each dot is one input of the held-out probe set, coloured by class. The student is drawn in the "
-               "teacher's orientation (Procrustes): it need not match the shape, only who is near whom.")
-    st.plotly_chart(figures.training_curves(records), key=f"{key}-curves", width="stretch")
-    st.caption("Loss on the training batches; PC and k-NN accuracy on the probe set at each snapshot. "
-               "PC 0.5 is chance, 1 is the teacher's own ranking.")
+        titles=("teacher (PCA of its features)", f"student, snapshot at epoch {snap['epoch']:.3g} (PCA, aligned)"))
+    common.show_figure(fig, key=f"{key}-emb", caption=(
+        "Each dot is one input of the held-out probe set, coloured by class. The student is drawn in the teacher's "
+        "orientation (Procrustes): it need not match the shape, only who is near whom."))
+    common.show_figure(figures.training_curves(records), key=f"{key}-curves", caption=(
+        "Loss on the training batches; PC and k-NN accuracy on the probe set at each snapshot. PC 0.5 is chance, "
+        "1 is the teacher's own ranking."))
+
+
+def describe(config) -> str:
+    """One line of a configuration: ``**digits** · teacher **builtin** · ... · 20 epochs``."""
+    return (f"**{config.data.name}** · teacher **{config.teacher.kind}** · student **{config.student.arch}-"
+            f"{config.student.dim}d** · loss **{config.loss.name}** · {config.train.epochs} epochs")
+
+
+def start_config():
+    """``(config, problems)``: what ▶ Start would train (the configuration stored on Setup, else the
+    demo's) and why it cannot start (each invalid field of the Setup form, named; empty: it can)."""
+    from ui import setup
+
+    config = st.session_state.get("setup_config") or common.demo_config()
+    problems = setup.form_errors(st.session_state) if setup.FLAG in st.session_state else []
+    return config, problems
+
+
+def watch_run(key: str = "distill-run") -> None:
+    """Make the run picker ``key`` follow the session's live run on the next rerun: the picker keeps
+    its selection, and the URL's ``run=`` its previous run, otherwise (▶ Start went on showing the
+    previous run). The picker is drawn already, so its key is cleared and the URL points at the run."""
+    from ui import view_state
+
+    live = common.live_run()
+    if live is not None and live.run_dir is not None:
+        view_state.publish("run", common.run_param(live.run_dir.path))
+    st.session_state.pop(key, None)
 
 
 def controls():
-    """Start, Stop and Resume, the run to watch and the configuration line; returns the run
-    picked (``None`` when there is none)."""
+    """Start, Stop and Resume, the run to watch and what it is; returns the run picked (``None``
+    when there is none). Stop acts on the run being watched only."""
     run_state = common.live_run()
     alive = run_state is not None and run_state.alive
-    config = st.session_state.get("setup_config") or common.demo_config()
+    config, problems = start_config()
 
     c1, c2, c3, c4 = st.columns([1.2, 1, 1, 3])
-    if c1.button("▶ Start", type="primary", disabled=alive, key="distill-start",
-                 help="Start a run with the configuration from Setup (or the demo's)."):
-        if common.start_run(config):
-            st.rerun()
-    if c2.button("■ Stop", disabled=not alive, key="distill-stop", help="Stops within one batch; the run is kept."):
-        run_state.stop()
-        st.toast("Stopping after this batch…")
     run = common.run_picker("distill-run", label="Run to watch")
+    watching_live = (alive and run is not None and run_state.run_dir is not None
+                     and run_state.run_dir.path == run.path)
+    if c1.button("▶ Start", type="primary", disabled=alive or bool(problems), key="distill-start",
+                 help="Start a run with the configuration from Setup (or the demo's), and watch it here."):
+        if common.start_run(config):
+            watch_run()
+            st.rerun()
+    live_name = run_state.run_dir.name if alive and run_state.run_dir is not None else None
+    stop_help = (f"Stops **{live_name}** within one batch; the run is kept." if watching_live else
+                 f"Your run **{live_name}** is training: pick it under Run to watch to stop it." if live_name else
+                 "Stops the run you started, within one batch.")
+    if c2.button("■ Stop", disabled=not watching_live, key="distill-stop", help=stop_help):
+        run_state.stop()
+        st.toast(f"Stopping {live_name} after this batch…")
     resumable = (run is not None and not alive and run.status().get("state") in ("cancelled", "failed", "stale")
                  and not run.is_locked())  # another process (a CLI resume) is writing it
     if c3.button("⟳ Resume", disabled=not resumable, key="distill-resume",
@@ -141,10 +198,30 @@ def controls():
                 st.rerun()
         else:
             st.warning("Shared runs are read-only here: resume them with `perco-viz resume <run dir>`.")
-    c4.caption(f"Configuration: **{config.data.name}** · teacher **{config.teacher.kind}** · "
-               f"student **{config.student.arch}-{config.student.dim}d** · loss **{config.loss.name}** · "
-               f"{config.train.epochs} epochs. Change it on **Setup**.")
+    with c4:
+        configuration_lines(run, config, problems, live_name if alive and not watching_live else None)
     return run
+
+
+def configuration_lines(run, config, problems: list[str], other_live: str | None) -> None:
+    """What the watched run is (its own config.json), what ▶ Start would train when that differs,
+    and why Start is off."""
+    shown = None
+    if run is not None:
+        try:
+            shown = run.config()
+        except common.run_data_errors():
+            shown = None
+    if shown is not None:
+        st.caption(f"This run: {describe(shown)}.")
+    if problems:
+        st.error("▶ Start is off: on **Setup**, " + " ".join(problems) + " Change it there to start.",
+                 icon=":material/error:")
+    elif shown is None or _same_run(shown) != _same_run(config):
+        source = "the configuration stored on Setup" if st.session_state.get("setup_config") else "the demo"
+        st.caption(f"Start will use: {describe(config)} ({source}; change it on **Setup**).")
+    if other_live:
+        st.caption(f"Your run **{other_live}** is training: pick it under Run to watch to follow or stop it.")
 
 
 def show(run, *, key: str) -> None:
@@ -159,3 +236,8 @@ def show(run, *, key: str) -> None:
             st.rerun()  # the run ended: one full rerun, then no more polling
 
     _fragment()
+
+
+def _same_run(config) -> dict:
+    """A config without its name: two configs that train the same run compare equal."""
+    return {k: v for k, v in config.to_dict().items() if k != "name"}

@@ -20,10 +20,11 @@ import streamlit as st
 
 from perco_viz.analysis import embeddings as ev
 from perco_viz.analysis.embeddings import AlignedProjections, run_projections
-from perco_viz.figures import embedding_panel, record_number
-from ui import common
+from perco_viz.figures import class_label, embedding_panel, record_number
+from ui import common, explore, view_state
 
 MAX_JOBS = 24  # finished projections kept per server (each is k × n × dim floats)
+POINT = "probe row"  # the id column of the page's table of points (searched as #12, tagged, exported)
 
 
 # --------------------------------------------------------------------------- data of a run
@@ -122,7 +123,7 @@ class ProjectionWorker:
                 del self.jobs[key]
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def worker() -> ProjectionWorker:
     """The server's one projection worker."""
     return ProjectionWorker()
@@ -218,27 +219,31 @@ def load_run(run) -> RunData:
 
 @dataclass
 class Controls:
-    """The page's choices: projection method, dimensions, colouring, playback."""
+    """The page's choices: projection method, dimensions, colouring."""
 
     method: str
     dim: int
     color_key: str
-    playing: bool
 
 
 def controls(data: RunData) -> Controls:
     """The row of controls above the figures."""
-    c1, c2, c3, c4 = st.columns([2.2, 1.2, 2.2, 1])
+    c1, c2, c3 = st.columns([2.2, 1.2, 2.4])
+    view_state.seed("emb-method", "proj", valid=lambda m: m in ev.METHOD_LABELS)  # a shared link's view
+    view_state.seed("emb-dim", "dim", int, valid=lambda d: d in (2, 3))
     method = c1.radio("Projection", list(ev.METHOD_LABELS), format_func=ev.METHOD_LABELS.get, horizontal=True,
                       key="emb-method", help="PCA is instant. UMAP and t-SNE are computed in the background "
                       "(seconds to a minute) and kept for every session.")
     dim = c2.radio("Dimensions", [2, 3], format_func=lambda d: f"{d}-D", horizontal=True, key="emb-dim")
     color_opts = ev.color_options(data.labels is not None, list(data.meta.columns) if data.meta is not None else [])
+    view_state.seed("emb-color", "color", valid=lambda c: c in color_opts)
     color_key = c3.selectbox("Colour by", list(color_opts), format_func=color_opts.get, key="emb-color",
                              help="c_i: the share of an anchor's (pair) comparisons the student answers like the "
                              "teacher — 1 = same ranking, 0.5 = chance. Low values are drawn dark red and on top.")
-    playing = c4.toggle("▶ Play", key="emb-play", help="Step through the snapshots, one every 0.7 s (loops).")
-    return Controls(method, dim, color_key, playing)
+    view_state.publish("proj", method)
+    view_state.publish("dim", dim)
+    view_state.publish("color", color_key)
+    return Controls(method, dim, color_key)
 
 
 # --------------------------------------------------------------------------- what is drawn
@@ -292,19 +297,33 @@ def selected_rows(event: object) -> list[int]:
     return sorted({r for r in map(common.point_id, common.selected_points(event)) if r is not None})
 
 
-def _update_selection() -> list[int]:
-    """Merge the two charts' selection events into one shared selection (probe rows)."""
+def update_selection() -> list[int]:
+    """Merge the two charts' selection events into one shared selection (probe rows); a click on
+    one point also makes it the point whose neighbours are listed (``emb-row``)."""
     state = st.session_state["emb-selection"]
     for key in ("emb-fig-teacher", "emb-fig-student"):
         picked = selected_rows(st.session_state.get(key))
         if picked and state["seen"].get(key) != picked:
             state["rows"] = picked
+            if len(picked) == 1:
+                st.session_state["emb-row"] = picked[0]
         state["seen"][key] = picked
     return state["rows"]
 
 
 def _clear_selection() -> None:
     st.session_state["emb-selection"]["rows"] = []
+    st.session_state["emb-row"] = None
+
+
+def points_table(data: RunData, coherence: np.ndarray) -> pd.DataFrame:
+    """Every probe input as one row (``probe row``, ``test index``, ``class``, ``c_i`` at this
+    snapshot, the dataset's metadata columns and this session's ``tags``): what the search runs over.
+
+    ``coherence``: (n,) c_i of every probe row."""
+    table = ev.selection_table(np.arange(data.n_total), test_indices=data.probe["indices"], labels=data.labels,
+                               class_names=data.class_names, coherence=coherence, meta=data.meta, meta_columns=None)
+    return explore.with_tags(table, data.path, id_column=POINT)
 
 
 # --------------------------------------------------------------------------- the viewer
@@ -312,7 +331,10 @@ def show(view: View) -> None:
     """Slider, numbers, the two linked figures, thumbnails and downloads of one snapshot; steps
     through the snapshots every 0.7 s while playing."""
 
-    @st.fragment(run_every=0.7 if view.controls.playing else None)
+    playing = st.toggle("▶ Play the snapshots", key="emb-play",
+                        help="Step through the snapshots, one every 0.7 s (loops).")
+
+    @st.fragment(run_every=0.7 if playing else None)
     def _viewer() -> None:
         _snapshot(view)
 
@@ -321,7 +343,9 @@ def show(view: View) -> None:
 
 def _snapshot(view: View) -> None:
     data, seq, rows = view.data, view.data.seq, view.rows
-    positions = list(range(len(seq["indices"])))
+    indices = seq["indices"]
+    positions = list(range(len(indices)))
+    view_state.seed("emb-epoch", "snap", lambda raw: indices.index(int(raw)))  # snap=: a snapshot's index
     if st.session_state.get("emb-epoch") not in positions:
         st.session_state["emb-epoch"] = positions[-1]
     elif st.session_state.get("emb-play"):
@@ -329,8 +353,14 @@ def _snapshot(view: View) -> None:
     pos = st.select_slider("Snapshot", positions, key="emb-epoch",
                            format_func=lambda p: f"epoch {seq['epochs'][p]:g}",
                            help="Projections are aligned across snapshots, so points move smoothly.")
+    view_state.publish("snap", indices[pos])
     coherence = seq["coherence"][pos]  # (n,) c_i of every probe row
-    selection = [r for r in _update_selection() if 0 <= r < data.n_total]  # probe rows
+    table = points_table(data, coherence)
+    matches = _search(table)  # probe rows the search keeps, or None (no search)
+    selection = [r for r in update_selection() if 0 <= r < data.n_total]  # probe rows
+    view_state.seed("emb-row", "row", int, valid=lambda r: 0 <= r < data.n_total)
+    row = st.session_state.get("emb-row")
+    row = int(row) if row is not None and 0 <= int(row) < data.n_total else None
     _cards(seq, pos, coherence, selection)
 
     color_key = view.controls.color_key
@@ -347,7 +377,8 @@ def _snapshot(view: View) -> None:
     ranges = view.proj.ranges()
     epoch = seq["epochs"][pos]
     dim = view.controls.dim
-    shared = {"method": view.method, "ids": rows, "hover": hover, "highlight": selection}
+    shared = {"method": view.method, "ids": rows, "hover": hover, "highlight": selection, "marked": row,
+              "matches": matches, "hide_others": bool(st.session_state.get("emb-hide"))}
     figs = {
         "teacher": embedding_panel(view.proj.teacher, color, title=f"Teacher · {label} of its features",
                                    subtitle=f"{len(rows):,} probe inputs", ranges=ranges["teacher"], **shared),
@@ -355,55 +386,150 @@ def _snapshot(view: View) -> None:
                                    subtitle=f"{label}, turned into the teacher's orientation",
                                    ranges=ranges["student"], **shared),
     }
+    playing = bool(st.session_state.get("emb-play"))
     left, right = st.columns(2)
     for (side, fig), col in zip(figs.items(), (left, right)):
         with col:
+            name = None if playing else f"{data.run.name}-{side}-{view.method}{dim}d-epoch{epoch:g}"
             if dim == 2:
-                st.plotly_chart(fig, key=f"emb-fig-{side}", width="stretch", on_select="rerun",
-                                selection_mode=("box", "lasso", "points"))
+                common.show_figure(fig, key=f"emb-fig-{side}", name=name, on_select="rerun",
+                                   selection_mode=("box", "lasso", "points"))
             else:
-                st.plotly_chart(fig, key=f"emb-fig3d-{side}", width="stretch")
+                common.show_figure(fig, key=f"emb-fig3d-{side}", name=name)
     colour_note = {
         "label": "Colour: the class.",
         "coherence": "Colour: c_i of each input at this snapshot (same colour on both sides) — red inputs are "
                      "the ones whose neighbours the student ranks unlike the teacher.",
     }.get(color_key, f"Colour: {color.title}.")
-    st.caption("Each dot is one probe input; both plots show the same inputs. " + colour_note + " Box- or "
-               "lasso-select (2-D) in either plot to highlight the same inputs in the other: a coherent student "
-               "keeps neighbours together, though it may stretch or bend the teacher's shape. The student is "
-               "turned into the teacher's orientation, and its axes are fixed over the snapshots.")
+    search_note = "" if matches is None else " Grey: the inputs the search leaves out."
+    st.caption("Each dot is one probe input; both plots show the same inputs. " + colour_note + search_note +
+               " Box- or lasso-select (2-D) in either plot to highlight the same inputs in the other, or click one "
+               "to list its nearest neighbours below: a coherent student keeps neighbours together, though it may "
+               "stretch or bend the teacher's shape. The student is turned into the teacher's orientation, and its "
+               "axes are fixed over the snapshots.")
     _selection_strip(view, selection, coherence)
-    if st.session_state.get("emb-play"):
+    _neighbours(view, pos, coherence, row)
+    if not common.presenting():
+        _tagging(data, table, selection, matches)
+    if playing:
         st.caption("Pause the playback to download the figures, the embeddings and the student.")
         return
-    run = data.run
-    with st.expander("Download the figures"):
-        for side, fig in figs.items():
-            st.markdown(f"**{side.capitalize()}** ({label}, {dim}-D, epoch {epoch:g})")
-            common.download_figure(fig, f"{run.name}-{side}-{view.method}{dim}d-epoch{epoch:g}",
-                                   key=f"emb-dl-{side}")
-        st.download_button("Student over all snapshots (animated HTML)", lambda: _animation_html(view),
-                           file_name=f"{run.name}-student-{view.method}{dim}d-animation.html",
-                           mime="text/html", key="emb-dl-animation", on_click="ignore",
-                           help="One self-playing figure (play button and slider) that works offline.")
-    _downloads(view, pos)
+    if not common.presenting():
+        _downloads(view, pos)
+
+
+def _search(table: pd.DataFrame) -> np.ndarray | None:
+    """The search box (in the URL as ``q=``) and the "hide the others" switch; returns the (k,)
+    probe rows that match, or None when there is no search (every point drawn as usual)."""
+    s1, s2 = st.columns([3, 1.4], vertical_alignment="bottom")
+    with s1:
+        mask = explore.search(table, "emb-search", id_column=POINT, label="Search points",
+                              placeholder="e.g. class=3  c_i<0.7  #12  tags=suspect")
+    s2.toggle("Hide the others", key="emb-hide", help="Leave out the inputs the search does not find, instead "
+              "of drawing them grey.")
+    return None if mask.all() else np.flatnonzero(mask)
+
+
+def _neighbours(view: View, pos: int, coherence: np.ndarray, row: int | None) -> None:
+    """The clicked point's k nearest neighbours by the teacher and by the student, in their full
+    feature spaces, side by side (thumbnails for images, else tables), and a link to Rank agreement."""
+    data = view.data
+    labels, class_names = data.labels, data.class_names
+    st.markdown("**Nearest neighbours of one input**")
+    c = st.columns([1.2, 1.2, 3], vertical_alignment="bottom")
+    c[0].number_input("Input (probe row)", min_value=0, max_value=data.n_total - 1, value=None, step=1,
+                      key="emb-row", placeholder="click a point",
+                      help="Click a point in either plot, or type its number (the 'point' of its tooltip).")
+    k = int(c[1].number_input("Neighbours", min_value=1, max_value=max(1, min(30, data.n_total - 1)),
+                              value=min(ev.NEIGHBOURS_K, max(1, data.n_total - 1)), step=1, key="emb-k",
+                              help="How many nearest neighbours to list for the teacher and for the student."))
+    view_state.publish("row", row)
+    if row is None:
+        c[2].caption("Click a point in either plot (or type its number) to list its nearest neighbours by the "
+                     "teacher and by the student, measured on their full features (not on the picture).")
+        return
+    metric, teacher_metric = data.run.coherence_metrics()
+    try:
+        lists = ev.nearest_neighbours(data.probe["features"], data.seq["students"][pos], row, k, metric=metric,
+                                      teacher_metric=teacher_metric, labels=labels)
+    except ValueError as exc:
+        common.show_error(exc, "The neighbours cannot be listed")
+        return
+    k = len(lists["teacher"])
+    both = int(lists["teacher"]["shared"].sum())
+    with c[2]:
+        _rank_link(row, data.seq["indices"][pos])
+    st.markdown(f"Input **{common.point_text(row, labels, class_names, coherence)}**: **{both} of its {k}** "
+                "nearest neighbours are the same for the teacher and the student.")
+    test_idx = data.probe["indices"]
+    if common.show_thumbnails(data.dataset, test_idx[[row]], [f"#{row}"], size=64, borders=["#1f2430"]):
+        cols = st.columns(2)
+        for col, side in zip(cols, ("teacher", "student")):
+            part = lists[side]
+            caps = [f"{int(r['rank'])}. #{int(r['point'])}" +
+                    (f" · {class_label(r['label'], class_names)}" if labels is not None else "")
+                    for r in part.to_dict("records")]
+            with col:
+                st.markdown(f"**The {side}'s {k} nearest**")
+                common.show_thumbnails(data.dataset, test_idx[part["point"].to_numpy()], caps, size=56,
+                                       borders=["#1a9850" if b else "#d73027" for b in part["shared"]])
+        st.caption("Nearest first (1 = nearest), as number · input · class. Green frame: in both lists; red: in "
+                   "this list only.")
+        return
+    cols = st.columns(2)
+    for col, side in zip(cols, ("teacher", "student")):
+        with col:
+            st.markdown(f"**The {side}'s {k} nearest**")
+            st.dataframe(ev.neighbour_list_table(lists[side], side, class_names=class_names, coherence=coherence),
+                         hide_index=True, width="stretch", height=min(36 * (k + 1) + 4, 320))
+    st.caption("Nearest first. 'In both lists': the input is among the k nearest of the teacher and of the student.")
+
+
+def _rank_link(row: int, snapshot: int) -> None:
+    """A link to Rank agreement with ``row`` as the anchor, at the same snapshot (and run)."""
+    from urllib.parse import urlencode
+
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    params = view_state.page_link_params(anchor=row, snap=snapshot)
+    label = "Open as anchor on Rank agreement"
+    try:
+        st.page_link("pages/4_Rank_agreement.py", label=label, icon=":material/grid_view:", query_params=params)
+    except StreamlitPageNotFoundError:  # the page run on its own (no app around it): a plain link
+        st.markdown(f"[{label}](Rank_agreement?{urlencode(params)})")
+
+
+def _tagging(data: RunData, table: pd.DataFrame, selection: list[int], matches: np.ndarray | None) -> None:
+    """Tag the selected inputs (or, with none selected, those the search finds); export the list."""
+    chosen = np.asarray(selection if selection else ([] if matches is None else matches), dtype=np.int64)
+    what = ("the selected inputs" if selection else "the inputs the search finds" if matches is not None
+            else "selected or searched inputs")
+    st.markdown("**Tag inputs**")
+    st.caption(f"Tags go on {what}; search them with `tags=suspect`, and export the tagged list as CSV.")
+    explore.tag_panel(table, data.path, "emb-tag", id_column=POINT, chosen=chosen,
+                      file_name=f"{data.run.name}-tagged-inputs.csv")
+
+
+def share(run) -> None:
+    """The "Share this view" link (run, snapshot, projection, dimensions, colours, search, point)."""
+    view_state.share_box(own_run=common.run_param(run.path).startswith("yours/"))
 
 
 def _cards(seq: dict[str, Any], pos: int, coherence: np.ndarray, selection: list[int]) -> None:
     """The numbers of the snapshot at ``pos``."""
     rec = seq["metrics"][pos] or {}
-    m = st.columns(5)
-    m[0].metric("Epoch", f"{seq['epochs'][pos]:g}")
-    m[1].metric("PC at this snapshot", f"{float(coherence.mean()):.3f}",
-                help="Mean per-sample coherence c_i over the probe set (= perception coherence).")
-    m[2].metric("c_i, 10th percentile", f"{float(np.quantile(coherence, 0.1)):.3f}",
-                help="One input in ten is perceived worse than this by the student.")
+    row = st.container(horizontal=True, gap="medium")  # wraps instead of cutting (1024×768, presentation)
+    row.metric("Epoch", f"{seq['epochs'][pos]:g}", width="content")
+    row.metric("PC at this snapshot", f"{float(coherence.mean()):.3f}", width="content",
+               help="Mean per-sample coherence c_i over the probe set (= perception coherence).")
+    row.metric("c_i, 10th percentile", f"{float(np.quantile(coherence, 0.1)):.3f}", width="content",
+               help="One input in ten is perceived worse than this by the student.")
     knn = record_number(rec, "knn_acc")
-    m[3].metric("k-NN accuracy", f"{knn:.1%}" if knn is not None else "—",
-                help="5-nearest-neighbour accuracy of the student's features on the probe set.")
-    m[4].metric("Selected inputs", f"{len(selection):,}",
-                delta=f"mean c_i {float(coherence[selection].mean()):.3f}" if selection else None,
-                delta_color="off", delta_arrow="off")
+    row.metric("k-NN accuracy", f"{knn:.1%}" if knn is not None else "—", width="content",
+               help="5-nearest-neighbour accuracy of the student's features on the probe set.")
+    row.metric("Selected inputs", f"{len(selection):,}", width="content",
+               delta=f"mean c_i {float(coherence[selection].mean()):.3f}" if selection else None,
+               delta_color="off", delta_arrow="off")
 
 
 def _animation_html(view: View) -> str:
@@ -444,7 +570,8 @@ def _selection_strip(view: View, selection: list[int], coherence: np.ndarray) ->
 
 
 def _downloads(view: View, pos: int) -> None:
-    """Embeddings as CSV/Parquet (built on click), and the student's weights."""
+    """One row of short download buttons (each file built on click): the embeddings as CSV or
+    Parquet, the student's weights, the student over all snapshots; a caption says what each is."""
     data, rows, seq, run = view.data, view.rows, view.data.seq, view.data.run
 
     def table():
@@ -454,24 +581,34 @@ def _downloads(view: View, pos: int) -> None:
                                   meta=view.sub_meta, epoch=seq["epochs"][pos], probe_rows=rows)
 
     name = f"{run.name}-embeddings-{view.method}{view.controls.dim}d-epoch{seq['epochs'][pos]:g}"
-    d = st.columns([1, 1, 1, 3])
-    d[0].download_button("Embeddings CSV", lambda: ev.table_bytes(table(), "csv"), file_name=f"{name}.csv",
-                         mime="text/csv", key="emb-dl-csv", on_click="ignore",
-                         help="Teacher and student projections, raw student features, labels and c_i.")
-    d[1].download_button("Embeddings Parquet", lambda: ev.table_bytes(table(), "parquet"),
-                         file_name=f"{name}.parquet", mime="application/octet-stream", key="emb-dl-parquet",
-                         on_click="ignore", help="The same table as Parquet (pandas.read_parquet).")
+    st.markdown("**Downloads**")
+    row = st.container(horizontal=True, gap="small")
+    icon = ":material/download:"
+    row.download_button("CSV", lambda: ev.table_bytes(table(), "csv"), file_name=f"{name}.csv", mime="text/csv",
+                        key="emb-dl-csv", on_click="ignore", icon=icon,
+                        help="The embeddings at this snapshot: teacher and student projections, the student's raw "
+                             "features, labels and c_i, one row per probe input.")
+    row.download_button("Parquet", lambda: ev.table_bytes(table(), "parquet"), file_name=f"{name}.parquet",
+                        mime="application/octet-stream", key="emb-dl-parquet", on_click="ignore", icon=icon,
+                        help="The same table as Parquet (pandas.read_parquet).")
+    row.download_button("Animation", lambda: _animation_html(view),
+                        file_name=f"{run.name}-student-{view.method}{view.controls.dim}d-animation.html",
+                        mime="text/html", key="emb-dl-animation", on_click="ignore", icon=icon,
+                        help="The student over all snapshots: one self-playing figure (play button and slider) "
+                             "that works offline.")
+    note = ""
     try:  # checked through the run store's entrance: a link out of the runs folder is never served
         weights = run.student_file()
     except common.run_data_errors() as exc:
-        d[2].caption(f"The student weights cannot be offered: {exc}")
+        note = f" The student weights cannot be offered: {exc}"
     else:
         if weights is None:
-            d[2].caption("No student weights saved yet.")
+            note = " No student weights saved yet."
         else:
-            d[2].download_button("Student weights", lambda: run.student_weights() or b"",
-                                 file_name=f"{run.name}-student.safetensors", mime="application/octet-stream",
-                                 key="emb-dl-weights", on_click="ignore",
-                                 help="The latest student weights (safetensors).")
-    d[3].caption("CSV/Parquet: one row per probe input at this snapshot — teacher and student projections, "
-                 "the student's raw features, label and c_i.")
+            row.download_button("Weights", lambda: run.student_weights() or b"",
+                                file_name=f"{run.name}-student.safetensors", mime="application/octet-stream",
+                                key="emb-dl-weights", on_click="ignore", icon=icon,
+                                help="The latest student weights (safetensors).")
+    st.caption("**CSV** / **Parquet**: the embeddings at this snapshot, one row per probe input (projections, the "
+               "student's raw features, label, c_i). **Animation**: the student over all snapshots (HTML). "
+               "**Weights**: the latest student (safetensors)." + note)

@@ -13,11 +13,12 @@ import pandas as pd
 import streamlit as st
 
 from perco_viz import figures
-from ui import common
+from ui import common, view_state
 
 MAX_RANK_POINTS = 2500  # R_T, R_S and A are n × n: above this, a stratified subsample of the probe set
 SHEPARD_PAIRS = 20_000
 MAX_CELLS = 300  # the most rows/columns a heatmap draws (block-averaged above)
+HEATMAP_HEIGHT = 620  # px: a heatmap in half the page is about as tall as it is wide (1024–1920 px screens)
 
 
 # --------------------------------------------------------------------------- cached computations
@@ -30,17 +31,23 @@ def rank_rows(path: str, n: int, max_points: int = MAX_RANK_POINTS) -> np.ndarra
     return stratified_subsample(labels, n, max_points, seed=0)
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
+@st.cache_resource(max_entries=4, show_spinner=False)
 def rank_data(path: str, index: int, stamp: float, metric: str, teacher_metric: str | None,
               rows_key: tuple) -> dict[str, np.ndarray]:
-    """R_T, R_S and A (float32, (m, m), NaN diagonal) among the rows :func:`rank_rows` gives."""
+    """R_T, R_S and A (float32, (m, m), NaN diagonal) among the rows :func:`rank_rows` gives.
+
+    Computed once per (run, snapshot, file stamp, metrics) for every session of the server and
+    shared without copies (a resource, not data: up to 3 × 2500² floats), so read-only."""
     from perco_viz.analysis.rank_agreement import rank_matrices
 
     rows = rank_rows(path, *rows_key)
     teacher = common.load_teacher_probe(path)["features"][rows]
     student = common.load_snapshot(path, index)["student"][rows]
     r_t, r_s, agreement = rank_matrices(student, teacher, metric=metric, teacher_metric=teacher_metric)
-    return {"R_T": r_t.astype(np.float32), "R_S": r_s.astype(np.float32), "A": agreement.astype(np.float32)}
+    out = {"R_T": r_t.astype(np.float32), "R_S": r_s.astype(np.float32), "A": agreement.astype(np.float32)}
+    for matrix in out.values():
+        matrix.setflags(write=False)
+    return out
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -96,11 +103,11 @@ def matrix_view(path: str, index: int, stamp: float, metric: str, teacher_metric
     m = len(order)
     A = data["A"][sub]
     figs = {"A": figures.rank_agreement_heatmap(A, order=positions, labels=marks, class_names=class_names,
-                                                max_cells=max_cells, height=560,
+                                                max_cells=max_cells, height=HEATMAP_HEIGHT,
                                                 title=f"rank agreement A at epoch {epoch:g}")}
     for key, which in (("R_T", "teacher"), ("R_S", "student")):
         figs[key] = figures.ranks_heatmap(data[key][sub], which=which, order=positions, labels=marks,
-                                          class_names=class_names, max_cells=max_cells, height=560)
+                                          class_names=class_names, max_cells=max_cells, height=HEATMAP_HEIGHT)
     for fig in figs.values():
         figures.compact_matrix(fig, n=m, max_cells=max_cells, how=how)
     with np.errstate(all="ignore"):
@@ -174,7 +181,9 @@ def matrices(choice: common.SnapshotChoice) -> Matrices:
         st.warning("Choose at least 3 inputs (for example two classes) to draw the matrices.")
         st.stop()
 
-    with st.spinner("Ranking every input from every anchor…"):
+    n_ranked = len(universe)
+    with st.spinner(f"Ranking {n_ranked:,} inputs from each of the {n_ranked:,} anchors, by the teacher and by the "
+                    "student (once per snapshot, for everyone)…"):
         with common.run_guard(run, "cannot be ranked at this snapshot"):  # e.g. features a metric refuses
             view = matrix_view(path, choice.index, choice.stamp, metric, teacher_metric, rows_key, order_by,
                                shown, order_opts[order_by], choice.snap["epoch"], choice.class_names, MAX_CELLS)
@@ -193,46 +202,95 @@ def matrices(choice: common.SnapshotChoice) -> Matrices:
     return Matrices(choice=choice, view=view, pairs=pairs, metric=metric, teacher_metric=teacher_metric)
 
 
-def anchor_position(mats: Matrices) -> int:
-    """The anchor's position among the drawn rows: the row of A clicked last, else the one picked
-    in the anchor box below, else the drawn input with the lowest c_i (kept in ``rank-anchor``)."""
+ANCHOR_KEY = "rank-anchor"
+
+
+def anchor_options(mats: Matrices) -> list[int]:
+    """The anchors the picker offers: the drawn rows, and the current anchor when a link (or a
+    click) chose an input outside them (e.g. one left out of a subsampled probe set)."""
+    options = [int(r) for r in mats.drawn_rows]
+    current = st.session_state.get(ANCHOR_KEY)
+    if isinstance(current, int) and current not in set(options):
+        options.append(current)
+    return options
+
+
+def anchor_position(mats: Matrices) -> int | None:
+    """Settle the anchor before its widgets are drawn; returns its position among the drawn rows
+    (None when it is not drawn).
+
+    The anchor (kept in ``rank-anchor``, in the URL as ``anchor=<probe row>``) is, in this order:
+    a new ``anchor=`` of the URL (a shared view, a link from Per-sample coherence), the row of A
+    clicked last, the one picked in the anchor box, else the drawn input with the lowest c_i. An
+    anchor outside the drawn rows is kept until the person changes the rows drawn.
+    """
     drawn_rows, coherence = mats.drawn_rows, mats.choice.snap["coherence"]
-    anchor_options = [int(r) for r in drawn_rows]
+    n_probe = len(coherence)
+    drawn = {int(r) for r in drawn_rows}
+    linked = view_state.seed(ANCHOR_KEY, "anchor", int, valid=lambda r: 0 <= r < n_probe)
     points = common.selected_points(st.session_state.get("rank-fig-a"))  # the last click on A
     clicked = next((r for r in map(common.point_id, points) if r is not None), None)  # its row's anchor
     if clicked is not None and clicked != st.session_state.get("rank-last-click"):
         st.session_state["rank-last-click"] = clicked
-        st.session_state["rank-anchor"] = clicked
-    if st.session_state.get("rank-anchor") not in anchor_options:
+        st.session_state[ANCHOR_KEY] = clicked
+    current = st.session_state.get(ANCHOR_KEY)
+    rows_now = (mats.choice.path, hash(np.sort(drawn_rows).tobytes()))
+    rows_changed = st.session_state.get("rank-drawn-rows") not in (None, rows_now)
+    st.session_state["rank-drawn-rows"] = rows_now
+    if not (isinstance(current, int) and 0 <= current < n_probe) or (
+            current not in drawn and rows_changed and not linked):
         # start with the drawn anchor the student perceives worst
-        st.session_state["rank-anchor"] = int(drawn_rows[np.argmin(coherence[drawn_rows])])
-    return anchor_options.index(int(st.session_state["rank-anchor"]))
+        current = int(drawn_rows[np.argmin(coherence[drawn_rows])])
+        st.session_state[ANCHOR_KEY] = current
+    shown_at = (mats.choice.path, mats.choice.index)
+    if st.session_state.get("rank-anchor-shown-at") != shown_at:
+        # the picker's labels carry each input's c_i at the snapshot shown: when the snapshot changes,
+        # set the value again so the browser shows the new label (it keeps the old text otherwise)
+        st.session_state["rank-anchor-shown-at"] = shown_at
+        st.session_state[ANCHOR_KEY] = int(current)
+    return int(np.flatnonzero(drawn_rows == current)[0]) if current in drawn else None
 
 
-def show_heatmaps(mats: Matrices, anchor_pos: int) -> None:
-    """A (clickable rows), R_T and R_S side by side, the anchor's row marked on each."""
+def show_heatmaps(mats: Matrices, anchor_pos: int | None) -> None:
+    """A (clickable rows) in one half of the page; R_T or R_S in the other (a switch between them:
+    only the one looked at is sent): each heatmap about as tall as it is wide. The anchor's row is marked."""
     view, choice = mats.view, mats.choice
     drawn_rows, sub_labels = mats.drawn_rows, mats.drawn_labels
-    left, mid, right = st.columns(3)
+    left, right = st.columns(2, gap="medium")
+
+    def marked(fig):
+        return fig if anchor_pos is None else figures.mark_row(fig, anchor_pos)
+
     with left:
         fig_a = view["A"]
         fig_a.add_trace(figures.row_picker_trace(
             drawn_rows, coherence=choice.snap["coherence"][drawn_rows], row_agreement=view["row_mean_A"],
             names=None if sub_labels is None else [figures.class_label(v, choice.class_names) for v in sub_labels],
             max_rows=MAX_CELLS))
-        figures.mark_row(fig_a, anchor_pos)
-        st.plotly_chart(fig_a, key="rank-fig-a", width="stretch", on_select="rerun", selection_mode="points")
-        st.caption("Row i, column j: does the student put input j where the teacher does, seen from anchor i? "
-                   "Green = yes (A = 1); red = it moved j nearer or farther. A red row is an anchor the student "
-                   "perceives differently: click it to inspect it below.")
-        common.download_figure(fig_a, "rank-agreement", key="rank-dl-a")
-    for col, which, key in ((mid, "teacher", "R_T"), (right, "student", "R_S")):
-        with col:
-            fig = figures.mark_row(view[key], anchor_pos)
-            st.plotly_chart(fig, key=f"rank-fig-{which}", width="stretch")
-            st.caption(f"R from the {which}: dark = near the anchor (0), light = far (1). Same rows and columns "
-                       "as A: where the two rank pictures differ, A is red.")
-            common.download_figure(fig, f"ranks-{which}", key=f"rank-dl-{which}")
+        common.show_figure(
+            marked(fig_a), key="rank-fig-a", name="rank-agreement", on_select="rerun", selection_mode="points",
+            caption="Row i, column j: does the student put input j where the teacher does, seen from anchor i? "
+                    "Green = yes (A = 1); red = it moved j nearer or farther. A red row is an anchor the student "
+                    "perceives differently: click it to inspect it below.")
+    with right:
+        which = st.segmented_control(
+            "Ranks of", ["teacher", "student"], default="teacher", required=True, key="rank-which",
+            format_func=lambda w: f"the {w} (R_{w[0].upper()})",
+            help="Switch between the teacher's and the student's ranks: where the two pictures differ, A is red. "
+                 "One at a time: the page sends one figure less.")
+        key = "R_T" if which == "teacher" else "R_S"
+        common.show_figure(
+            marked(view[key]), key=f"rank-fig-{which}", name=f"ranks-{which}",
+            caption=f"R from the {which}: dark = near the anchor (0), light = far (1). Same rows and columns as A: "
+                    "where the teacher's and the student's pictures differ (switch above), A is red.")
+    if anchor_pos is None:
+        st.caption("ℹ️ The anchor below is not among the drawn rows: its row is not marked on the heatmaps.")
+
+
+def _anchor_label(row: int, choice: common.SnapshotChoice) -> str:
+    """``#12 · class 3 · c_i 0.871`` with the c_i of the snapshot shown: the picker and the
+    sentence under it both use this."""
+    return common.point_text(row, choice.labels, choice.class_names, choice.snap["coherence"])
 
 
 def show_anchor(mats: Matrices) -> None:
@@ -240,30 +298,32 @@ def show_anchor(mats: Matrices) -> None:
     from perco_viz.analysis.rank_agreement import anchor_neighbours
 
     choice = mats.choice
-    labels, class_names, coherence = choice.labels, choice.class_names, choice.snap["coherence"]
+    labels, class_names = choice.labels, choice.class_names
     a1, a2 = st.columns([3, 1])
-    anchor = a1.selectbox("Anchor (probe input)", [int(r) for r in mats.drawn_rows], key="rank-anchor",
-                          format_func=lambda r: common.point_text(r, labels, class_names, coherence),
-                          help="Any drawn input; it starts on the one with the lowest c_i. Clicking a cell of A "
-                          "also picks its row's anchor.")
+    anchor = a1.selectbox("Anchor (probe input)", anchor_options(mats), key=ANCHOR_KEY,
+                          format_func=lambda r: _anchor_label(r, choice),
+                          help="Any drawn input; it starts on the one with the lowest c_i. Clicking a row of A "
+                          "also picks it, and a link from Per-sample coherence opens with its input here.")
+    view_state.publish("anchor", int(anchor))
     k = a2.slider("Neighbours k", 3, 30, 10, key="rank-k", help="How many nearest neighbours to list on each side.")
 
     table = anchor_neighbours(choice.snap["student"], choice.probe["features"], anchor, k=k, metric=mats.metric,
                               teacher_metric=mats.teacher_metric, labels=labels)
     lost = int((~table["in_student_top_k"]).sum())
-    st.markdown(f"Anchor **{common.point_text(anchor, labels, class_names, coherence)}** — of the teacher's {k} "
-                f"nearest neighbours, the student keeps **{k - lost}** in its own {k} nearest.")
+    st.markdown(f"Anchor **{_anchor_label(anchor, choice)}** — of the teacher's {k} nearest neighbours, the "
+                f"student keeps **{k - lost}** in its own {k} nearest.")
     f1, f2 = st.columns([2, 3])
     with f1:
         fig_n = figures.anchor_neighbours_figure(table, anchor=anchor, class_names=class_names, height=560,
-                                                 title=f"neighbours of anchor #{anchor}: teacher → student rank")
-        st.plotly_chart(fig_n, key="rank-fig-anchor", width="stretch")
-        st.caption("Each line is one neighbour: its rank from the anchor by the teacher (left) and by the student "
-                   "(right); 1 = nearest. Flat green lines: same perception; steep red ones: reordered.")
-        common.download_figure(fig_n, f"anchor-{anchor}-neighbours", key="rank-dl-anchor")
+                                                 title=f"neighbours of anchor #{anchor}")
+        common.show_figure(
+            fig_n, key="rank-fig-anchor", name=f"anchor-{anchor}-neighbours",
+            caption="Each line is one neighbour: its rank from the anchor by the teacher (left) and by the student "
+                    "(right); 1 = nearest. Flat green lines: same perception; steep red ones: reordered. Labels "
+                    "where there is room: hover a line for its input.")
     with f2:
         _neighbour_thumbnails(choice, table, anchor, k)
-        _neighbour_table(table, class_names, k, mats.metric)
+    _neighbour_table(table, class_names, k, mats.metric)  # the page's width: every column readable
 
 
 def _neighbour_thumbnails(choice: common.SnapshotChoice, table: pd.DataFrame, anchor: int, k: int) -> None:
@@ -286,21 +346,43 @@ def _neighbour_thumbnails(choice: common.SnapshotChoice, table: pd.DataFrame, an
                                borders=["#1a9850" if b else "#d73027" for b in both])
 
 
+def neighbour_table_view(table: pd.DataFrame, class_names, k: int) -> pd.DataFrame:
+    """The neighbour table as shown: one column per fact. ``point``, ``class`` (when labelled),
+    the two ranks, their difference, ``top_k_of`` (whose top k lists it: ``both``, ``teacher
+    only``, ``student only`` — the thumbnails' frame colours) instead of two check boxes that
+    repeat the ranks, then A and the two dissimilarities. ``table``: :func:`anchor_neighbours`'s."""
+    in_t, in_s = table["in_teacher_top_k"].to_numpy(), table["in_student_top_k"].to_numpy()
+    out = pd.DataFrame({"point": table["point"].to_numpy()})
+    if table["label"].notna().any():
+        out["class"] = [figures.class_label(v, class_names) if v is not None else "" for v in table["label"]]
+    out["teacher_rank"] = table["teacher_rank"].to_numpy()
+    out["student_rank"] = table["student_rank"].to_numpy()
+    out["rank_shift"] = table["rank_shift"].to_numpy()
+    out["top_k_of"] = np.where(in_t & in_s, "both", np.where(in_t, "teacher only", "student only"))
+    out["agreement"] = table["agreement"].to_numpy()
+    out["teacher_dissimilarity"] = table["teacher_dissimilarity"].to_numpy()
+    out["student_dissimilarity"] = table["student_dissimilarity"].to_numpy()
+    return out
+
+
 def _neighbour_table(table: pd.DataFrame, class_names, k: int, metric: str) -> None:
-    shown_table = table.assign(**{"class": [figures.class_label(v, class_names) if v is not None else ""
-                                            for v in table["label"]]}).drop(columns=["label"])
     number = st.column_config.NumberColumn
-    st.dataframe(pd.DataFrame(shown_table), hide_index=True, width="stretch", height=300, column_config={
-        "point": number("input #", help="Row in the probe set"),
-        "teacher_rank": number("teacher rank", help="1 = the teacher's nearest"),
-        "student_rank": number("student rank", help="1 = the student's nearest"),
-        "rank_shift": number("rank shift", help="student − teacher: > 0 = the student pushes it away"),
-        "teacher_dissimilarity": number("teacher dist.", format="%.3g"),
-        "student_dissimilarity": number("student dist.", format="%.3g"),
-        "agreement": number("A", format="%.3f", help="1 − |R_T − R_S| for this anchor and input"),
-        "in_teacher_top_k": st.column_config.CheckboxColumn(f"teacher top {k}"),
-        "in_student_top_k": st.column_config.CheckboxColumn(f"student top {k}")})
-    st.caption(f"The union of both top-{k} lists, sorted by the teacher's rank. Dissimilarity: {metric}.")
+    st.dataframe(neighbour_table_view(table, class_names, k), hide_index=True, width="stretch", height=300,
+                 column_config={
+                     "point": number("input", width="small", help="The input's number in the probe set (#12 on every page)"),
+                     "class": st.column_config.TextColumn("class", width="small"),
+                     "teacher_rank": number("teacher's rank", width="small", help="1 = the teacher's nearest to the anchor"),
+                     "student_rank": number("student's rank", width="small", help="1 = the student's nearest to the anchor"),
+                     "rank_shift": number("moved by", width="small", help="Student's rank − teacher's rank: > 0 = the student "
+                                          "pushes it away, < 0 = pulls it nearer"),
+                     "top_k_of": st.column_config.TextColumn(f"in the top {k} of",
+                                                             help="Whose nearest k list it is in"),
+                     "agreement": number("A", format="%.3f", width="small", help="Rank agreement 1 − |R_T − R_S| for this anchor "
+                                         "and input (1 = same place)"),
+                     "teacher_dissimilarity": number("teacher's dissimilarity", format="%.3g"),
+                     "student_dissimilarity": number("student's dissimilarity", format="%.3g")})
+    st.caption(f"Every input in the teacher's or the student's {k} nearest, sorted by the teacher's rank. "
+               f"Dissimilarity: {metric}.")
 
 
 def show_shepard(mats: Matrices) -> None:
@@ -313,11 +395,11 @@ def show_shepard(mats: Matrices) -> None:
                                        title=f"Shepard diagram at epoch {snap['epoch']:g}")
         fig_s.update_xaxes(title_text=f"teacher dissimilarity ({mats.teacher_metric or mats.metric})")
         fig_s.update_yaxes(title_text=f"student dissimilarity ({mats.metric})")
-        st.plotly_chart(fig_s, key="rank-fig-shepard", width="stretch")
-        st.caption("Each dot is a pair of probe inputs: its dissimilarity by the teacher (x) and by the student "
-                   "(y); colour = how many pairs lie there. Monotone-but-curved = the student relaxed the geometry "
-                   "and kept the perception; scatter = reordering.")
-        common.download_figure(fig_s, "shepard", key="rank-dl-shepard")
+        common.show_figure(
+            fig_s, key="rank-fig-shepard", name="shepard",
+            caption="Each dot is a pair of probe inputs: its dissimilarity by the teacher (x) and by the student "
+                    "(y); colour = how many pairs lie there. Monotone-but-curved = the student relaxed the geometry "
+                    "and kept the perception; scatter = reordering.")
     with s2:
         st.markdown(
             "**How to read it.** If the cloud rises as a thin band — straight or curved — the student orders "

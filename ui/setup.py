@@ -535,26 +535,22 @@ class Context:
         paths_on: the operator allows paths on the server (``PERCO_VIZ_DATA_ROOTS``).
         trusted: the operator trusts TorchScript uploads (``PERCO_VIZ_TRUST_TORCHSCRIPT=1``).
         problems: what stops the configuration from starting (said above the Start button).
+        dataset: the loaded dataset (set by :func:`data_section`), or None.
     """
 
     upload_mb: int
     paths_on: bool
     trusted: bool
     problems: list[str] = dataclasses.field(default_factory=list)
+    dataset: Any = None
 
 
 def open_form() -> Context:
     """Fill the widgets on the first visit (the demo, or the stored config); read the server's settings."""
-    from perco_viz.safe_io import InputFileError, max_file_bytes
     from ui import common
 
     init_state(st.session_state, common.demo_config())
-    try:
-        upload_mb = max(1, max_file_bytes() // 2**20)
-    except InputFileError as exc:
-        common.show_error(exc, "The upload size limit is misconfigured")
-        upload_mb = 200
-    return Context(upload_mb, common.server_paths_on(), common.trusts_torchscript())
+    return Context(common.upload_mb(), common.server_paths_on(), common.trusts_torchscript())
 
 
 def applied(section: str, name: str):
@@ -574,10 +570,97 @@ def choices(section: str, name: str, base) -> list:
     return sorted(set(base) | ({value} if value is not None else set()))
 
 
-def number(where, label: str, section: str, name: str, lo, hi, **kwargs):
-    """A number input for one RunConfig field (range widened to hold the loaded config's value)."""
-    return where.number_input(label, *bounds(section, name, lo, hi), key=key(section, name), persist_state=KEEP,
-                              help=field_help(section, name), **kwargs)
+def number(where, section: str, name: str, **kwargs):
+    """A number input for one RunConfig field (labelled from :data:`LABELS`), with no bounds of its
+    own in the browser: a value out
+    of the field's range reaches the page, which names it under the input (:func:`field_error`)
+    and keeps it from starting (:func:`form_errors`). Bounds in the browser would turn the field
+    red while the page went on with the old value."""
+    kwargs.setdefault("step", 1)  # the widget's type (int or float) follows its step: whole numbers unless given
+    value = where.number_input(LABELS[f"{section}.{name}"], min_value=None, max_value=None, key=key(section, name), persist_state=KEEP,
+                               help=field_help(section, name), **kwargs)
+    if field_error(section, name, value):  # in words under the field; the whole message is above Start
+        where.caption(f":red[:material/error: {field_rule(section, name)}]")
+    return value
+
+
+# The form's label of a field: the number inputs' labels, and how messages name a field as the
+# person sees it.
+LABELS: dict[str, str] = {
+    "data.n_samples": "Points", "data.noise": "Noise", "data.test_fraction": "Held-out share",
+    "data.probe_size": "Probe set size", "data.seed": "Split seed", "student.dim": "Feature width (dim)",
+    "student.hidden": "Hidden width", "loss.tau": "τ (tau)", "loss.anchors": "Anchors per batch (0 = all)",
+    "loss.ce_weight": "Cross-entropy weight", "loss.kd_weight": "KD weight", "loss.kd_temperature": "KD temperature",
+    "train.epochs": "Epochs", "train.batch_size": "Batch size", "train.lr": "Learning rate",
+    "train.weight_decay": "Weight decay", "train.seed": "Seed", "train.snapshot_every": "Snapshot every … steps",
+    "train.amp": "bf16 autocast on CUDA", "name": "Run name"}
+
+
+def field_label(dotted: str) -> str:
+    """``Epochs (train.epochs)``: the form's label of a field and its name in config files."""
+    label = LABELS.get(dotted)
+    return f"{label} ({dotted})" if label else dotted
+
+
+def field_error(section: str, name: str, value) -> str | None:
+    """What is wrong with ``value`` in the field ``section.name``, in words naming the field and
+    what to change (``None``: nothing). The rules are the config's (:func:`perco_viz.config.check_field`)."""
+    from perco_viz.config import check_field
+
+    dotted = f"{section}.{name}" if section else name
+    if value == 0 and (section, name) in ZERO_IS_NONE:
+        value = None
+    if isinstance(value, str) and (section, name) in EMPTY_IS_NONE:
+        value = value.strip() or None
+    try:
+        check_field(dotted, value)
+    except ConfigError as exc:
+        text = str(exc)
+        if text.startswith(dotted + " "):
+            text = text[len(dotted) + 1:]
+        return f"{field_label(dotted)} {text}."
+    return None
+
+
+def draft_config(state: Mapping[str, Any]) -> RunConfig:
+    """The form's configuration with every invalid field at its default: what the sections use
+    to load the data, the teacher and the student while a field elsewhere is being corrected
+    (:func:`form_errors` keeps that configuration from starting)."""
+    valid = dict(state)
+    for section, name, _ in _fields(RunConfig()):
+        widget = key(section, name)
+        if widget in valid and field_error(section, name, valid[widget]):
+            del valid[widget]
+    try:
+        return config_from_values(valid)
+    except ConfigError:  # a loss option of the wrong type: the rest of the form still loads
+        return config_from_values({k: v for k, v in valid.items() if not k.startswith(f"{PREFIX}-loss-options-")})
+
+
+def field_rule(section: str, name: str) -> str:
+    """What a number field takes, in a few words for under the field: ``must be between 1 and 1,000,000``."""
+    from perco_viz.config import field_rules
+
+    return "must be " + field_rules().get(f"{section}.{name}", (None, "a valid value"))[1].removeprefix("null or ")
+
+
+def form_errors(state: Mapping[str, Any]) -> list[str]:
+    """Every field of the Setup form whose value a run cannot take (one message each, naming the
+    field and what to change); empty when the form makes a valid configuration. Fields without a
+    widget value are not checked (they keep the config's valid defaults)."""
+    errors = []
+    for section, name, _ in _fields(RunConfig()):
+        widget = key(section, name)
+        if widget in state:
+            problem = field_error(section, name, state[widget])
+            if problem:
+                errors.append(problem)
+    if not errors:
+        try:
+            config_from_values(state)
+        except ConfigError as exc:  # e.g. a loss option of the wrong type
+            errors.append(f"{exc}.")
+    return errors
 
 
 def path_field(ctx: Context, where, label: str, section: str, name: str, placeholder: str, **kwargs) -> None:
@@ -657,10 +740,10 @@ def data_section(ctx: Context):
         c1, c2, c3 = st.columns(3)
         c1.slider("Held-out share", *bounds("data", "test_fraction", 0.05, 0.5), step=0.05,
                   key=key("data", "test_fraction"), persist_state=KEEP, help=field_help("data", "test_fraction"))
-        number(c2, "Probe set size", "data", "probe_size", 3, 100_000, step=50)
-        number(c3, "Split seed", "data", "seed", 0, 2**31 - 1)
+        number(c2, "data", "probe_size", step=50)
+        number(c3, "data", "seed")
 
-    cfg = config_from_values(S)
+    cfg = draft_config(S)
     if kind in ("file", "folder") and not cfg.data.path:
         if kind == "file":
             summary.info("Upload a file to continue." if not ctx.paths_on else
@@ -680,6 +763,7 @@ def data_section(ctx: Context):
         ctx.problems.append("the dataset")
         return None
     summary.success(describe_dataset(ds), icon=":material/check_circle:")
+    ctx.dataset = ds
     return ds
 
 
@@ -718,7 +802,7 @@ def teacher_section(ctx: Context, ds):
                      persist_state=KEEP, disabled=True, help="Available once the dataset loads.")
         return None
 
-    cfg = config_from_values(S)
+    cfg = draft_config(S)
     data_key, t = data_json(cfg), cfg.teacher
     if kind not in TEACHER_NO_FILE and not t.path:
         st.info("Upload the teacher's file (or give its path) to continue.")
@@ -741,7 +825,7 @@ def teacher_section(ctx: Context, ds):
     layer = st.selectbox("Feature layer", options, key=key("teacher", "layer"), persist_state=KEEP,
                          format_func=lambda v: layer_label(v, default_name), disabled=len(options) == 1,
                          help=field_help("teacher", "layer"))
-    t = config_from_values(S).teacher
+    t = draft_config(S).teacher
     try:
         shape = teacher_shape(data_key, section_json(t), stamp, ctx.trusted)
     except Exception as exc:  # noqa: BLE001
@@ -781,10 +865,10 @@ def student_section(ctx: Context, ds, teacher_dim):
         show_message("student")
         path_field(ctx, st, "File", "student", "path", "filled in by the upload, or a path on this machine")
     with st.expander("More student options"):
-        number(st, "Hidden width", "student", "hidden", 1, 8192, step=32)
+        number(st, "student", "hidden", step=32)
     if ds is None:
         return
-    s = config_from_values(S).student
+    s = draft_config(S).student
     if arch == "file" and not s.path:
         st.info("Upload the student's file (or give its path) to continue.")
         ctx.problems.append("the student's file")
@@ -792,7 +876,7 @@ def student_section(ctx: Context, ds, teacher_dim):
     if not path_allowed(ctx, "student", "path", st):
         return
     try:
-        shape = student_shape(data_json(config_from_values(S)), section_json(s), file_stamp(s.path), ctx.trusted)
+        shape = student_shape(data_json(draft_config(S)), section_json(s), file_stamp(s.path), ctx.trusted)
     except Exception as exc:  # noqa: BLE001
         common.show_error(exc, "The student could not be built")
         ctx.problems.append("the student")
@@ -841,15 +925,15 @@ def loss_section():
     with st.expander("Advanced loss options"):
         a1, a2 = st.columns(2)
         if "anchors" in takes:
-            number(a1, "Anchors per batch (0 = all)", "loss", "anchors", 0, 100_000, step=16)
+            number(a1, "loss", "anchors", step=16)
         (a2 if "anchors" in takes else a1).selectbox(
             "Teacher metric", ["", *field_choices("loss", "teacher_metric")], key=key("loss", "teacher_metric"),
             persist_state=KEEP, format_func=lambda m: m or "same as the student's",
             help=field_help("loss", "teacher_metric"))
         b1, b2, b3 = st.columns(3)
-        number(b1, "Cross-entropy weight", "loss", "ce_weight", 0.0, 100.0, step=0.1)
-        number(b2, "KD weight", "loss", "kd_weight", 0.0, 100.0, step=0.1)
-        number(b3, "KD temperature", "loss", "kd_temperature", 0.1, 100.0, step=0.5)
+        number(b1, "loss", "ce_weight", step=0.1)
+        number(b2, "loss", "kd_weight", step=0.1)
+        number(b3, "loss", "kd_temperature", step=0.5)
 
 
 def training_section(ctx: Context):
@@ -859,13 +943,13 @@ def training_section(ctx: Context):
     S = st.session_state
     st.subheader("5 · Training")
     c1, c2, c3 = st.columns(3)
-    number(c1, "Epochs", "train", "epochs", 1, 10_000)
+    number(c1, "train", "epochs")
     c2.select_slider("Batch size", choices("train", "batch_size", BATCH_CHOICES), key=key("train", "batch_size"),
                      persist_state=KEEP, help=field_help("train", "batch_size"))
-    number(c3, "Learning rate", "train", "lr", 1e-6, 1.0, step=1e-4, format="%.4g")
+    number(c3, "train", "lr", step=1e-4, format="%.4g")
     d1, d2, d3 = st.columns(3)
-    number(d1, "Weight decay", "train", "weight_decay", 0.0, 1.0, step=1e-4, format="%.4g")
-    number(d2, "Seed", "train", "seed", 0, 2**31 - 1)
+    number(d1, "train", "weight_decay", step=1e-4, format="%.4g")
+    number(d2, "train", "seed")
     devices = available_devices()
     if S.get(key("train", "device")) not in devices:
         devices = [*devices, S.get(key("train", "device"))]
@@ -877,30 +961,65 @@ def training_section(ctx: Context):
     if device not in available_devices():
         st.warning(f"Device {device!r} is not available here: choose auto or cpu to train on this machine.")
         ctx.problems.append("the device")
+    batch_problem = batch_error(S, ctx.dataset)
+    if batch_problem:
+        st.error(batch_problem, icon=":material/error:")
+        ctx.problems.append("the batch size")
     with st.expander("More training options"):
         e1, e2 = st.columns(2)
-        number(e1, "Snapshot every … steps", "train", "snapshot_every", 0, 1_000_000)
-        e2.checkbox("bf16 autocast on CUDA", key=key("train", "amp"), persist_state=KEEP,
+        number(e1, "train", "snapshot_every")
+        cuda = any(d.startswith("cuda") for d in available_devices())
+        e2.checkbox(LABELS["train.amp"], key=key("train", "amp"), persist_state=KEEP, disabled=not cuda,
                     help=field_help("train", "amp"))
+        if not cuda:
+            e2.caption("Off here: this machine has no CUDA GPU. The setting is kept in the configuration for a "
+                       "GPU server.")
+
+
+def used_value(value) -> str:
+    """How the config panel writes a value a run uses: ``not used``, ``off``/``on``, ``1,347``."""
+    if value is None:
+        return "not used"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def batch_error(state: Mapping[str, Any], ds) -> str | None:
+    """Why the form's batch size (or probe set) cannot train on ``ds`` (the engine's own check,
+    ``perco_viz.distill.check_against_data``), in words saying what to change; None when it can
+    or the dataset is not loaded."""
+    from perco_viz.distill import check_against_data
+
+    if ds is None:
+        return None
+    try:
+        check_against_data(draft_config(state), ds.n_train, ds.n_test)
+    except ConfigError as exc:
+        return f"{exc}."
+    return None
 
 
 def config_panel(ctx: Context):
-    """The resolved config: YAML, download, upload, use, start."""
+    """The resolved config: YAML (and the values a run uses where they differ), download, use,
+    start; when a field is invalid, the fields to change instead (nothing can start)."""
+    from perco_viz.distill import effective_settings
     from ui import common
 
     S = st.session_state
     st.subheader("Configuration")
     st.text_input("Run name", key=key("", "name"), persist_state=KEEP, placeholder="optional",
                   help=field_help("", "name"))
-    try:
-        cfg = config_from_values(S)
-    except ConfigError as exc:
-        common.show_error(exc, "The form does not make a valid configuration")
+    errors = form_errors(S)
+    if errors:
+        st.error("Nothing can start until you change this (no configuration is shown: none would run):\n\n"
+                 + "\n".join(f"- {e}" for e in errors), icon=":material/error:")
         return
+    cfg = config_from_values(S)
     if ctx.problems:
         st.warning(f"Fix {', '.join(ctx.problems)} first: see the messages on the left.")
     b1, b2 = st.columns(2)
-    if b1.button("Use this configuration", key="setup-use", disabled=bool(ctx.problems), width="stretch",
+    if b1.button("Use on Distill", key="setup-use", disabled=bool(ctx.problems), width="stretch",
                  help="The Distill page's Start button will use it."):
         store_config(S, cfg)
         st.toast("Configuration stored: Distill will use it.", icon=":material/check_circle:")
@@ -913,8 +1032,13 @@ def config_panel(ctx: Context):
     if stored is not None and stored == cfg:
         st.caption(":material/check_circle: This is the configuration Distill will use.")
     elif stored is not None:
-        st.caption("Distill still uses the configuration stored earlier: press **Use this configuration** to "
+        st.caption("Distill still uses the configuration stored earlier: press **Use on Distill** to "
                    "store this one.")
+    if ctx.dataset is not None:  # before the YAML: its values are the config's, these the run's
+        used = effective_settings(cfg, ctx.dataset.n_train, ctx.dataset.n_test)
+        if used:
+            st.caption("What a run of it uses here:\n" + "\n".join(
+                f"- `{dotted}`: **{used_value(value)}** ({why})" for dotted, (value, why) in used.items()))
     st.code(cfg.to_yaml(), language="yaml", wrap_lines=True)
     st.download_button("Download config.yaml", cfg.to_yaml(), file_name="config.yaml", mime="application/x-yaml",
                        key="setup-download", icon=":material/download:",

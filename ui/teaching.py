@@ -76,15 +76,46 @@ def controls() -> Controls:
                     10 if step10 else 1 if step else 0, reset)
 
 
+# --------------------------------------------------------------------------- shared by every session
+# The untrained student and the figures are the same for every session that asks for the same
+# choices: made once per server (st.cache_resource, no copy). Safe because nothing here is modified
+# after it is made: teaching.train_step returns a new state, and figures are only drawn.
+@st.cache_resource(max_entries=64, show_spinner=False)
+def fresh_state(toy: str, n_points: int, dim: int, arch: str, optimizer: str, seed: int, lr: float, tau: float,
+                kernel: str) -> teaching.TeachingState:
+    """The untrained, seeded student of a toy problem (the page's first state), shared by sessions."""
+    points, labels = teaching.toy_points(toy, n_points, seed, dim)
+    return teaching.make_state(points, labels, arch=arch, seed=seed, optimizer=optimizer, lr=lr, tau=tau, kernel=kernel)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure(builder: str, *args, **kwargs):
+    """``figures.<builder>(*args, **kwargs)``, built once per server for the same data (arrays are
+    hashed by content), then the page's own touches (:func:`_touch`)."""
+    return _touch(builder, getattr(figures, builder)(*args, **kwargs))
+
+
+def _touch(builder: str, fig):
+    if builder == "teaching_points_figure":  # larger labels; the caption explains the star: no legend
+        fig.update_traces(textfont={"size": 13, "color": "#1f2430"}, selector={"name": "points"})
+        fig.update_layout(showlegend=False, height=560)
+    elif builder == "loss_terms_figure":
+        fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.3, "xanchor": "left", "yanchor": "top"},
+                          height=460)
+    return fig
+
+
 def trained_state(ctl: Controls, points: np.ndarray, labels: np.ndarray) -> teaching.TeachingState:
     """The session's student: a fresh one when the toy problem changed or on reset, then the steps asked for."""
     state = st.session_state.get(STATE)
     if ctl.reset or state is None or st.session_state.get("teach-config") != ctl.data_key():
-        state = teaching.make_state(points, labels, arch=ctl.arch, seed=ctl.seed, optimizer=ctl.optimizer,
-                                    lr=ctl.lr, tau=ctl.tau, kernel=ctl.kernel)
+        state = fresh_state(ctl.toy, ctl.n_points, ctl.dim, ctl.arch, ctl.optimizer, ctl.seed, ctl.lr, ctl.tau,
+                            ctl.kernel)
         st.session_state["teach-config"] = ctl.data_key()
-    for _ in range(ctl.steps):
-        state = teaching.train_step(state, lr=ctl.lr, tau=ctl.tau, kernel=ctl.kernel)
+    if ctl.steps:
+        with st.spinner(f"Training the toy student {ctl.steps} step(s)…"):
+            for _ in range(ctl.steps):
+                state = teaching.train_step(state, lr=ctl.lr, tau=ctl.tau, kernel=ctl.kernel)
     st.session_state[STATE] = state
     return state
 
@@ -114,22 +145,15 @@ def anchor_row(ctl: Controls, state: teaching.TeachingState, points: np.ndarray)
     view = teaching.anchor_view(student, points, anchor, ctl.tau, ctl.kernel)
     batch_loss, batch_grad = teaching.batch_gradient(student, points, ctl.tau, ctl.kernel)
     c[2].metric("Steps", state.step)
-    c[3].metric("Batch loss", f"{batch_loss:.4f}",
-                delta=f"{batch_loss - state.history[0]:+.4f}" if state.step else None, delta_color="inverse",
+    c[3].metric("Batch loss", f"{batch_loss:.3f}",
+                delta=f"{batch_loss - state.history[0]:+.3f}" if state.step else None, delta_color="inverse",
                 help="The coherence loss of the whole batch: mean over anchors and neighbours of (R̃ − R)².")
-    c[4].metric("Anchor loss", f"{view['loss']:.4f}", help="The same mean, over this anchor's neighbours only.")
+    c[4].metric("Anchor loss", f"{view['loss']:.3f}", help="The same mean, over this anchor's neighbours only.")
     c[5].metric("PC", f"{perception_coherence(student, points):.3f}",
                 help="Perception coherence of the student: share of (anchor, j, k) questions answered like the "
                      "teacher. 1 = same ranking, 0.5 = chance.")
     of_anchor = arrows_for.startswith("this")
     return view, teaching.arrows(view["gradient"] if of_anchor else batch_grad, student), of_anchor
-
-
-def _readable(fig):
-    """Larger labels for a projector; the caption explains the star, so no legend over the subtitle."""
-    fig.update_traces(textfont={"size": 13, "color": "#1f2430"}, selector={"name": "points"})
-    fig.update_layout(showlegend=False, height=560)
-    return fig
 
 
 def show_pictures(state: teaching.TeachingState, points: np.ndarray, view: dict, arrows, of_anchor: bool) -> None:
@@ -138,27 +162,27 @@ def show_pictures(state: teaching.TeachingState, points: np.ndarray, view: dict,
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown("#### 1 · The teacher's ranking")
-        fig_t = _readable(figures.teaching_points_figure(
-            points, anchor, view["teacher_position"], view["student_position"],
+        fig_t = _figure(
+            "teaching_points_figure", points, anchor, view["teacher_position"], view["student_position"],
             title=f"Teacher: the raw {dim}-D points, seen from point {anchor}",
-            axis_titles=[f"x{i + 1}" if dim == 3 else f"x{i + 1} (raw coordinate)" for i in range(dim)]))
-        st.plotly_chart(fig_t, key="teach-teacher-plot", on_select="rerun", selection_mode="points", width="stretch")
-        st.caption("The star (a diamond in 3-D) is the anchor. On every other point: its place in the **teacher's** "
-                   "ranking / its place in the **student's** ranking (1 = the anchor's nearest neighbour). Green = "
-                   "same place, red = far off. Click a point (2-D) to make it the anchor.")
-        common.download_figure(fig_t, "teacher-ranking", key="teach-dl-teacher")
+            axis_titles=tuple(f"x{i + 1}" if dim == 3 else f"x{i + 1} (raw coordinate)" for i in range(dim)))
+        common.show_figure(
+            fig_t, key="teach-teacher-plot", name="teacher-ranking", on_select="rerun", selection_mode="points",
+            caption="The star (a diamond in 3-D) is the anchor. On every other point: its place in the **teacher's** "
+                    "ranking / its place in the **student's** ranking (1 = the anchor's nearest neighbour). Green = "
+                    "same place, red = far off. Click a point (2-D) to make it the anchor.")
     with right:
         st.markdown("#### 2 · The student, and where the loss pushes it")
-        fig_s = _readable(figures.teaching_points_figure(
-            state.student_points(), anchor, view["teacher_position"], view["student_position"], arrows=arrows,
-            title=f"Student after {state.step} step(s): its 2-D features",
-            axis_titles=["student feature 1", "student feature 2"]))
-        st.plotly_chart(fig_s, key="teach-student-plot", width="stretch")
-        st.caption("The same labels, drawn where the student puts the points. Arrows: minus the gradient of the "
-                   f"{'anchor' if of_anchor else 'batch'}'s loss with respect to each point "
-                   "(autograd) — the way each point should move so the student's ranks get closer to the teacher's. "
-                   f"Arrows are scaled so the longest is {teaching.ARROW_SHARE:.0%} of the picture.")
-        common.download_figure(fig_s, "student-ranking", key="teach-dl-student")
+        fig_s = _figure(
+            "teaching_points_figure", state.student_points(), anchor, view["teacher_position"],
+            view["student_position"], arrows=arrows, title=f"Student after {state.step} step(s): its 2-D features",
+            axis_titles=("student feature 1", "student feature 2"))
+        common.show_figure(
+            fig_s, key="teach-student-plot", name="student-ranking",
+            caption="The same labels, drawn where the student puts the points. Arrows: minus the gradient of the "
+                    f"{'anchor' if of_anchor else 'batch'}'s loss with respect to each point "
+                    "(autograd) — the way each point should move so the student's ranks get closer to the teacher's. "
+                    f"Arrows are scaled so the longest is {teaching.ARROW_SHARE:.0%} of the picture.")
 
 
 def show_loss_terms(view: dict) -> None:
@@ -167,15 +191,13 @@ def show_loss_terms(view: dict) -> None:
     st.markdown("#### 3 · The loss of this anchor, neighbour by neighbour")
     left, right = st.columns(2, gap="large")
     with left:
-        fig_l = figures.loss_terms_figure(view["teacher_ranks"], view["student_soft"],
-                                          title=f"Loss terms of anchor {anchor} (mean = {view['loss']:.4f})")
-        fig_l.update_layout(legend={"orientation": "h", "x": 0, "y": -0.3, "xanchor": "left", "yanchor": "top"},
-                            height=460)
-        st.plotly_chart(fig_l, key="teach-loss-terms", width="stretch")
-        st.caption("For each other point j, nearest (to the teacher) first: the loss term (R̃ − R)², where R is the "
-                   "teacher's rank (0 = nearest, 1 = farthest) and R̃ the student's soft rank at the current τ. "
-                   "Orange: the student puts j too far; blue: too near. The anchor's loss is the mean of these bars.")
-        common.download_figure(fig_l, "loss-terms", key="teach-dl-loss")
+        fig_l = _figure("loss_terms_figure", view["teacher_ranks"], view["student_soft"],
+                        title=f"Loss terms of anchor {anchor} (mean = {view['loss']:.4f})")
+        common.show_figure(
+            fig_l, key="teach-loss-terms", name="loss-terms",
+            caption="For each other point j, nearest (to the teacher) first: the loss term (R̃ − R)², where R is the "
+                    "teacher's rank (0 = nearest, 1 = farthest) and R̃ the student's soft rank at the current τ. "
+                    "Orange: the student puts j too far; blue: too near. The anchor's loss is the mean of these bars.")
     with right:
         st.dataframe(
             teaching.neighbour_table(view), hide_index=True, width="stretch", height=400,
@@ -197,24 +219,25 @@ def show_soft_ranks(view: dict) -> None:
     st.markdown("#### 4 · Soft ranks: why τ matters")
     left, right = st.columns(2, gap="large")
     with left:
-        fig_k = figures.soft_step_figure(view["tau"], view["kernel"])
-        st.plotly_chart(fig_k, key="teach-soft-step", width="stretch")
-        st.caption("A hard rank counts the points that are closer: a step from 0 to 1. It has no slope, so it cannot "
-                   "be trained. The soft step replaces it by a ramp (or sigmoid) of width about τ: the smaller τ, "
-                   "the closer to the true count.")
-        common.download_figure(fig_k, "soft-step", key="teach-dl-soft-step")
+        fig_k = _figure("soft_step_figure", view["tau"], view["kernel"])
+        common.show_figure(
+            fig_k, key="teach-soft-step", name="soft-step",
+            caption="A hard rank counts the points that are closer: a step from 0 to 1. It has no slope, so it cannot "
+                    "be trained. The soft step replaces it by a ramp (or sigmoid) of width about τ: the smaller τ, "
+                    "the closer to the true count, but the slope (the gradient) lives only near x = 0. Here x = D̂[i, j] − "
+                    "D̂[i, k], the row-normalized student distances.")
     with right:
-        fig_r = figures.soft_vs_hard_figure(view)
-        st.plotly_chart(fig_r, key="teach-soft-hard", width="stretch")
-        st.caption("The student's soft rank against its hard rank for each neighbour of the anchor. Move τ: as it "
-                   "shrinks, the dots snap onto the diagonal (soft = hard); as it grows, they flatten towards ½.")
-        common.download_figure(fig_r, "soft-vs-hard", key="teach-dl-soft-hard")
+        fig_r = _figure("soft_vs_hard_figure", view)
+        common.show_figure(
+            fig_r, key="teach-soft-hard", name="soft-vs-hard",
+            caption="The student's soft rank against its hard rank for each neighbour of the anchor. Move τ: as it "
+                    "shrinks, the dots snap onto the diagonal (soft = hard); as it grows, they flatten towards ½.")
 
 
 def show_history(state: teaching.TeachingState) -> None:
     """5 · the batch loss after each step (once there is a step)."""
     if len(state.history) > 1:
         fig_h = figures.loss_history_figure(state.history)
-        st.plotly_chart(fig_h, key="teach-history", width="stretch")
-        st.caption("The loss of the whole batch after each step (at the τ and kernel used for that step).")
-        common.download_figure(fig_h, "loss-history", key="teach-dl-history")
+        common.show_figure(
+            fig_h, key="teach-history", name="loss-history",
+            caption="The loss of the whole batch after each step (at the τ and kernel used for that step).")

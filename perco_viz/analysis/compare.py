@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,3 +343,122 @@ def _metrics_or_none(run: RunDir) -> list[dict[str, Any]] | None:
         return run.metrics()
     except RunStoreError:
         return None
+
+
+# --------------------------------------------------------------------------- the run list
+NOTE_CHARS = 60  # the note's start shown in a run list
+
+
+def short_note(note: str, limit: int = NOTE_CHARS) -> str:
+    """The first line of ``note``, cut at ``limit`` characters with an ellipsis.
+
+    >>> short_note("first line\\nsecond"), short_note("x" * 70, 10)
+    ('first line …', 'xxxxxxxxx…')
+    """
+    lines = note.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if len(first) > limit:
+        return first[: limit - 1] + "…"
+    return first + (" …" if len(lines) > 1 else "")
+
+
+def run_row(run: RunDir) -> dict[str, Any]:
+    """What a run list shows of one run (never raises; a damaged part reads as None):
+
+    ``title`` (the person's title, else the folder name), ``folder``, ``loss``, ``student``
+    (``"mlp · 8-d"``), ``epochs`` (asked for), ``epoch`` (reached), ``pc`` and ``knn_acc`` (last
+    snapshot, probe set), ``created`` and ``last_active`` (``pd.Timestamp`` from the status, UTC),
+    ``tags`` (comma-separated), ``note`` (its start, :func:`short_note`), and ``problem`` (why
+    the run, or its meta.json, cannot be read; None).
+    """
+    meta = run.meta()
+    problem = run.problem()
+    try:
+        cfg = run.config()
+    except Exception:  # noqa: BLE001 — a damaged run is still listed
+        cfg = None
+    status = run.status()
+    last = (_metrics_or_none(run) or [{}])[-1]
+
+    def when(key: str):
+        value = status.get(key)
+        return pd.Timestamp(value, unit="s", tz="UTC") if isinstance(value, (int, float)) else None
+
+    return {
+        "title": meta.title or run.name,
+        "folder": run.name,
+        "loss": cfg.loss.name if cfg else None,
+        "student": f"{cfg.student.arch} · {cfg.student.dim}-d" if cfg else None,
+        "epochs": cfg.train.epochs if cfg else None,
+        "epoch": last.get("epoch"),
+        "pc": last.get("pc"),
+        "knn_acc": last.get("knn_acc"),
+        "created": when("started"),
+        "last_active": when("heartbeat"),
+        "tags": ", ".join(meta.tags),
+        "note": short_note(meta.note),
+        "problem": problem or meta.problem,
+    }
+
+
+# --------------------------------------------------------------------------- config diff
+NOT_SET = "(not set)"  # a loss option one run gives and another leaves at the loss's default
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def flat_config(config: RunConfig) -> dict[str, Any]:
+    """A config as ``{dotted field: value}`` (``"train.epochs": 20``, ``"loss.options.gamma": 0.3``),
+    sections in their order; the run's ``name`` is left out (it names the run, not how it ran)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            out[prefix] = value
+
+    doc = config.to_dict()
+    doc.pop("name", None)
+    walk("", doc)
+    return out
+
+
+def config_diff(configs: Mapping[str, RunConfig]) -> pd.DataFrame:
+    """The configuration fields on which runs differ.
+
+    Args:
+        configs: run label → its config, in the column order wanted.
+
+    Returns:
+        One row per dotted field (``loss.name``, ``train.epochs``, ``loss.options.gamma``; the
+        index, named ``field``) whose value is not the same in every run, one column per run,
+        the values as text (``none`` for an empty field, :data:`NOT_SET` for a loss option a run
+        does not give). Empty (no rows) when all agree or fewer than two runs are given. The runs'
+        ``name`` is not compared.
+
+    >>> a, b = RunConfig(), RunConfig().override(**{"train.epochs": 5, "loss.name": "rkd"})
+    >>> config_diff({"a": a, "b": b}).to_dict("index")
+    {'loss.name': {'a': 'coherence', 'b': 'rkd'}, 'train.epochs': {'a': '20', 'b': '5'}}
+    """
+    labels = list(configs)
+    flat = {label: flat_config(configs[label]) for label in labels}
+    fields = list(dict.fromkeys(key for label in labels for key in flat[label]))
+    rows = {}
+    if len(labels) > 1:
+        for key in fields:
+            values = [flat[label].get(key, NOT_SET) for label in labels]
+            if any(v != values[0] for v in values[1:]):
+                rows[key] = [v if v is NOT_SET else _shown(v) for v in values]
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=labels, dtype=object)
+    frame.index.name = "field"
+    return frame

@@ -457,3 +457,169 @@ def panel_table(panel: Panel) -> pd.DataFrame:
              "what it measures": METRIC_INFO[key].help}
             for key in CARD_ORDER if key in panel.report]
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- per-input table & metadata
+ROW_COLUMN = "row"
+METADATA_MAX_MB = 20
+METADATA_MAX_COLUMNS = 64
+# columns of the per-input table: a metadata column of the same name is renamed "meta <name>"
+SAMPLE_COLUMNS: tuple[str, ...] = (ROW_COLUMN, "test index", "class", "c_i", "tags")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Metadata columns of the rows of a pair, read by :func:`load_metadata`.
+
+    Attributes:
+        table: (n, k) one line per row of the pair, in row order (index 0..n−1); rows the
+            file does not name are blank (NaN in number columns, "" in text columns).
+        keyed: the file named its rows in a ``row`` column (else its lines are the rows in order).
+        note: one sentence on how the file was matched to the rows.
+    """
+
+    table: pd.DataFrame
+    keyed: bool
+    note: str
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.table.columns]
+
+
+def _whole_numbers(values: pd.Series, name: str) -> np.ndarray:
+    """The (m,) int64 values of a ``row`` column, or an InputFileError saying what is wrong."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() | (numbers != np.floor(numbers))
+    if bad.any():
+        first = values[bad].iloc[0]
+        raise InputFileError(f"{name!r}: the '{ROW_COLUMN}' column must hold whole row numbers (0, 1, 2, …); "
+                             f"{int(bad.sum())} value(s) are not, e.g. {first!r}")
+    return numbers.to_numpy(dtype=np.int64)
+
+
+def load_metadata(data: bytes, name: str, n_rows: int, *, max_mb: int = METADATA_MAX_MB) -> Metadata:
+    """Metadata columns for the ``n_rows`` rows of a pair from a CSV file (parsed by pandas; no pickles).
+
+    The file has a header line. With a ``row`` column (any case), each line names the row of
+    the pair it describes (0-based, as the per-input table numbers them; each row at most once,
+    rows not named are left blank); without one, its lines are the rows in order and there must
+    be exactly ``n_rows`` of them. Every other column is a metadata column (at most
+    :data:`METADATA_MAX_COLUMNS`); one named like a column of the per-input table
+    (:data:`SAMPLE_COLUMNS`) is renamed ``meta <name>``.
+
+    Args:
+        data: the CSV file's bytes (at most ``max_mb`` MB).
+        name: its file name (for messages; must end in ``.csv``).
+        n_rows: rows of the pair.
+        max_mb: size limit in megabytes.
+
+    Returns:
+        :class:`Metadata` whose ``table`` is (n_rows, k).
+
+    Raises:
+        InputFileError: what to change: too large, not CSV, no columns, row numbers outside
+            0..n_rows−1, repeated or not whole, or a line count that is not ``n_rows``.
+
+    >>> m = load_metadata(b"row,site\\n2,paris\\n0,oslo\\n", "m.csv", 3)
+    >>> m.table["site"].tolist(), m.keyed
+    (['oslo', '', 'paris'], True)
+    """
+    if not str(name).lower().endswith(".csv"):
+        raise InputFileError(f"{name!r}: metadata must be a .csv file with a header line (e.g. row,site,date)")
+    check_size(len(data), repr(name), max_mb * 2**20)
+    if not data.strip():
+        raise InputFileError(f"{name!r} is empty; write a header line and one line per row")
+    df = read_csv_limited(data, name)
+    df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise InputFileError(f"{name!r} has a header but no lines; add one line per row")
+    row_col = next((c for c in df.columns if c.lower() == ROW_COLUMN), None)
+    values = df.drop(columns=[row_col]) if row_col is not None else df
+    if values.shape[1] == 0:
+        raise InputFileError(f"{name!r} has no metadata column besides '{row_col}'; add columns such as site or date")
+    if values.shape[1] > METADATA_MAX_COLUMNS:
+        raise InputFileError(f"{name!r} has {values.shape[1]} metadata columns, above the limit of "
+                             f"{METADATA_MAX_COLUMNS}; keep the ones you want to colour or search by")
+    taken = {c.lower() for c in SAMPLE_COLUMNS}
+    values = values.rename(columns={c: f"meta {c}" for c in values.columns if c.lower() in taken})
+    if row_col is None:
+        if len(df) != n_rows:
+            raise InputFileError(
+                f"{name!r} has {len(df):,} lines but the features have {n_rows:,} rows; give one line per row, "
+                f"in the same order, or add a '{ROW_COLUMN}' column naming the row (0 to {n_rows - 1:,}) of each line")
+        table = values.reset_index(drop=True)
+        note = f"{len(values.columns)} metadata column(s) from {name}, its lines taken as rows 0 to {n_rows - 1:,} in order"
+        return Metadata(_blank_text(table), False, note)
+    rows = _whole_numbers(df[row_col], name)
+    outside = (rows < 0) | (rows >= n_rows)
+    if outside.any():
+        raise InputFileError(
+            f"{name!r}: {int(outside.sum())} value(s) of '{row_col}' are outside 0 to {n_rows - 1:,} (e.g. "
+            f"{int(rows[outside][0])}); rows are numbered from 0, as in the per-input table")
+    uniq, counts = np.unique(rows, return_counts=True)
+    if (counts > 1).any():
+        raise InputFileError(f"{name!r}: row {int(uniq[counts > 1][0])} appears {int(counts.max())} times in "
+                             f"'{row_col}'; give each row at most one line")
+    table = values.set_axis(rows).reindex(np.arange(n_rows))
+    note = (f"{len(values.columns)} metadata column(s) from {name}, matched by its '{row_col}' column: "
+            f"{len(rows):,} of {n_rows:,} rows")
+    if len(rows) < n_rows:
+        note += f" (the other {n_rows - len(rows):,} are blank)"
+    return Metadata(_blank_text(table.reset_index(drop=True)), True, note)
+
+
+def _blank_text(table: pd.DataFrame) -> pd.DataFrame:
+    """Text columns with missing cells as "" (shown blank, searched as empty), numbers as they are."""
+    out = table.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str)
+    return out
+
+
+def _class_names_of(labels: np.ndarray, class_names: list[str] | None) -> list[str]:
+    """(m,) labels → (m,) text: the class name when known, else the label itself."""
+    out = []
+    for v in labels:
+        i = int(v) if isinstance(v, int | np.integer) else None
+        out.append(str(class_names[i]) if class_names is not None and i is not None and 0 <= i < len(class_names)
+                   else str(v))
+    return out
+
+
+def sample_table(panel: Panel, meta: pd.DataFrame | None = None, *,
+                 test_indices: np.ndarray | None = None) -> pd.DataFrame:
+    """The per-input table of a panel: one line per measured row, to sort and search by c_i.
+
+    Args:
+        panel: the diagnosis (``panel.indices`` (m,) rows of the pair).
+        meta: (n, k) metadata of every row of the pair (:attr:`Metadata.table`), or None.
+        test_indices: (n,) the dataset's test-split index of each row of the pair (a run's probe),
+            or None; a column only when it differs from the row.
+
+    Returns:
+        (m, ...) columns ``row`` (the row of the pair: a run's probe row), ``test index`` (when
+        given), ``class`` (when labelled), ``c_i``, then the metadata columns; in row order.
+    """
+    rows = np.asarray(panel.indices, dtype=np.int64)
+    table = pd.DataFrame({ROW_COLUMN: rows})
+    if test_indices is not None:
+        test = np.asarray(test_indices, dtype=np.int64)[rows]
+        if not np.array_equal(test, rows):
+            table["test index"] = test
+    if panel.labels is not None:
+        table["class"] = _class_names_of(panel.labels, panel.class_names)
+    table["c_i"] = panel.coherence
+    if meta is not None:
+        if len(meta) < int(rows.max()) + 1:
+            raise ValueError(f"the metadata has {len(meta)} rows but the panel uses row {int(rows.max())}")
+        picked = meta.iloc[rows].reset_index(drop=True)
+        table = pd.concat([table, picked], axis=1)
+    return table
+
+
+def worst_rows(panel: Panel, k: int = 10) -> np.ndarray:
+    """(min(k, m),) rows of the pair (``panel.indices`` values, not positions) with the lowest c_i, worst first."""
+    order = np.argsort(panel.coherence, kind="stable")[:k]
+    return np.asarray(panel.indices, dtype=np.int64)[order]

@@ -197,7 +197,7 @@ def color_options(has_labels: bool, meta_columns: Sequence[str] = ()) -> dict[st
     opts = {}
     if has_labels:
         opts[COLOR_LABEL] = "label"
-    opts[COLOR_COHERENCE] = "per-sample coherence c_i"
+    opts[COLOR_COHERENCE] = "coherence c_i"
     for col in meta_columns:
         opts[f"meta:{col}"] = f"metadata: {col}"
     return opts
@@ -301,11 +301,18 @@ def hover_text(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labe
 
 def selection_table(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labels: np.ndarray | None = None,
                     class_names: Sequence[str] | None = None, coherence: np.ndarray | None = None,
-                    meta: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The selected probe rows as a small table (vector data: no thumbnails).
+                    meta: pd.DataFrame | None = None, meta_columns: int | None = 4) -> pd.DataFrame:
+    """The probe rows ``rows`` as a table: the selection's (vector data: no thumbnails), or every
+    point's — the table the page's search runs over (``rows = arange(n)``, ``meta_columns=None``).
 
     Args:
         rows: (k,) probe rows; the other arrays are indexed by probe row.
+        test_indices: (n,); labels: (n,); class_names: names by label; coherence: (n,) c_i;
+        meta: (n rows) metadata.
+        meta_columns: how many metadata columns to keep (``None``: all).
+
+    Returns:
+        (k rows) ``probe row``, ``test index``, ``class``, ``c_i`` (those given) and the metadata columns.
     """
     rows = np.asarray(rows, dtype=np.int64)
     cols: dict[str, object] = {"probe row": rows}
@@ -317,10 +324,70 @@ def selection_table(rows: np.ndarray, *, test_indices: np.ndarray | None = None,
         cols["c_i"] = np.asarray(coherence, dtype=np.float64)[rows]
     df = pd.DataFrame(cols)
     if meta is not None:
-        for c in list(meta.columns)[:4]:
-            df[str(c)] = meta[c].to_numpy()[rows]
+        for c in list(meta.columns)[:meta_columns]:
+            if str(c) not in df.columns:  # a metadata column never hides the page's own
+                df[str(c)] = meta[c].to_numpy()[rows]
     return df
 
+
+NEIGHBOURS_K = 8  # the page's default number of nearest neighbours
+
+
+def nearest_neighbours(teacher: np.ndarray, student: np.ndarray, row: int, k: int = NEIGHBOURS_K, *,
+                       metric: str = "euclidean", teacher_metric: str | None = None,
+                       labels: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
+    """The ``k`` nearest neighbours of one point by the teacher and by the student, in their full
+    feature spaces (not the 2-D projection): :func:`perco_viz.analysis.rank_agreement.anchor_neighbours`
+    split into the two lists shown side by side.
+
+    Args:
+        teacher: (n, d_t) teacher features; student: (n, d_s) student features, same rows.
+        row: the point (probe row), 0 ≤ row < n.
+        k: neighbours per list (at most n − 1).
+        metric: the student's dissimilarity (and the teacher's unless ``teacher_metric``).
+        labels: (n,) optional labels.
+
+    Returns:
+        ``{"teacher": df, "student": df}``, each (k rows), nearest first, with columns ``rank``
+        (1 = nearest on this side), ``point`` (probe row), ``other_rank`` (its rank on the other
+        side), ``label`` (None without labels) and ``shared`` (also among the other side's k nearest).
+    """
+    from perco_viz.analysis.rank_agreement import anchor_neighbours
+
+    table = anchor_neighbours(student, teacher, int(row), k=k, metric=metric, teacher_metric=teacher_metric,
+                              labels=labels)
+    shared = (table["in_teacher_top_k"] & table["in_student_top_k"]).to_numpy()
+    out = {}
+    for side, other in (("teacher", "student"), ("student", "teacher")):
+        part = table.assign(shared=shared)[table[f"in_{side}_top_k"]].sort_values(f"{side}_rank", kind="stable")
+        out[side] = pd.DataFrame({"rank": part[f"{side}_rank"].to_numpy(), "point": part["point"].to_numpy(),
+                                  "other_rank": part[f"{other}_rank"].to_numpy(), "label": part["label"].to_numpy(),
+                                  "shared": part["shared"].to_numpy(dtype=bool)})
+    return out
+
+
+def neighbour_list_table(part: pd.DataFrame, side: str, *, class_names: Sequence[str] | None = None,
+                         coherence: np.ndarray | None = None) -> pd.DataFrame:
+    """One list of :func:`nearest_neighbours` as a table to show (vector data: no thumbnails).
+
+    Args:
+        part: ``nearest_neighbours(...)[side]`` (k rows).
+        side: ``"teacher"`` or ``"student"`` (names the other side's rank column).
+        class_names: names by label; coherence: (n,) c_i by probe row (a column when given).
+
+    Returns:
+        (k rows) ``rank``, ``input`` (probe row), ``class`` (with labels), ``c_i`` (when given),
+        ``rank by the <other side>`` and ``in both lists`` (bool).
+    """
+    other = {"teacher": "student", "student": "teacher"}[side]
+    cols: dict[str, object] = {"rank": part["rank"].to_numpy(), "input": part["point"].to_numpy()}
+    if part["label"].notna().all() and len(part):
+        cols["class"] = _class_text(part["label"].to_numpy(dtype=np.int64), class_names)
+    if coherence is not None:
+        cols["c_i"] = np.asarray(coherence, dtype=np.float64)[part["point"].to_numpy(dtype=np.int64)]
+    cols[f"rank by the {other}"] = part["other_rank"].to_numpy()
+    cols["in both lists"] = part["shared"].to_numpy(dtype=bool)
+    return pd.DataFrame(cols)
 
 # ----------------------------------------------------------------------------- table & downloads
 

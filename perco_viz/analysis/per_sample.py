@@ -73,6 +73,37 @@ def per_sample_table(c, *, indices=None, labels=None, class_names: Sequence[str]
     return pd.DataFrame(table)
 
 
+def points_table(c, *, indices=None, labels=None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every probe point with its c_i and its rank by c_i: the page's tables (one column per fact).
+
+    Args:
+        c: (n,) per-sample coherence c_i.
+        indices: (n,) each probe point's index into the test split.
+        labels: (n,) labels.
+        class_names: names of the label codes.
+
+    Returns:
+        One row per probe point, in probe order, with columns ``point`` (the probe row: the id
+        every page uses, ``#12``); ``test_index`` only when some point's index in the test split
+        differs from its probe row (else it repeats ``point``); ``class`` (when labels: the class
+        name, or the label number when there are no names or they are just the numbers);
+        ``c_i``; ``rank`` (1 = the lowest c_i, ties by point).
+    """
+    table = per_sample_table(c, indices=indices, labels=labels, class_names=class_names)
+    if "test_index" in table and np.array_equal(table["test_index"].to_numpy(), table["point"].to_numpy()):
+        table = table.drop(columns=["test_index"])
+    if "label" in table:
+        names_are_numbers = (table["class"] == table["label"].astype(str)).all()
+        table = table.drop(columns=["label"] if not names_are_numbers else ["class"])
+        if names_are_numbers:
+            table = table.rename(columns={"label": "class"})
+    order = np.argsort(table["c_i"].to_numpy(), kind="stable")
+    rank = np.empty(len(table), dtype=np.int64)
+    rank[order] = np.arange(1, len(table) + 1)
+    table["rank"] = rank
+    return table
+
+
 def worst_samples(c, k: int, labels=None, *, indices=None, class_names: Sequence[str] | None = None) -> pd.DataFrame:
     """The k probe points the student perceives least like the teacher (lowest c_i first).
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from perco_viz.analysis.diagnose import Panel, panel_table
+from perco_viz.analysis.embeddings import Coloring
 from perco_viz.figures.embeddings import side_by_side_embeddings
 from perco_viz.figures.per_sample import coherence_histogram
 from perco_viz.figures.rank_agreement import rank_agreement_heatmap, shepard_figure
@@ -35,6 +36,38 @@ FIGURE_CAPTIONS: dict[str, str] = {
 }
 
 
+def embeddings_figure(panel: Panel, coloring: Coloring | None = None, *, highlight=None) -> go.Figure:
+    """The teacher's and the student's features side by side (PCA; the student turned into the
+    teacher's orientation), coloured by class (else by c_i) or by ``coloring``.
+
+    Args:
+        panel: the diagnosis (``teacher_xy``, ``student_xy`` (m, 2)).
+        coloring: a :class:`~perco_viz.analysis.embeddings.Coloring` of the m points (e.g. a
+            metadata column, categorical or continuous); ``None``: class, else c_i.
+        highlight: row ids (``panel.indices`` values) to ring (e.g. the points a search matched).
+
+    Returns:
+        go.Figure with two panels; ``customdata[:, 0]`` is the row of each point.
+    """
+    if coloring is None:
+        labelled = panel.labels is not None
+        values, kind = (panel.labels, "label") if labelled else (panel.coherence, "continuous")
+        names, what, title = panel.class_names, None, "class" if labelled else "per-sample coherence c_i"
+        crange, scale = None, None
+    else:
+        values, kind, names, what = coloring.values, coloring.kind, coloring.names, coloring.title
+        title, crange, scale = coloring.title, coloring.range, coloring.colorscale
+    fig = side_by_side_embeddings(
+        panel.teacher_xy, panel.student_xy, color=values, color_kind=kind, labels_text=names, ids=panel.indices,
+        highlight=highlight, color_title=what, color_range=crange,
+        titles=("teacher (PCA of its features)", "student (PCA, turned to match the teacher)"),
+        title=f"Teacher and student features · {panel.n_used:,} inputs coloured by {title}",
+        axis_titles=("PCA 1", "PCA 2"))
+    if scale is not None and kind == "continuous":
+        fig.update_layout(coloraxis_colorscale=scale)
+    return fig
+
+
 def panel_figures(panel: Panel) -> dict[str, go.Figure]:
     """The figures of a panel, keyed by the headings of :data:`FIGURE_CAPTIONS`.
 
@@ -42,15 +75,7 @@ def panel_figures(panel: Panel) -> dict[str, go.Figure]:
         ``{"Embeddings": side by side PCA, "Per-sample coherence": c_i histogram,
         "Shepard diagram": ..., "Rank agreement": heatmap}`` (plotly figures).
     """
-    n = panel.n_used
-    labelled = panel.labels is not None
-    emb = side_by_side_embeddings(
-        panel.teacher_xy, panel.student_xy,
-        color=panel.labels if labelled else panel.coherence, color_kind="label" if labelled else "continuous",
-        labels_text=panel.class_names, titles=("teacher (PCA of its features)", "student (PCA, aligned to the teacher)"),
-        title=f"teacher | student embedding plots · {n:,} inputs, coloured by "
-              + ("class" if labelled else "per-sample coherence c_i"),
-        axis_titles=("PCA 1", "PCA 2"))
+    emb = embeddings_figure(panel)
     hist = coherence_histogram(panel.coherence)
     shepard = shepard_figure(*panel.shepard, pc=panel.report["pc"])
     heat = rank_agreement_heatmap(panel.agreement, labels=panel.labels, class_names=panel.class_names)

@@ -25,15 +25,26 @@ from perco_viz.figures.style import (
     set_axis_titles,
 )
 
+MARKED = "inspected input"  # the ring of the one input whose neighbours the page lists
+LEGEND_BELOW = {"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.16, "yanchor": "top",
+                "itemsizing": "constant", "title": {"side": "left"}}  # a row under the x-axis title
+OTHERS = "not matching"  # the name of the greyed trace of the points a search leaves out
+OTHERS_COLOR = "#c3c8d1"
+
 
 def _scatter_traces(xyz: np.ndarray, *, color, color_kind: str, labels_text, hover, ids, highlight,
-                    point_size: int | None, color_title: str, showlegend: bool = True) -> list:
+                    point_size: int | None, color_title: str, showlegend: bool = True, matches=None,
+                    hide_others: bool = False) -> list:
     """Traces of one embedding plot: one per class (the legend toggles classes, grouped across
-    panels), or one coloured by ``coloraxis``; plus the highlighted points. customdata[:, 0] = id."""
+    panels), or one coloured by ``coloraxis``; plus the highlighted points. customdata[:, 0] = id.
+
+    ``matches``: ids of the points a search kept (None: all): only they are coloured; the others
+    are one grey trace drawn beneath them (:data:`OTHERS`), or left out when ``hide_others``."""
     n, dim = xyz.shape
     ids = np.arange(n) if ids is None else np.asarray(ids)
     if len(ids) != n or (color is not None and len(color) != n) or (hover is not None and len(hover) != n):
         raise ValueError(f"color, hover and ids must have one entry per point ({n})")
+    keep = np.ones(n, dtype=bool) if matches is None else np.isin(ids, np.asarray(matches, dtype=ids.dtype))
     text = None if hover is None else np.asarray(hover, dtype=object)
     size = point_size or marker_size(n, dim)
     scatter = go.Scatter3d if dim == 3 else (go.Scattergl if n > WEBGL_ABOVE else go.Scatter)
@@ -45,15 +56,21 @@ def _scatter_traces(xyz: np.ndarray, *, color, color_kind: str, labels_text, hov
         return scatter(mode="markers", customdata=ids[idx, None], text=None if text is None else text[idx],
                        hovertemplate=tip + "<extra></extra>", marker={"size": size, **marker}, **pts, **kw)
 
+    traces = []
+    if not keep.all() and not hide_others:  # the points a search leaves out: grey, beneath the others
+        traces.append(trace(np.flatnonzero(~keep), {"color": OTHERS_COLOR, "opacity": 0.5}, name=OTHERS,
+                            legendgroup=OTHERS, showlegend=showlegend))
     if color is None:
-        traces = [trace(np.arange(n), {"color": PRIMARY}, name="points", showlegend=False)]
-    elif color_kind == "label":
-        traces = [trace(idx, {"color": colour}, name=name, meta=name, legendgroup=name, showlegend=showlegend)
-                  for name, colour, idx in class_groups(color, labels_text)]
+        traces.append(trace(np.flatnonzero(keep), {"color": PRIMARY}, name="points", showlegend=False))
+    elif color_kind == "label":  # colours follow the label, so a class keeps its colour in any search
+        traces += [trace(idx[keep[idx]], {"color": colour}, name=name, meta=name, legendgroup=name,
+                         showlegend=showlegend)
+                   for name, colour, idx in class_groups(color, labels_text) if keep[idx].any()]
     elif color_kind == "continuous":
         vals = np.asarray(color, dtype=np.float64)
         idx = np.argsort(-np.nan_to_num(vals, nan=np.inf), kind="stable")  # low values drawn last, on top
-        traces = [trace(idx, {"color": vals[idx], "coloraxis": "coloraxis"}, name=color_title, showlegend=False)]
+        idx = idx[keep[idx]]
+        traces.append(trace(idx, {"color": vals[idx], "coloraxis": "coloraxis"}, name=color_title, showlegend=False))
     else:
         raise ValueError(f"color_kind must be 'label' or 'continuous', got {color_kind!r}")
     if highlight is not None and len(highlight):
@@ -80,7 +97,8 @@ def embedding_figure(coords, *, color=None, color_kind: str = "label", labels_te
                      title: str = "embedding plot", subtitle: str | None = None, highlight=None,
                      point_size: int | None = None, ids=None, color_title: str | None = None,
                      color_range: tuple[float, float] | None = None,
-                     axis_titles: Sequence[str] | None = None, height: int = 560) -> go.Figure:
+                     axis_titles: Sequence[str] | None = None, height: int = 560, matches=None,
+                     hide_others: bool = False) -> go.Figure:
     """One embedding plot (projection) of the probe set, 2-D (Scattergl) or 3-D (Scatter3d).
 
     Args:
@@ -98,6 +116,10 @@ def embedding_figure(coords, *, color=None, color_kind: str = "label", labels_te
         color_range: (lo, hi) of the colour bar.
         axis_titles: axis titles (default "component 1", ...).
         height: px.
+        matches: ids of the points a search kept (None: all): the others are drawn grey beneath
+            them (one trace named "not matching"), or left out when ``hide_others``; colours and
+            the colour bar's range stay those of all the points.
+        hide_others: leave the points not in ``matches`` out.
 
     Returns:
         go.Figure.
@@ -106,18 +128,23 @@ def embedding_figure(coords, *, color=None, color_kind: str = "label", labels_te
     color_title = color_title or ("class" if color_kind == "label" else "per-sample coherence c_i (0–1)")
     fig = new_figure(title, subtitle, height=height, **_color_layout(color, color_kind, color_title, color_range))
     fig.add_traces(_scatter_traces(xyz, color=color, color_kind=color_kind, labels_text=labels_text, hover=hover,
-                                   ids=ids, highlight=highlight, point_size=point_size, color_title=color_title))
+                                   ids=ids, highlight=highlight, point_size=point_size, color_title=color_title,
+                                   matches=matches, hide_others=hide_others))
     set_axis_titles(fig, default_axis_titles(xyz.shape[1], axis_titles), xyz.shape[1])
     fig.update_layout(dragmode="lasso" if xyz.shape[1] == 2 else "orbit")
     return fig
 
 
+SIDE_BY_SIDE_TITLE = "Teacher and student, side by side"
+
+
 def side_by_side_embeddings(teacher_coords, student_coords, *, color=None, color_kind: str = "label",
                             labels_text=None, hover=None, highlight=None, point_size: int | None = None,
                             ids=None, titles: Sequence[str] = ("teacher", "student"),
-                            title: str = "teacher | student embedding plots", subtitle: str | None = None,
+                            title: str = SIDE_BY_SIDE_TITLE, subtitle: str | None = None,
                             color_title: str | None = None, color_range=None,
-                            axis_titles: Sequence[str] | None = None, height: int = 500) -> go.Figure:
+                            axis_titles: Sequence[str] | None = None, height: int = 500, matches=None,
+                            hide_others: bool = False) -> go.Figure:
     """Teacher and student projections side by side, coloured the same way, points in the same order.
 
     Both panels hold the same traces in the same order, so a point's (trace, index) — and its id
@@ -128,7 +155,9 @@ def side_by_side_embeddings(teacher_coords, student_coords, *, color=None, color
         teacher_coords: (n, 2|3) teacher projection.
         student_coords: (n, 2|3) student projection, same rows and dim.
         titles: the two panel titles.
-        Others: as :func:`embedding_figure`.
+        title: the figure's title, in plain words.
+        Others: as :func:`embedding_figure` (``matches``/``hide_others`` grey or hide the same
+            points in both panels).
 
     Returns:
         go.Figure with two subplots; the class legend toggles a class in both.
@@ -145,7 +174,7 @@ def side_by_side_embeddings(teacher_coords, student_coords, *, color=None, color
     for col, xyz in enumerate((t, s), start=1):
         for tr in _scatter_traces(xyz, color=color, color_kind=color_kind, labels_text=labels_text, hover=hover,
                                   ids=ids, highlight=highlight, point_size=point_size, color_title=color_title,
-                                  showlegend=col == 1):
+                                  showlegend=col == 1, matches=matches, hide_others=hide_others):
             fig.add_trace(tr, row=1, col=col)
         set_axis_titles(fig, default_axis_titles(dim, axis_titles), dim, row=1, col=col, scene="scene" if col == 1 else "scene2")
     fig.update_layout(dragmode="lasso" if dim == 2 else "orbit")
@@ -160,7 +189,8 @@ def method_axis_titles(method: str, dim: int) -> list[str]:
 def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: str, ids: np.ndarray | None = None,
                     hover: np.ndarray | None = None, highlight: Sequence[int] | None = None,
                     ranges: Sequence[tuple[float, float]] | None = None, subtitle: str | None = None,
-                    show_colorbar: bool = True, height: int = 540) -> go.Figure:
+                    show_colorbar: bool = True, height: int = 540, matches: Sequence[int] | None = None,
+                    hide_others: bool = False, marked: int | None = None) -> go.Figure:
     """One embedding plot of the Embeddings page: :func:`embedding_figure` with axes fixed
     over the snapshots, equal aspect (2-D), and the highlighted points standing out.
 
@@ -175,6 +205,12 @@ def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: 
         ranges: per-axis (lo, hi), fixed over epochs so the playback does not rescale.
         show_colorbar: draw the colour bar (continuous colouring).
         height: pixels.
+        matches: ids a search kept (None: all): they keep their colours, the others turn grey
+            (or are left out, ``hide_others``) — as :func:`embedding_figure`.
+        marked: one id to ring without fading the others (the input whose neighbours are listed):
+            a trace named :data:`MARKED`.
+
+    The legend is a row under the plot (outside the data, clear of the title and colour bar).
 
     Returns:
         A plotly ``go.Figure`` (Scattergl in 2-D, Scatter3d in 3-D).
@@ -186,7 +222,8 @@ def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: 
     fig = embedding_figure(
         xyz, color=color.values, color_kind=color.kind, labels_text=color.names, hover=hover, ids=ids,
         title=title, subtitle=subtitle, highlight=highlight or None, color_title=color.title,
-        color_range=color.range, axis_titles=method_axis_titles(method, dim), height=height)
+        color_range=color.range, axis_titles=method_axis_titles(method, dim), height=height, matches=matches,
+        hide_others=hide_others)
     if color.kind == "continuous":
         fig.update_layout(coloraxis_showscale=show_colorbar)
         if color.colorscale is not None:
@@ -207,11 +244,19 @@ def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: 
         for tr in fig.data:
             if tr.name != "selected":
                 tr.marker.opacity = 0.35
-    fig.update_layout(uirevision=method, legend={"itemsizing": "constant"})
+    if marked is not None and int(marked) in set(ids.tolist()):
+        at = np.flatnonzero(ids == int(marked))
+        pts = dict(zip("xyz", xyz[at].T))
+        scatter = go.Scatter3d if dim == 3 else type(fig.data[0]) if fig.data else go.Scatter
+        fig.add_trace(scatter(mode="markers", customdata=ids[at, None], name=MARKED, legendgroup=MARKED,
+                              hovertemplate="point %{customdata[0]}<extra>" + MARKED + "</extra>",
+                              marker={"size": base_size + 8, "color": "rgba(0,0,0,0)",
+                                      "line": {"width": 2.5, "color": "#111111"}}, **pts))
+    fig.update_layout(uirevision=method, legend=LEGEND_BELOW)
     if dim == 2:
-        fig.update_xaxes(range=list(ranges[0]) if ranges else None, constrain="domain")
+        fig.update_xaxes(range=list(ranges[0]) if ranges else None, constrain="range")
         fig.update_yaxes(range=list(ranges[1]) if ranges else None, scaleanchor="x", scaleratio=1,
-                         constrain="domain")
+                         constrain="range")
     else:  # a little further out than plotly's default, so the third axis title stays in view
         fig.update_layout(scene_camera={"eye": {"x": 1.45, "y": 1.45, "z": 1.1}}, margin={"b": 20})
         if ranges:

@@ -13,12 +13,15 @@ from plotly.colors import sample_colorscale
 
 from perco_viz.figures.style import (
     COHERENCE_SCALE,
-    LEGEND_ON_TOP,
+    MARGIN,
     PRIMARY,
     class_groups,
     new_figure,
     no_data,
 )
+
+# the histogram's legend (its two lines) under the x axis: on top it ran into the title in half a 1024 px page
+LEGEND_UNDER = {"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.2, "yanchor": "top"}
 
 
 def _coherence_values(c, name: str = "c") -> np.ndarray:
@@ -77,10 +80,11 @@ def coherence_histogram(c, *, bins: int = 40, title: str = "distribution of per-
         height: px.
 
     Returns:
-        go.Figure with one Bar trace and two vertical lines.
+        go.Figure with one Bar trace and two vertical lines (named in a legend under the plot).
     """
     v = _coherence_values(c)
-    fig = new_figure(title, f"n = {len(v):,}", height=height, bargap=0.02, legend=LEGEND_ON_TOP)
+    fig = new_figure(title, f"n = {len(v):,}", height=height, bargap=0.02, legend=LEGEND_UNDER)
+    fig.update_layout(margin_b=MARGIN["b"] + 45)  # room for the legend under the axis title
     if not len(v):
         return no_data(fig, "no c_i")
     lo = min(math.floor(v.min() * 20) / 20, 0.95)

@@ -238,14 +238,32 @@ def shepard_figure(d_teacher, d_student, *, pc: float | None = None, spearman: f
 
 
 # ----------------------------------------------------------------------------- one anchor's neighbours
+LABEL_GAP_PX = 16  # the least vertical distance between two labels of a side of the slope chart (≈ a line of text)
+
+
 def _shift_colour(shift: float, k: int) -> str:
     """Green for an unchanged rank, red for a shift of k places or more (the c_i scale's 1 → 0.5)."""
     return sample_colorscale(COHERENCE_SCALE, [1.0 - 0.5 * min(abs(shift) / max(k, 1), 1.0)])[0]
 
 
+def _labels_that_fit(log_y: np.ndarray, priority: np.ndarray, min_gap: float) -> np.ndarray:
+    """(m,) bool: which of m labels at heights ``log_y`` to write so that no two are nearer than
+    ``min_gap`` (same units); labels of higher ``priority`` are placed first (ties: list order)."""
+    keep = np.zeros(len(log_y), dtype=bool)
+    placed: list[float] = []
+    for i in np.argsort(-np.asarray(priority, dtype=np.float64), kind="stable"):
+        if all(abs(log_y[i] - y) >= min_gap for y in placed):
+            keep[i] = True
+            placed.append(float(log_y[i]))
+    return keep
+
+
 def anchor_neighbours_figure(table: pd.DataFrame, *, anchor: int | None = None, class_names=None,
                              title: str | None = None, height: int = 520) -> go.Figure:
     """Slope chart: each neighbour's rank by the teacher (left) joined to its rank by the student (right).
+
+    Labels (``#point``) are written only where they fit: on each side, no two closer than
+    :data:`LABEL_GAP_PX` pixels (the most moved neighbours first); every line tells its point on hover.
 
     Args:
         table: from :func:`perco_viz.analysis.rank_agreement.anchor_neighbours` (columns ``point``, ``teacher_rank``, ``student_rank``; ``label`` optional).
@@ -255,25 +273,36 @@ def anchor_neighbours_figure(table: pd.DataFrame, *, anchor: int | None = None, 
         height: px.
 
     Returns:
-        go.Figure with one line trace per neighbour (log-scale rank axis, 1 = nearest on top).
+        go.Figure with one line trace per neighbour (text: its label at each end where it fits, else
+        ``""``), a log-scale rank axis with 1 = nearest on top and a fixed range.
     """
     k = int(table.get("in_teacher_top_k", pd.Series([True] * len(table))).sum()) or len(table)
     head = title or f"neighbours of anchor {anchor if anchor is not None else ''}: teacher rank → student rank"
-    fig = new_figure(head, f"green: the student keeps the rank; red: it moves by ≥ {k} places", height=height,
-                      showlegend=False)
-    for row in table.itertuples(index=False):
+    fig = new_figure(head, f"green: same rank · red: moved by ≥ {k} places", height=height, showlegend=False)
+    top = int(max(table["teacher_rank"].max(), table["student_rank"].max())) if len(table) else 1
+    lo, hi = math.log10(0.8), math.log10(max(top, 1) * 1.25)  # the axis range, in decades
+    plot_px = max(height - fig.layout.margin.t - fig.layout.margin.b, 50)
+    min_gap = LABEL_GAP_PX * (hi - lo) / plot_px  # LABEL_GAP_PX in decades
+    ranks = table[["teacher_rank", "student_rank"]].to_numpy(dtype=np.float64)  # (m, 2)
+    moved = np.abs(ranks[:, 1] - ranks[:, 0])
+    written = np.column_stack([_labels_that_fit(np.log10(ranks[:, side]), moved, min_gap) for side in (0, 1)])
+    for row, (t_on, s_on) in zip(table.itertuples(index=False), written.reshape(-1, 2)):
         label = getattr(row, "label", None)
         cls = "" if label is None or label != label else f" (class {class_label(label, class_names)})"
         fig.add_trace(go.Scatter(
             x=["teacher", "student"], y=[row.teacher_rank, row.student_rank], mode="lines+markers+text",
-            text=[f"#{row.point}", f"#{row.point}"], textposition=["middle left", "middle right"],
+            text=[f"#{row.point}" if t_on else "", f"#{row.point}" if s_on else ""],
+            textposition=["middle left", "middle right"],
             line={"color": _shift_colour(row.student_rank - row.teacher_rank, k), "width": 2}, marker={"size": 7},
-            name=f"#{row.point}", hovertemplate=f"point {row.point}{cls}<br>%{{x}} rank %{{y}}<extra></extra>"))
+            name=f"#{row.point}",
+            hovertemplate=f"input #{row.point}{cls}<br>teacher rank {row.teacher_rank} → student rank "
+                          f"{row.student_rank}<extra></extra>"))
     fig.update_xaxes(title_text="who ranks", range=[-0.6, 1.6])
-    top = int(max(table["teacher_rank"].max(), table["student_rank"].max())) if len(table) else 1
-    ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000) if t <= top] + [top]
-    fig.update_yaxes(title_text="rank from the anchor (1 = nearest, log scale)", type="log", autorange="reversed",
-                     tickmode="array", tickvals=sorted(set(ticks)))
+    ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000) if t <= top]
+    if top >= 1.3 * ticks[-1]:  # the farthest rank, unless a round tick is next to it (their texts would overlap)
+        ticks.append(top)
+    fig.update_yaxes(title_text="rank from the anchor (1 = nearest, log scale)", type="log", range=[hi, lo],
+                     autorange=False, tickmode="array", tickvals=sorted(set(ticks)))
     return fig if len(table) else no_data(fig, "no neighbours")
 
 

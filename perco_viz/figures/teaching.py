@@ -72,11 +72,19 @@ def teaching_points_figure(points, anchor: int, ranks_teacher, ranks_student, ar
                       height=height, legend=LEGEND_ON_TOP,
                       coloraxis={"colorscale": COHERENCE_SCALE, "cmin": 0.0, "cmax": 1.0,
                                  "colorbar": {"title": {"text": "A (0–1)"}, "thickness": 14}})
+    texts = [f"{_rank_text(rt[i])} / {_rank_text(rs[i])}" for i in others]
+    if dim == 2:  # each label where it overlaps no other label or point; none where nothing is free
+        places = label_places(xyz[others], texts, avoid=xyz[[anchor]])
+    else:  # the view turns: one place for all
+        places = ["top center"] * len(others)
     fig.add_trace(scatter(**dict(zip("xyz", xyz[others].T)), mode="markers+text", name="points",
-                          text=[f"{_rank_text(rt[i])} / {_rank_text(rs[i])}" for i in others], textposition="top center",
-                          customdata=others[:, None], marker={"size": 11, "color": agree[others], "coloraxis": "coloraxis",
-                                                              "line": {"color": "#1f2430", "width": 1}},
-                          hovertemplate="point %{customdata[0]}<br>teacher / student rank: %{text}<extra></extra>"))
+                          text=[t if p else "" for t, p in zip(texts, places)],
+                          textposition=[p or "top center" for p in places],
+                          customdata=[[int(i), t] for i, t in zip(others, texts)],
+                          marker={"size": 11, "color": agree[others], "coloraxis": "coloraxis",
+                                  "line": {"color": "#1f2430", "width": 1}},
+                          hovertemplate="point %{customdata[0]}<br>teacher / student rank: %{customdata[1]}"
+                                        "<extra></extra>"))
     fig.add_trace(scatter(**dict(zip("xyz", xyz[[anchor]].T)), mode="markers", name="anchor",
                           marker={"size": 18, "color": PRIMARY, "symbol": "diamond" if dim == 3 else "star"},
                           hovertemplate=f"anchor {anchor}<extra></extra>"))
@@ -86,6 +94,70 @@ def teaching_points_figure(points, anchor: int, ranks_teacher, ranks_student, ar
     if dim == 2:
         fig.update_yaxes(scaleanchor="x")
     return fig
+
+
+# Label geometry, as a share of the plot's larger side (the Teaching view's plots: ~420 px, text 13 px)
+LABEL_CHAR_W = 0.019  # one character's width
+LABEL_H = 0.045  # a line's height
+MARKER_R = 0.013  # a point's radius and the gap to its label (the anchor's star: twice)
+_PLACES = {  # textposition → (dx, dy) of the label box's centre, in units of (half width + r, half height + r)
+    "top center": (0, 1), "bottom center": (0, -1), "middle right": (1, 0), "middle left": (-1, 0),
+    "top right": (1, 1), "top left": (-1, 1), "bottom right": (1, -1), "bottom left": (-1, -1)}
+
+
+def label_box(xy, text: str, place: str, extent: float) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) a label ``text`` drawn at ``place`` (a plotly textposition) around the
+    point ``xy`` covers, in data units, for points spread over ``extent`` (the larger side)."""
+    w, h, r = len(text) * LABEL_CHAR_W * extent, LABEL_H * extent, MARKER_R * extent
+    dx, dy = _PLACES[place]
+    cx, cy = xy[0] + dx * (w / 2 + r), xy[1] + dy * (h / 2 + r)
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_places(xy, texts: Sequence[str], *, avoid=None) -> list[str | None]:
+    """Where to put each point's label so that no two labels, and no label and point, overlap.
+
+    Greedy: points farthest from the others first; each label takes the first free place of
+    :data:`_PLACES` (above, below, right, left, then the corners) and none when all are taken
+    (its text stays in the hover).
+
+    Args:
+        xy: (n, 2) the labelled points.
+        texts: n labels.
+        avoid: (m, 2) other points no label may cover (the anchor), or None.
+
+    Returns:
+        n textpositions, ``None`` for a label left out.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    others = np.zeros((0, 2)) if avoid is None else np.asarray(avoid, dtype=np.float64).reshape(-1, 2)
+    everything = np.vstack([xy, others])
+    extent = float(np.ptp(everything, axis=0).max()) or 1.0
+    r = MARKER_R * extent
+    markers = [(p[0] - r, p[1] - r, p[0] + r, p[1] + r) for p in xy]
+    markers += [(p[0] - 2 * r, p[1] - 2 * r, p[0] + 2 * r, p[1] + 2 * r) for p in others]
+    if len(xy) > 1:  # crowded points choose last
+        d = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
+        np.fill_diagonal(d, np.inf)
+        order = np.argsort(-d.min(axis=1), kind="stable")
+    else:
+        order = np.arange(len(xy))
+    placed: list[tuple] = []
+    out: list[str | None] = [None] * len(xy)
+    for i in order:
+        for place in _PLACES:
+            box = label_box(xy[i], texts[i], place, extent)
+            if any(_overlaps(box, b) for b in placed) or any(
+                    _overlaps(box, m) for k, m in enumerate(markers) if k != i):
+                continue
+            out[i] = place
+            placed.append(box)
+            break
+    return out
 
 
 def _draw_arrows(fig: go.Figure, xyz: np.ndarray, arrows: np.ndarray) -> None:
@@ -126,15 +198,14 @@ def soft_step_figure(tau: float, kernel: str = "ramp", *, title: str | None = No
     span = max(2.0, 4.0 * tau)
     x = np.linspace(-span, span, 801)
     y = soft_step_functions(x, tau)
-    fig = new_figure(title or f"soft step g_τ at τ = {tau:g}", "g_τ(x) = how much k counts as closer than j; "
-                      "smaller τ: closer to the hard step, but gradients only near x = 0", height=height, legend={"title": {"text": "step"}})
+    fig = new_figure(title or f"soft step g_τ at τ = {tau:g}", "g_τ(x): how much k counts as closer than j", height=height, legend={"title": {"text": "step"}})
     fig.add_trace(go.Scatter(x=[-span, 0, 0, span], y=[0, 0, 1, 1], name="hard 1[x > 0]", mode="lines",
                              line={"color": "#1f2430", "width": 1.5, "dash": "dot"}))
     for name, colour in (("sigmoid", TOO_NEAR), ("ramp", PRIMARY)):
         bold = name == kernel
         fig.add_trace(go.Scatter(x=x, y=y[name], name=f"{name}{' (in use)' if bold else ''}", mode="lines",
                                  line={"color": colour, "width": 3.5 if bold else 1.5, "dash": None if bold else "dash"}))
-    fig.update_xaxes(title_text="x = D̂[i, j] − D̂[i, k]  (row-normalized student distances)")
+    fig.update_xaxes(title_text="x = D̂[i, j] − D̂[i, k]")
     fig.update_yaxes(title_text="g_τ(x) (0–1)", range=[-0.05, 1.05])
     return fig
 
@@ -163,7 +234,7 @@ def loss_terms_figure(R_T_row, R_S_soft_row, *, point_ids=None, title: str | Non
     names = [f"#{i}" for i in ids[keep]]
     loss = float(terms.mean()) if len(terms) else float("nan")
     fig = new_figure(title or f"loss terms of one anchor (mean = {loss:.4f})",
-                      "bar height (R̃_S − R_T)²; neighbours ordered by the teacher's rank (nearest left)",
+                      "(R̃_S − R_T)² per neighbour, the teacher's nearest left",
                       height=height, legend={"title": {"text": "the student ranks it"}}, barmode="overlay")
     for label, colour, mask in (("too far (R̃_S > R_T)", TOO_FAR, rs[keep] > rt[keep]),
                                 ("too near (R̃_S ≤ R_T)", TOO_NEAR, rs[keep] <= rt[keep])):

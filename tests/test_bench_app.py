@@ -1,0 +1,58 @@
+"""The app benchmark's page list (tools/bench_app.py) and the server warm-up it measures (ui/warmup.py).
+
+Behaviour only: no timing is asserted here (docs/benchmarks.md has the numbers)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def test_bench_measures_every_page_of_the_app():
+    """`make bench-app` times every page of the sidebar, in its order, at the URL Streamlit gives it."""
+    import bench_app
+
+    from ui import common
+
+    labels = [label for _, label, _, _ in common.PAGES]
+    assert [spec[0] for spec in bench_app.PAGE_SPECS] == labels
+    for (script, _, _, _), (_, path, _, count) in zip(common.PAGES, bench_app.PAGE_SPECS, strict=True):
+        expected = "" if script == "app.py" else Path(script).stem.split("_", 1)[1]
+        assert path == expected and count >= 1
+
+
+def test_pages_table_lists_every_measured_page():
+    import bench_app
+
+    report = {"pages": {"Home": {"first_visit": {"s": 3.21}, "warm": {"s": None}},
+                        "Diagnose": {"first_visit": {"s": 1.0, "report_s": 2.0}, "warm": {"s": 0.5, "report_s": 1.5}}}}
+    table = bench_app.pages_table(report).splitlines()
+    assert table[2] == "| Home | 3.2 | timeout |"
+    assert table[3] == "| Diagnose | 1.0 | 0.5 |" and table[4].startswith("| Diagnose: the report")
+
+
+def test_warm_up_first_uses_run():
+    """The warm-up's first uses (numba kernels, torch's optimizer set-up, the Teaching view's first
+    state and figure) still match the library: the warm-up swallows errors, so a drift would pass
+    silently and the pages would pay again."""
+    from ui import warmup
+
+    warmup._first_uses()
+
+
+def test_server_threads_limited_to_one():
+    """In the server process the warm-up leaves one BLAS and one torch thread (a fresh process: the
+    limit is process-wide)."""
+    code = ("import numpy, scipy.linalg, torch\n"
+            "from threadpoolctl import threadpool_info, threadpool_limits\n"
+            "threadpool_limits(2, user_api='blas'); torch.set_num_threads(2)\n"
+            "from ui import warmup\n"
+            "print(warmup.limit_threads())\n"
+            "print(max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'), torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "1 1"
