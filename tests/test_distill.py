@@ -165,8 +165,15 @@ def _ddp_worker(rank: int, world: int, store: str, x: torch.Tensor, t: torch.Ten
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one_process_on_the_global_batch(tmp_path):
+def test_ddp_two_processes_match_one_process_on_the_global_batch(tmp_path, monkeypatch):
+    import sys
+    import types
+
     import torch.multiprocessing as mp
+
+    # Streamlit's AppTest leaves the last page script it ran as sys.modules["__main__"], and spawned
+    # children run the parent's __main__ again: give them a main module with nothing to run.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
     g = torch.Generator().manual_seed(1)
     x, t = torch.randn(40, 6, generator=g), torch.randn(40, 10, generator=g)
