@@ -25,6 +25,16 @@ def test_bench_measures_every_page_of_the_app():
         assert path == expected and count >= 1
 
 
+def test_bench_reads_the_live_epoch_from_the_distill_pages_card():
+    """The tool waits for the Distill page's epoch card to show the last snapshot: its label must be
+    the page's (a renamed card made the demo wait run to its time-out)."""
+    import bench_app
+
+    from ui import distill
+
+    assert bench_app.EPOCH_CARD == distill.EPOCH_CARD
+
+
 def test_pages_table_lists_every_measured_page():
     import bench_app
 

@@ -100,12 +100,16 @@ def _snapshot_lines(run: RunDir) -> list[float]:
     return [float(r["epoch"]) for r in run.metrics() if r.get("snapshot") is not None]
 
 
+EPOCH_CARD = "Snapshot at epoch"  # ui.distill.EPOCH_CARD (tests/test_bench_app.py keeps them equal)
+
+
 def _epoch_on_page(page) -> float | None:
+    """The epoch on the Distill page's card (``ui.distill.EPOCH_CARD``), or None when not drawn."""
     cards = page.locator('[data-testid="stMetric"]')
     for i in range(cards.count()):
         card = cards.nth(i)
         try:
-            if card.locator('[data-testid="stMetricLabel"]').inner_text(timeout=200).strip() == "Epoch":
+            if card.locator('[data-testid="stMetricLabel"]').inner_text(timeout=200).strip() == EPOCH_CARD:
                 return float(card.locator('[data-testid="stMetricValue"]').inner_text(timeout=200))
         except Exception:  # noqa: BLE001 — re-rendered between the two reads
             return None

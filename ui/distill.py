@@ -10,6 +10,7 @@ from perco_viz.figures import record_number
 from ui import common
 
 POLL_S = 1.0
+EPOCH_CARD = "Snapshot at epoch"  # the card tools/bench_app.py reads the live epoch from
 _PHASES = {"data": "Loading the data…", "teacher": "Preparing the teacher (trained once, then cached)…",
            "features": "Computing the teacher's features…", "starting": "Starting…"}
 
@@ -78,7 +79,7 @@ def _cards(records: list[dict]) -> None:
     number = record_number
     pc, pc0, knn, loss = number(last, "pc"), number(first, "pc"), number(last, "knn_acc"), number(last, "train_loss")
     cols = st.columns(5)
-    cols[0].metric("Snapshot at epoch", f"{number(last, 'epoch') or 0:.3g}",
+    cols[0].metric(EPOCH_CARD, f"{number(last, 'epoch') or 0:.3g}",
                    help="The figures and numbers below are of this snapshot; the bar above says which epoch is "
                         "being trained now.")
     cols[1].metric("PC (probe set)", f"{pc:.3f}" if pc is not None else "—",
