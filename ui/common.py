@@ -115,6 +115,28 @@ def navigation() -> None:
         page_links([(script, label, icon) for script, label, icon, _ in PAGES])
 
 
+RANK_AGREEMENT_PAGE = "pages/4_Rank_agreement.py"
+
+
+def link(where, page: str, *, label: str, icon: str | None = None, query_params=None, help: str | None = None) -> bool:
+    """``where.page_link(page, ...)`` (``where``: ``st`` or a container); False, with nothing drawn,
+    when the app's pages are unknown (a page run on its own, as in tests, has no app around it)."""
+    try:
+        where.page_link(page, label=label, icon=icon, query_params=query_params, help=help)
+    except StreamlitPageNotFoundError:
+        return False
+    return True
+
+
+def anchor_params(anchor: int, snapshot: int, run_path=None) -> dict[str, str]:
+    """Query parameters of a link to Rank agreement that opens ``anchor`` (a probe row) at
+    ``snapshot`` of the run ``run_path`` (default: this view's run)."""
+    from ui import view_state
+
+    run = None if run_path is None else run_param(Path(run_path))
+    return view_state.page_link_params(run=run, anchor=int(anchor), snap=int(snapshot))
+
+
 def page_links(links: list[tuple[str, str, str]]) -> None:
     """``st.page_link`` for each ``(script, label, icon)``, carrying the session, the run last
     picked and presentation mode to the next page (``view_state.page_link_params``); none when the
@@ -122,11 +144,9 @@ def page_links(links: list[tuple[str, str, str]]) -> None:
     from ui import view_state
 
     carried = view_state.page_link_params(run=st.session_state.get(LAST_RUN))  # the same run on the next page
-    try:
-        for script, label, icon in links:
-            st.page_link(script, label=label, icon=icon, query_params=carried)
-    except StreamlitPageNotFoundError:
-        pass
+    for script, label, icon in links:
+        if not link(st, script, label=label, icon=icon, query_params=carried):
+            return
 
 
 def session_id() -> str:

@@ -34,7 +34,6 @@ _MEMO_KEY = "diag-memo"
 _MEMO_SIZE = 6
 USER_ERRORS = (InputFileError, OptionalDependencyError, ValueError, OSError)  # sessions.SessionError is a ValueError
 EMBEDDING_TYPES = ["npz", "csv", "npy"]
-RANK_AGREEMENT_PAGE = "pages/4_Rank_agreement.py"
 HEATMAP_WIDTH = 760  # px, at most (narrower screens: the page's width)
 
 
@@ -401,8 +400,6 @@ def worst_inputs(panel: diagnose.Panel, sourced: Sourced, k: int = 10) -> None:
 def anchor_link(sourced: Sourced, rows: np.ndarray, coherence: np.ndarray) -> None:
     """A link to Rank agreement with a worst input as the anchor (its probe row in the run:
     ``rows`` are rows of the pair, never positions in the measured subsample)."""
-    from streamlit.errors import StreamlitPageNotFoundError
-
     options = [int(r) for r in rows]
     c_of = dict(zip(options, coherence))
     if st.session_state.get("diag-anchor") not in options:
@@ -411,13 +408,9 @@ def anchor_link(sourced: Sourced, rows: np.ndarray, coherence: np.ndarray) -> No
                           format_func=lambda r: f"#{r} · c_i {c_of[r]:.3f}",
                           help="Opens Rank agreement on this run and snapshot with this input as the anchor: "
                                "its neighbours by the teacher and by the student.")
-    params = view_state.page_link_params(run=common.run_param(sourced.run.path), snap=sourced.snapshot,
-                                         anchor=anchor)
-    try:
-        st.page_link(RANK_AGREEMENT_PAGE, label=f"Open #{anchor} as the anchor in Rank agreement",
-                     icon=":material/grid_view:", query_params=params)
-    except StreamlitPageNotFoundError:  # the page run on its own (tests): no app around it
-        pass
+    common.link(st, common.RANK_AGREEMENT_PAGE, label=f"Open #{anchor} as the anchor in Rank agreement",
+                icon=":material/grid_view:", query_params=common.anchor_params(anchor, sourced.snapshot,
+                                                                              sourced.run.path))
 
 
 def show_downloads(panel: diagnose.Panel, figs: dict, table: pd.DataFrame, key: str) -> None:

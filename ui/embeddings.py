@@ -489,13 +489,10 @@ def _rank_link(row: int, snapshot: int) -> None:
     """A link to Rank agreement with ``row`` as the anchor, at the same snapshot (and run)."""
     from urllib.parse import urlencode
 
-    from streamlit.errors import StreamlitPageNotFoundError
-
-    params = view_state.page_link_params(anchor=row, snap=snapshot)
+    params = common.anchor_params(row, snapshot)
     label = "Open as anchor on Rank agreement"
-    try:
-        st.page_link("pages/4_Rank_agreement.py", label=label, icon=":material/grid_view:", query_params=params)
-    except StreamlitPageNotFoundError:  # the page run on its own (no app around it): a plain link
+    if not common.link(st, common.RANK_AGREEMENT_PAGE, label=label, icon=":material/grid_view:",
+                       query_params=params):  # the page run on its own (no app around it): a plain link
         st.markdown(f"[{label}](Rank_agreement?{urlencode(params)})")
 
 

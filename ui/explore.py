@@ -69,25 +69,26 @@ def tag_panel(table: pd.DataFrame, scope: str, key: str, *, id_column: str, chos
     """
     tags = tags_of(scope)
     chosen = np.asarray(chosen, dtype=np.int64)
-    row = st.columns([2, 1, 1, 1.4], vertical_alignment="bottom")
-    name = row[0].text_input("Tag", value="suspect", key=f"{key}-name", max_chars=explore.MAX_TAG_CHARS,
+    # a row that wraps (buttons at their own width): nothing is cut on a narrow screen
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
+    name = row.text_input("Tag", value="suspect", key=f"{key}-name", max_chars=explore.MAX_TAG_CHARS,
                              help="A word to mark points with (suspect, mislabeled, duplicate…). Tagged points "
-                                  "can be searched (`tags=suspect`) and exported as a CSV list.")
+                                  "can be searched (`tags=suspect`) and exported as a CSV list.", width=220)
     what = f"{len(chosen):,} point{'s' if len(chosen) != 1 else ''}"
-    if row[1].button(f"Tag {what}", key=f"{key}-add", disabled=len(chosen) == 0, width="stretch"):
+    if row.button(f"Tag {what}", key=f"{key}-add", disabled=len(chosen) == 0):
         try:
             _set_tags(scope, explore.add_tag(tags, chosen, name))
             st.rerun()
         except ValueError as exc:
             st.warning(f"Not tagged: {exc}.")
-    if row[2].button(f"Untag {what}", key=f"{key}-remove", disabled=len(chosen) == 0, width="stretch",
+    if row.button(f"Untag {what}", key=f"{key}-remove", disabled=len(chosen) == 0,
                      help="Takes this tag off the chosen points (all their tags when the Tag box is empty)."):
         _set_tags(scope, explore.remove_tag(tags, chosen, name.strip() or None))
         st.rerun()
     tagged = explore.tagged_table(table, tags, id_column=id_column)
-    row[3].download_button(f"Tagged list ({len(tagged):,}) CSV", tagged.to_csv(index=False).encode(),
+    row.download_button(f"Tagged list ({len(tagged):,}) CSV", tagged.to_csv(index=False).encode(),
                            file_name=file_name, mime="text/csv", key=f"{key}-export", disabled=tagged.empty,
-                           icon=":material/download:", on_click="ignore", width="stretch")
+                           icon=":material/download:", on_click="ignore")
     with st.expander("Import a tagged list"):
         upload = st.file_uploader("A CSV exported here (columns " f"'{id_column}' and 'tags')", type=["csv"],
                                   key=f"{key}-import", max_upload_size=max(1, explore.MAX_TAGS_CSV_BYTES // 2**20))

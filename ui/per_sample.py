@@ -12,13 +12,11 @@ import hashlib
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from perco_viz import figures
 from perco_viz.analysis import per_sample
-from ui import common, explore, view_state
+from ui import common, explore
 
-RANK_PAGE = "pages/4_Rank_agreement.py"
 MAX_LINKS = 24  # the most "open in Rank agreement" links drawn for the selected rows
 MAX_THUMBNAILS = 48  # the most thumbnails drawn for the selected rows
 
@@ -78,7 +76,7 @@ def column_config(table: pd.DataFrame) -> dict:
 def rank_link_params(choice: common.SnapshotChoice, row: int) -> dict[str, str]:
     """Query parameters of a link to Rank agreement that opens this run, this snapshot and
     ``row`` (a probe row) as its anchor."""
-    return view_state.page_link_params(anchor=int(row), snap=int(choice.index))
+    return common.anchor_params(row, choice.index)
 
 
 def rank_links(choice: common.SnapshotChoice, rows, *, title: str) -> bool:
@@ -90,14 +88,12 @@ def rank_links(choice: common.SnapshotChoice, rows, *, title: str) -> bool:
         return False
     box = st.container(horizontal=True, gap="small", vertical_alignment="center")
     box.markdown(title)
-    try:
-        for row in rows:
-            box.page_link(RANK_PAGE, label=f"#{row}", icon=":material/grid_view:",
-                          query_params=rank_link_params(choice, row),
-                          help=f"Open Rank agreement with input #{row} as the anchor: which of its neighbours "
-                               "did the student move?")
-    except StreamlitPageNotFoundError:
-        return False
+    for row in rows:
+        if not common.link(box, common.RANK_AGREEMENT_PAGE, label=f"#{row}", icon=":material/grid_view:",
+                           query_params=rank_link_params(choice, row),
+                           help=f"Open Rank agreement with input #{row} as the anchor: which of its neighbours "
+                                "did the student move?"):
+            return False
     return True
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from perco_viz.analysis import compare
 from perco_viz.runs import MAX_NOTE_CHARS, MAX_TAGS, MAX_TITLE_CHARS, RunDir, RunMeta, RunStoreError
@@ -151,9 +150,7 @@ def links(entry: Listed) -> None:
     params = view_state.page_link_params(run=entry.param)
     row = st.container(horizontal=True, gap="small")
     for script, label, icon in LINKS:
-        try:
-            row.page_link(script, label=label, icon=icon, query_params=params)
-        except StreamlitPageNotFoundError:  # the page run on its own (tests): no app to link into
+        if not common.link(row, script, label=label, icon=icon, query_params=params):  # no app around (tests)
             row.caption(label)
 
 
