@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: setup app test test-fast lint bench bench-app load-test load-test-browser browser-deps clean
+.PHONY: setup app test test-fast lint bench bench-app bench-points load-test load-test-browser browser-deps gpu-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-app: setup
 	$(BIN)/python tools/bench_app.py --screenshots screenshots --pages --load $(or $(LOAD),0) \
 		--pages-json docs/bench_pages.json
 
+# 100,000 points on the Embeddings page in Chromium: open, pan, select, 3-D (docs/bench_points.json)
+bench-points: setup
+	$(BIN)/python tools/bench_points.py --run --json docs/bench_points.json
+
 # 20 concurrent sessions, 4 of them running the demo (docs/reliability.md): server side, then browsers
 load-test: setup
 	$(BIN)/python tools/load_test.py --sessions 20 --demos 4 --epochs 20 --json docs/load.json
@@ -63,6 +67,11 @@ load-test: setup
 load-test-browser: setup
 	$(BIN)/python -m pytest -q -ra -m load tests/test_load.py
 	$(BIN)/python tools/load_test_browser.py --sessions 20 --demos 4 --json docs/load_browser.json
+
+# on a machine with a CUDA GPU (DEVELOPERS.md): the CUDA tests and benchmarks, figures to gpu_check.md
+# ($OUT/gpu_check.md when OUT is set); no set-up first: it uses .venv's python, else the python on PATH
+gpu-check:
+	tools/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

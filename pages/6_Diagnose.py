@@ -27,19 +27,24 @@ if sourced is None:
     st.stop()
 pair = sourced.pair
 
-c1, c2 = st.columns([1, 3])
+c1, c2, c3 = st.columns([1, 1, 2])
 max_points = c1.number_input(
-    "Inputs measured (at most)", min_value=diagnose.MIN_ROWS, max_value=10_000, value=diagnose.DEFAULT_MAX_POINTS,
-    step=500, key="diag-max-points",
-    help="The ranking metrics compare every input with every other (O(n²)); above this many inputs a stratified, "
-         "seeded subsample is measured.")
+    "Inputs in the sample", min_value=diagnose.MIN_ROWS, max_value=diagnose.MAX_POINTS,
+    value=diagnose.DEFAULT_MAX_POINTS, step=1000, key="diag-max-points",
+    help="PC and linear CKA always describe every input. Up to this many inputs (a stratified, seeded sample) get "
+         "their own c_i — over all the inputs — in the histogram, the table and the scatter (up to 100,000).")
+neighbour_points = c2.number_input(
+    "Inputs for neighbourhoods", min_value=diagnose.MIN_ROWS, max_value=diagnose.MAX_NEIGHBOUR_POINTS,
+    value=diagnose.DEFAULT_NEIGHBOUR_POINTS, step=500, key="diag-neighbour-points",
+    help="k-NN accuracy, the linear probe, trustworthiness, k-NN overlap, the heatmap and the Shepard diagram "
+         "compare every input with every other (O(n²)): they use a stratified sample of the sample, this large.")
 labels_line = "labelled" if pair.labels is not None else "no labels"
-c2.markdown(f"**{pair.n:,} inputs** · teacher {pair.teacher.shape[1]}-d · student {pair.student.shape[1]}-d · "
+c3.markdown(f"**{pair.n:,} inputs** · teacher {pair.teacher.shape[1]}-d · student {pair.student.shape[1]}-d · "
             f"{labels_line}  \n{pair.source}" + (f"  \n_{'; '.join(pair.notes)}_" if pair.notes else ""))
 meta = diagnose_ui.metadata_upload(pair)
 
 try:
-    panel, figs = diagnose_ui.compute_panel(sourced.key, pair, int(max_points))
+    panel, figs = diagnose_ui.compute_panel(sourced.key, pair, int(max_points), int(neighbour_points))
 except (ValueError, RuntimeError) as exc:
     common.show_error(exc, "The diagnosis failed")
     st.stop()

@@ -17,6 +17,8 @@ _LAZY = {  # name -> its module, imported on first use: `import perco_viz.proces
     **dict.fromkeys(("KERNELS", "METRICS", "normalized_ranks", "pairwise_dissimilarity", "per_sample_coherence",
                      "perception_coherence", "rank_agreement"), "perco_viz.coherence"),
     **dict.fromkeys(("ConfigError", "RunConfig"), "perco_viz.config"),
+    **dict.fromkeys(("Estimate", "PerSampleEstimate", "estimate_per_sample_coherence",
+                     "estimate_perception_coherence"), "perco_viz.estimate"),
 }
 
 
@@ -42,8 +44,12 @@ __all__ = [
     "LOSS_NAMES",
     "METRICS",
     "ConfigError",
+    "Estimate",
+    "PerSampleEstimate",
     "RunConfig",
     "coherence_loss",
+    "estimate_per_sample_coherence",
+    "estimate_perception_coherence",
     "make_loss",
     "normalized_ranks",
     "pairwise_dissimilarity",

@@ -5,7 +5,8 @@
     perco-viz teacher train --dataset digits
     perco-viz bench loss
     perco-viz bench methods --dataset digits --student-dim 8 --seeds 3 --epochs 20
-    perco-viz bench engine | analysis | projection
+    perco-viz bench engine | analysis | projection | estimate | epoch
+    perco-viz diagnose --teacher t.npy --student s.npy [--labels y.npy] [--html r.html] [--json o.json]
 
 ``distill`` has one flag per config field, derived from the dataclasses of :mod:`perco_viz.config`
 (``--section.field``, its help and choices from the field's metadata; the older short spellings
@@ -242,6 +243,35 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """``perco-viz diagnose``: the Diagnose page's panel of two feature files, headless."""
+    import json
+    from pathlib import Path
+
+    from perco_viz.analysis import diagnose
+
+    if args.triplets < 1:
+        raise ValueError(f"--triplets must be at least 1, got {args.triplets}")
+    pair = diagnose.load_pair(args.teacher, args.student, labels_from="file" if args.labels else "auto",
+                              labels=args.labels)
+    panel = diagnose.compute_panel(pair, seed=args.seed, n_triplets=args.triplets, max_points=args.sample,
+                                   neighbour_points=args.neighbours)
+    print(f"diagnosis of {pair.n:,} rows · teacher {panel.teacher_dim}-d · student {panel.student_dim}-d · "
+          f"{'labelled' if panel.labels is not None else 'no labels'} · seed {args.seed}")
+    print("\n".join(diagnose.panel_lines(panel)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(diagnose.panel_json(panel), indent=2, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")
+        print(f"wrote {args.json}")
+    if args.html:
+        from perco_viz.figures import diagnose as diagnose_figures
+
+        doc = diagnose_figures.html_report(panel, diagnose_figures.panel_figures(panel), title="Diagnosis of a student")
+        Path(args.html).write_text(doc, encoding="utf-8")
+        print(f"wrote {args.html}")
+    return 0
+
+
 def cmd_bench_loss(args: argparse.Namespace) -> int:
     from perco_viz.bench import bench_loss, loss_table, machine_description, write_json
 
@@ -283,16 +313,42 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_analysis(args: argparse.Namespace) -> int:
-    from perco_viz.bench import bench_analysis
+def cmd_bench_epoch(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_epoch
 
+    if args.n < 30 or args.batch_size < 3:
+        raise ValueError(f"--n must be at least 30 and --batch-size at least 3, got {args.n} and {args.batch_size}")
+    r = bench_epoch(args.n, device=args.device, batch_size=args.batch_size, student_dim=args.student_dim,
+                    loss=args.loss)
+    gpu = "—" if r["peak_gpu_mib"] is None else f"{r['peak_gpu_mib']:.0f}"
+    table = "\n".join([
+        f"one engine epoch: {r['n']:,} synthetic 3×32×32 images, TeacherCNN (random weights) → StudentCNN "
+        f"(dim {r['student_dim']}), loss {r['loss']}, batch {r['batch_size']}, {r['steps']} steps, "
+        f"device {r['device']}, bf16 autocast {'on' if r['amp'] else 'off'}",
+        "| writing the images (s) | engine set-up (s) | epoch (s) | ms / step | images / s | snapshot (s) | "
+        "peak GPU memory (MiB) | PC untrained → after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {r['write_images_s']:.1f} | {r['setup_s']:.1f} | {r['epoch_s']:.2f} | {r['ms_per_step']:.1f} | "
+        f"{r['images_per_s']:,.0f} | {r['snapshot_s']:.2f} | {gpu} | {r['pc_untrained']:.3f} → {r['pc']:.3f} |"])
+    _emit(r, table, args.json)
+    return 0
+
+
+def cmd_bench_analysis(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_analysis, bench_exact_metrics, exact_metrics_table
+
+    if args.n < 3:
+        raise ValueError(f"--n must be at least 3, got {args.n}")
+    exact = bench_exact_metrics(args.n, memory=not args.no_memory)
     r = bench_analysis(args.n)
-    lines = [f"n = {r['n']} (teacher width {r['teacher_dim']}, student width {r['student_dim']})",
+    lines = [exact_metrics_table(exact), "",
+             f"pages at n = {r['n']} (teacher width {r['teacher_dim']}, student width {r['student_dim']}; "
+             f"R_T, R_S, A on the page's {r['page_points']:,}-point subsample)",
              "| step | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in r["steps_s"].items()]
     lines += [f"| **Rank agreement page** | **{r['rank_page_s']:.2f}** |",
               f"| **Per-sample coherence page** | **{r['per_sample_page_s']:.2f}** |"]
-    _emit(r, "\n".join(lines), args.json)
+    _emit({**r, "exact_metrics": exact}, "\n".join(lines), args.json)
     return 0
 
 
@@ -310,6 +366,24 @@ def cmd_bench_methods(args: argparse.Namespace) -> int:
     from perco_viz import methods
 
     return methods.main(args)
+
+
+def cmd_bench_estimate(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_estimate
+
+    if args.rows < 3 or args.triplets < 1 or args.student_dim < 1 or args.teacher_dim < 1:
+        raise ValueError("--rows must be at least 3, and --triplets, --student-dim, --teacher-dim at least 1")
+    r = bench_estimate(args.rows, student_dim=args.student_dim, teacher_dim=args.teacher_dim,
+                       triplets=args.triplets, device=args.device)
+    table = "\n".join([
+        "PC estimated from sampled triplets (95% Wilson interval), synthetic float32 features "
+        f"(clustered teacher, noisy nonlinear student; made in {r['data_s']:.1f} s)",
+        "| rows | student dim | teacher dim | triplets | value | low | high | seconds | triplets / s | device |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| {r['rows']:,} | {r['student_dim']} | {r['teacher_dim']} | {r['triplets']:,} | {r['value']:.4f} | "
+        f"{r['low']:.4f} | {r['high']:.4f} | {r['seconds']:.2f} | {r['triplets_per_s']:,.0f} | {r['device']} |"])
+    _emit(r, table, args.json)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,9 +414,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.set_defaults(func=cmd_teacher_train)
 
+    p = sub.add_parser("diagnose", help="the Diagnose page's panel of a teacher/student pair of feature files")
+    p.add_argument("--teacher", required=True, metavar="T",
+                   help="teacher features: .npy (memory-mapped), .npz (X, optional y), .parquet or .csv")
+    p.add_argument("--student", required=True, metavar="S", help="student features of the same rows, in order")
+    p.add_argument("--labels", default=None, metavar="L",
+                   help="labels file (.npy, .npz with y, .csv with a label column); default: the files' y/label")
+    p.add_argument("--html", default=None, help="write the self-contained HTML report here")
+    p.add_argument("--json", default=None, help="write every number, its interval and its scope as JSON here")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples of rows, triplets and pairs")
+    p.add_argument("--triplets", type=int, default=1_000_000, help="triplets of the PC estimate (large sets)")
+    p.add_argument("--sample", type=int, default=2000, help="rows whose c_i is estimated (its 10th percentile)")
+    p.add_argument("--neighbours", type=int, default=None,
+                   help="rows of the neighbourhood metrics (default: min(--sample, 2000); at most 10,000)")
+    p.set_defaults(func=cmd_diagnose)
+
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_cmd", required=True)
     p = bench.add_parser("loss", help="forward+backward time of the coherence loss, fast vs reference")
-    p.add_argument("--sizes", default=None, help="comma-separated n (default 128..2048, 4096 on CUDA)")
+    p.add_argument("--sizes", default=None, help="comma-separated n (default 128..4096)")
     p.add_argument("--kernel", default="ramp", choices=field_choices("loss", "kernel"),
                    help=field_help("loss", "kernel"))
     p.add_argument("--student-dim", type=int, default=64)
@@ -367,6 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a field of the shared config, e.g. --set loss.kernel=sigmoid (repeatable)")
     p.set_defaults(func=cmd_bench_methods)
 
+    p = bench.add_parser("estimate", help="PC with a confidence interval from sampled triplets, at a million rows")
+    p.add_argument("--rows", type=int, default=1_000_000, help="points (default 1,000,000)")
+    p.add_argument("--student-dim", type=int, default=64)
+    p.add_argument("--teacher-dim", type=int, default=512)
+    p.add_argument("--triplets", type=int, default=1_000_000, help="triplets sampled (default 1,000,000)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.set_defaults(func=cmd_bench_estimate)
+
     p = bench.add_parser("engine", help="end-to-end time of perco-viz distill, with its breakdown")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--epochs", type=int, default=20)
@@ -376,8 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_bench_engine)
 
-    p = bench.add_parser("analysis", help="what the rank-agreement and per-sample pages compute, timed")
+    p = bench.add_parser("epoch", help="one engine epoch on a CIFAR-sized synthetic set (CNN teacher and student)")
+    p.add_argument("--n", type=int, default=50_000, help="training images, 3×32×32 (default 50,000)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--student-dim", type=int, default=8)
+    p.add_argument("--loss", default="coherence")
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.set_defaults(func=cmd_bench_epoch)
+
+    p = bench.add_parser("analysis", help="the exact metrics against their floor (time, memory) and what the "
+                                          "rank-agreement and per-sample pages compute, timed")
     p.add_argument("--n", type=int, default=2000, help="probe-set size")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs (a fresh process each)")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_bench_analysis)
 

@@ -247,6 +247,54 @@ def _hsic_terms(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     )
 
 
+CKA_CHUNK_ROWS = 16_384  # rows per block of the chunked CKA (float64 blocks of a few tens of MB)
+CKA_CHUNKED_ABOVE = 20_000_000  # n × d above which linear_cka reads numpy inputs in blocks
+
+
+def _is_large(x) -> bool:
+    return isinstance(x, np.ndarray) and x.ndim == 2 and x.size > CKA_CHUNKED_ABOVE
+
+
+def _blocks(n: int, size: int = CKA_CHUNK_ROWS):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _linear_cka_chunked(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`linear_cka` of (n, d_a) and (n, d_b) numpy arrays (memory-mapped ones too) read in
+    blocks of rows: two passes (column means and largest entries, then the d × d products of the
+    centred, scaled blocks in float64), O(n·(d_a + d_b)²) time, O((d_a + d_b)²) memory besides
+    one block. The same quantity as the in-memory path, up to rounding."""
+    if a.ndim != 2 or b.ndim != 2 or len(a) != len(b):
+        raise ValueError(f"a and b must be 2-D with the same rows, got shapes {a.shape} and {b.shape}")
+    n = len(a)
+    if n < 2:
+        raise ValueError(f"a features need at least 2 points, got {n}")
+    sums = [np.zeros(a.shape[1]), np.zeros(b.shape[1])]
+    tops = [0.0, 0.0]
+    for rows in _blocks(n):
+        for i, (x, name) in enumerate(((a, "a"), (b, "b"))):
+            block = check_features(x[rows], name)
+            sums[i] += block.sum(axis=0)
+            tops[i] = max(tops[i], float(np.abs(block).max()))
+    means = [sums[0] / n, sums[1] / n]
+    scales = [max(tops[0], np.finfo(np.float64).tiny), max(tops[1], np.finfo(np.float64).tiny)]
+    aa = np.zeros((a.shape[1], a.shape[1]))
+    bb = np.zeros((b.shape[1], b.shape[1]))
+    ab = np.zeros((a.shape[1], b.shape[1]))
+    for rows in _blocks(n):
+        xa = (np.asarray(a[rows], dtype=np.float64) - means[0]) / scales[0]
+        xb = (np.asarray(b[rows], dtype=np.float64) - means[1]) / scales[1]
+        aa += xa.T @ xa
+        bb += xb.T @ xb
+        ab += xa.T @ xb
+    norm_a, norm_b = float(np.linalg.norm(aa)), float(np.linalg.norm(bb))
+    # a constant representation (up to rounding): no similarity structure, CKA 0 as in memory
+    if norm_a <= (_CONSTANT_RTOL**2) * n or norm_b <= (_CONSTANT_RTOL**2) * n:
+        return 0.0
+    return min(1.0, float(np.linalg.norm(ab) ** 2) / (norm_a * norm_b))
+
+
 def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
     """Linear centered kernel alignment of two representations of the same points (float64).
 
@@ -261,6 +309,10 @@ def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
     Returns:
         CKA in [0, 1]; 1 = the same up to rotation and scale.
 
+    Numpy inputs with more than :data:`CKA_CHUNKED_ABOVE` entries (a million rows, a
+    memory-mapped ``.npy``) are read in blocks of :data:`CKA_CHUNK_ROWS` rows: exact on every
+    row in O(n·d²) time, never an n × n matrix nor a float64 copy of the whole input.
+
     Reference:
         Kornblith, Norouzi, Lee, Hinton, "Similarity of Neural Network Representations
         Revisited", ICML 2019.
@@ -269,6 +321,8 @@ def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
     >>> round(linear_cka(a, 3.0 * a + 1.0), 12)
     1.0
     """
+    if _is_large(a) or _is_large(b):
+        return _linear_cka_chunked(a, b)
     x, y = check_feature_pair(a, b, min_points=2, names=("a", "b"))
     xc, yc = _centred(x), _centred(y)
     if xc is None or yc is None:
@@ -279,21 +333,43 @@ def linear_cka(a: ArrayLike, b: ArrayLike) -> float:
 
 # --------------------------------------------------------------------------- the panel
 def _label_scores(
-    student: np.ndarray, labels, k: int, train_student, train_labels
+    student: np.ndarray, labels, k: int, train_student, train_labels, neighbours: np.ndarray | None = None
 ) -> dict[str, float]:
-    """knn_acc and linear_acc on held-out data: fitted on the train split when given."""
+    """knn_acc and linear_acc on held-out data: fitted on the train split when given.
+
+    ``neighbours``: (n, ≥ k) the student's nearest other points, nearest first (shared with the
+    neighbourhood scores, so the student's distances are searched once)."""
     y = check_labels(labels, len(student))
     if train_student is None:
-        return {
-            "knn_acc": knn_accuracy(student, y, k=k),
-            "linear_acc": linear_probe_accuracy(student, y),
-        }
+        if neighbours is None:
+            knn = knn_accuracy(student, y, k=k)
+        else:
+            classes, codes = np.unique(y, return_inverse=True)
+            votes = codes[neighbours[:, : min(k, len(student) - 1)]]
+            knn = float((_majority(votes, len(classes)) == codes).mean())
+        return {"knn_acc": knn, "linear_acc": linear_probe_accuracy(student, y)}
     return {
         "knn_acc": knn_accuracy(
             train_student, train_labels, k=k, test_features=student, test_labels=y
         ),
         "linear_acc": linear_probe_accuracy(train_student, train_labels, student, y),
     }
+
+
+def _trust_ranks(order_t: np.ndarray, nbrs_s: np.ndarray) -> float:
+    """Trustworthiness from the teacher's full neighbour order and the student's k neighbours.
+
+    The computation of ``sklearn.manifold.trustworthiness`` (same formula, same ranks), on
+    (n, n − 1)-or-wider ``order_t`` (each row: the other points by teacher distance, nearest
+    first) and (n, k) ``nbrs_s``.
+    """
+    n, k = nbrs_s.shape
+    inverted = np.zeros((n, n), dtype=np.int64)
+    rows = np.arange(n)[:, None]
+    inverted[rows, order_t] = np.arange(1, order_t.shape[1] + 1)
+    ranks = inverted[rows, nbrs_s] - k
+    t = float(ranks[ranks > 0].sum())
+    return 1.0 - t * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
 
 
 def student_report(
@@ -306,6 +382,7 @@ def student_report(
     train_student: ArrayLike | None = None,
     train_labels: ArrayLike | None = None,
     metric: str = "euclidean",
+    coherence: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The whole quality panel of a student on held-out data.
 
@@ -316,6 +393,10 @@ def student_report(
     cross-validated probe on the held-out set), ``trustworthiness`` and ``knn_overlap``
     (euclidean neighbourhoods of size ``trust_k``), ``cka`` (linear CKA).
 
+    Each distance is computed once: c_i once (or passed in as ``coherence``), the teacher's
+    distance matrix once (its neighbour order serves trustworthiness and the k-NN overlap), the
+    student's nearest neighbours once (k-NN accuracy, trustworthiness, overlap).
+
     Args:
         student: (n, d_s) held-out student features, n ≥ 3.
         teacher: (n, d_t) held-out teacher features.
@@ -325,6 +406,8 @@ def student_report(
         train_student: (m, d_s) student features of a train split, or ``None``.
         train_labels: (m,) labels of the train split, or ``None``.
         metric: dissimilarity of the coherence scores (see :mod:`perco_viz.coherence`).
+        coherence: (n,) the per-sample coherence c_i of these rows when already computed
+            (:func:`perco_viz.coherence.per_sample_coherence` with ``metric``), else ``None``.
 
     Returns:
         ``{name: float}``, every value in [0, 1].
@@ -343,19 +426,67 @@ def student_report(
     if train_student is not None and labels is None:
         raise ValueError("a train split is scored on held-out labels: give labels too")
     s, t = check_feature_pair(student, teacher, min_points=3)
-    c = per_sample_coherence(s, t, metric=metric)  # (n,)
+    n = len(s)
+    if coherence is None:
+        c = per_sample_coherence(s, t, metric=metric)  # (n,)
+    else:
+        c = np.asarray(coherence, dtype=np.float64)
+        if c.shape != (n,):
+            raise ValueError(f"coherence must hold one c_i per row ({n}), got shape {c.shape}")
     report = {
         "pc": float(c.mean()),
         "coherence_mean": float(c.mean()),
         "coherence_p10": float(np.percentile(c, 10)),
     }
-    if labels is not None:
-        report.update(_label_scores(s, labels, k, train_student, train_labels))
-    d_t = pairwise_distances(t)  # (n, n), shared by both neighbourhood scores
-    report["trustworthiness"] = _trust(d_t, s, trust_k, "precomputed")
-    k_overlap = min(trust_k, len(s) - 1)
-    report["knn_overlap"] = _overlap(
-        _neighbours(d_t, k_overlap, "precomputed"), _neighbours(s, k_overlap)
-    )
+    report.update(neighbourhood_scores(s, t, labels, k=k, trust_k=trust_k, train_student=train_student,
+                                       train_labels=train_labels))
     report["cka"] = linear_cka(s, t)
     return report
+
+
+def neighbourhood_scores(
+    student: ArrayLike,
+    teacher: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    k: int = 5,
+    trust_k: int = 10,
+    train_student: ArrayLike | None = None,
+    train_labels: ArrayLike | None = None,
+) -> dict[str, float]:
+    """The neighbourhood part of :func:`student_report`: ``knn_acc`` and ``linear_acc`` (with
+    ``labels``), ``trustworthiness`` and ``knn_overlap`` (neighbourhoods of size ``trust_k``).
+
+    The teacher's distance matrix is computed once (its neighbour order serves trustworthiness
+    and the overlap) and the student's nearest neighbours are searched once (k-NN accuracy,
+    trustworthiness, overlap). O(n²) memory: call it on a sample of a large set.
+
+    Args:
+        student: (n, d_s) features, n ≥ 3.
+        teacher: (n, d_t) features of the same rows.
+        labels: (n,) labels, or ``None``.
+        k: neighbours of the k-NN classifier.
+        trust_k: neighbourhood size of trustworthiness and k-NN overlap.
+        train_student: (m, d_s) student features of a train split, or ``None``.
+        train_labels: (m,) its labels.
+
+    Returns:
+        ``{name: float}`` in [0, 1], equal to the same keys of :func:`student_report`.
+    """
+    _check_k(k)
+    _check_k(trust_k, "trust_k")
+    s, t = check_feature_pair(student, teacher, min_points=3)
+    n = len(s)
+    k_trust = min(trust_k, (n - 1) // 2)  # sklearn's requirement: below n / 2
+    k_overlap = min(trust_k, n - 1)
+    nbrs_s = _neighbours(s, max(min(k, n - 1), k_trust, k_overlap))  # (n, K), nearest first
+    out: dict[str, float] = {}
+    if labels is not None:
+        out.update(_label_scores(s, labels, k, train_student, train_labels, nbrs_s))
+    d_t = pairwise_distances(t)  # (n, n), the teacher's distances, once
+    np.fill_diagonal(d_t, np.inf)
+    order_t = np.argsort(d_t, axis=1)  # (n, n): the point itself last
+    del d_t
+    out["trustworthiness"] = _trust_ranks(order_t, nbrs_s[:, :k_trust])
+    out["knn_overlap"] = _overlap(order_t[:, :k_overlap], nbrs_s[:, :k_overlap])
+    return out

@@ -44,7 +44,7 @@ MAX_ROWS_ENV = "PERCO_VIZ_MAX_ROWS"
 DEFAULT_MAX_ROWS = 5_000_000
 SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own cap on its JSON header
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-ARRAY_SUFFIXES = (".npz", ".npy", ".csv")
+ARRAY_SUFFIXES = (".npz", ".npy", ".csv", ".parquet")
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module")
 _FEATURE_KEYS = ("X", "features", "embeddings")
 _LABEL_KEYS = ("y", "labels", "label")
@@ -634,30 +634,42 @@ def load_array_file(
     name: str | None = None,
     label_column: str | None = None,
     max_bytes: int | None = None,
+    mmap: bool = False,
 ) -> ArrayResult:
-    """Read features (and labels, metadata) from a ``.npz``, ``.npy`` or ``.csv`` file.
+    """Read features (and labels, metadata) from a ``.npz``, ``.npy``, ``.csv`` or ``.parquet`` file.
 
     * ``.npz``: the feature array under ``X`` (or ``features``/``embeddings``); labels under
       ``y``/``labels`` (optional); other 1-D arrays of length n become metadata columns.
       Read with ``allow_pickle=False``.
-    * ``.npy``: the feature array alone.
+    * ``.npy``: the feature array alone. With ``mmap`` and a path to a 2-D float32 array, the
+      array is memory-mapped read-only (``np.load(mmap_mode="r", allow_pickle=False)`` after its
+      header is checked against the file's size): nothing is read into memory but the
+      finiteness check, which reads it in blocks (:func:`check_finite_rows`).
     * ``.csv`` (with a header row): numeric columns are features; the label column is
       ``label_column`` or else a column named ``label``/``y``; other non-numeric columns
       become metadata.
+    * ``.parquet``: as a CSV (numeric columns are features, ``label``/``y`` the labels); its
+      row count, column count and uncompressed size (from the file's footer) are checked
+      against the limits before any column is decoded.
 
     Args:
         path_or_bytes: a path, the file's bytes, or a binary file object (an upload).
         name: file name, whose suffix picks the format (required for bytes/file objects).
         label_column: CSV column holding labels.
         max_bytes: size limit (``None``: ``$PERCO_VIZ_MAX_FILE_MB``).
+        mmap: memory-map a float32 ``.npy`` given by path (other files are read as usual).
 
     Returns:
-        ``X`` (n, d) float32, ``y`` (n,) labels as stored (ints or strings) or ``None``, and
-        ``meta`` (n rows) or ``None``.
+        ``X`` (n, d) float32 (a read-only ``np.memmap`` when memory-mapped), ``y`` (n,) labels as
+        stored (ints or strings) or ``None``, and ``meta`` (n rows) or ``None``.
 
     Raises:
         InputFileError: unknown format, missing arrays/columns, NaN/inf rows, empty, not 2-D.
     """
+    if mmap and isinstance(path_or_bytes, (str, os.PathLike)) and Path(name or path_or_bytes).suffix.lower() == ".npy":
+        mapped = _memmap_npy(path_or_bytes, name, max_bytes)
+        if mapped is not None:
+            return mapped, None, None
     data, name = _read_source(path_or_bytes, name, max_bytes)
     suffix = Path(name).suffix.lower()
     reader = _ARRAY_READERS.get(suffix)
@@ -669,6 +681,57 @@ def load_array_file(
     if meta is not None and meta.empty and len(meta.columns) == 0:
         meta = None
     return X, y, meta
+
+
+MMAP_BLOCK_ROWS = 65_536  # rows per block of the finiteness check of a memory-mapped array
+
+
+def _memmap_npy(path: PathLike, name: str | None, max_bytes: int | None) -> np.ndarray | None:
+    """A 2-D float32 ``.npy`` file memory-mapped read-only after its header is checked (None for
+    any other dtype or shape: those are read into memory as usual)."""
+    p = check_file(path, max_bytes=max_bytes, what="array file")
+    name = name or p.name
+    with open(p, "rb") as fp:
+        magic = fp.read(len(NPY_MAGIC) + 2)
+        if not magic.startswith(NPY_MAGIC) or len(magic) < len(NPY_MAGIC) + 2:
+            raise _not_numpy(repr(name), magic)
+        try:
+            reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}[(magic[-2], magic[-1])]
+            shape, fortran, dtype = reader(fp)
+        except Exception as exc:  # KeyError (version), ValueError, SyntaxError on a damaged header
+            raise InputFileError(f"{name!r} is not a readable .npy array ({_first_line(exc)}); "
+                                 "save it with np.save") from None
+        offset = fp.tell()
+    if dtype != np.dtype("<f4") or len(shape) != 2 or fortran:
+        return None
+    n_bytes = int(shape[0]) * int(shape[1]) * dtype.itemsize
+    if n_bytes > p.stat().st_size - offset:
+        raise InputFileError(f"{name!r} declares an array of shape {tuple(shape)} ({_mb(n_bytes)}) but holds only "
+                             f"{_mb(max(p.stat().st_size - offset, 0))}; the file is truncated or forged, save it again")
+    X = np.load(p, mmap_mode="r", allow_pickle=False)
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise InputFileError(f"{name!r}: features have shape {X.shape}; need at least 1 row and 1 column")
+    check_finite_rows(X, name)
+    return X
+
+
+def check_finite_rows(X: np.ndarray, name: str, block_rows: int = MMAP_BLOCK_ROWS) -> None:
+    """Refuse (n, d) features holding NaN/inf, read in blocks of rows (a memory-mapped array is
+    never read whole); the message names how many rows and the first ones.
+
+    Raises:
+        InputFileError: some row holds NaN or ±inf.
+    """
+    bad: list[int] = []
+    count = 0
+    for start in range(0, len(X), block_rows):
+        rows = np.flatnonzero(~np.isfinite(np.asarray(X[start:start + block_rows])).all(axis=1))
+        count += len(rows)
+        bad.extend((rows[: max(0, 5 - len(bad))] + start).tolist())
+    if count:
+        raise InputFileError(f"{name!r}: {count} of {len(X)} rows contain NaN/inf (first rows {bad}); "
+                             "remove or impute those rows")
 
 
 def _read_source(src: Source, name: str | None, max_bytes: int | None) -> tuple[bytes, str]:
@@ -757,6 +820,11 @@ def _read_csv(data: bytes, name: str, label_column: str | None) -> tuple[Any, An
     if len(df.columns) and all(_is_number(c) for c in df.columns):  # no header row
         df = read_csv_limited(data, name, header=None)
         df.columns = [str(c) for c in df.columns]
+    return _split_table(df, name, label_column)
+
+
+def _split_table(df: pd.DataFrame, name: str, label_column: str | None) -> tuple[Any, Any, Any]:
+    """A table's numeric columns (features), its label column and the other columns (metadata)."""
     label = _pick_label_column(df, label_column, name)
     y = df.pop(label).to_numpy() if label else None
     numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
@@ -765,6 +833,50 @@ def _read_csv(data: bytes, name: str, label_column: str | None) -> tuple[Any, An
         raise InputFileError(f"{name!r} has no numeric feature columns (columns: {list(df.columns)[:10]})")
     meta = df.drop(columns=numeric).reset_index(drop=True)
     return df[numeric].to_numpy(dtype=np.float64), y, meta if len(meta.columns) else None
+
+
+def _read_parquet(data: bytes, name: str, label_column: str | None) -> tuple[Any, Any, Any]:
+    return _split_table(read_parquet_limited(data, name), name, label_column)
+
+
+def read_parquet_limited(data: bytes, name: str) -> pd.DataFrame:
+    """A Parquet file as a table: its footer (rows, columns, decoded size) checked against the
+    limits first (``$PERCO_VIZ_MAX_ROWS``, ``$PERCO_VIZ_MAX_COLUMNS``, ``$PERCO_VIZ_MAX_FILE_MB``),
+    then the columns decoded by pyarrow (no pickles: Arrow's types only); any failure is an
+    :class:`InputFileError`."""
+    pq = require("pyarrow.parquet", install="pyarrow", purpose="reading .parquet files")
+    pa = require("pyarrow", install="pyarrow", purpose="reading .parquet files")
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        meta = pf.metadata
+        rows, columns = int(meta.num_rows), int(meta.num_columns)
+        encoded = sum(int(meta.row_group(i).total_byte_size) for i in range(meta.num_row_groups))
+        width = 0  # bytes per row of the decoded fixed-width columns (dictionary/RLE can hide them)
+        for f in pf.schema_arrow:
+            try:
+                width += max(1, f.type.bit_width // 8)
+            except ValueError:  # variable width (text): its encoded size counts
+                pass
+        unpacked = max(encoded, rows * width)
+    except Exception as exc:
+        raise InputFileError(f"{name!r} is not a readable Parquet file ({_first_line(exc)}); save it with "
+                             "DataFrame.to_parquet") from None
+    max_cols = _env_int(MAX_COLUMNS_ENV, DEFAULT_MAX_COLUMNS)
+    max_rows = _env_int(MAX_ROWS_ENV, DEFAULT_MAX_ROWS)
+    if columns > max_cols:
+        raise InputFileError(f"{name!r} has {columns} columns, above the {max_cols}-column limit; reduce the features "
+                             f"(e.g. PCA) or raise the limit with the environment variable {MAX_COLUMNS_ENV}")
+    if rows > max_rows:
+        raise InputFileError(f"{name!r} has {rows} rows, above the {max_rows}-row limit; subsample it or raise the "
+                             f"limit with the environment variable {MAX_ROWS_ENV}")
+    check_size(unpacked, f"{name!r} unpacked", None)
+    try:
+        df = pf.read().to_pandas()
+    except Exception as exc:
+        raise InputFileError(f"{name!r} could not be decoded ({_first_line(exc)}); save it again with "
+                             "DataFrame.to_parquet") from None
+    df.columns = [str(c) for c in df.columns]
+    return df.reset_index(drop=True)
 
 
 def _is_number(text: Any) -> bool:
@@ -803,6 +915,7 @@ _ARRAY_READERS: dict[str, Callable[[bytes, str, str | None], tuple[Any, Any, Any
     ".npz": _read_npz,
     ".npy": _read_npy,
     ".csv": _read_csv,
+    ".parquet": _read_parquet,
 }
 
 

@@ -26,6 +26,12 @@ def _npz(**arrays) -> bytes:
     return buf.getvalue()
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
 def _cards(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -75,6 +81,31 @@ def test_diagnose_mismatched_uploads_show_an_error(app_env, rng):
     _upload(at, "diag-student-file", "student.npz", _npz(X=bad))
     at.run()
     assert not at.exception and "NaN" in at.error[0].value
+
+
+def test_diagnose_a_few_thousand_rows_shows_the_interval_and_the_scope(app_env, rng):
+    n = diagnose.EXACT_MAX_ROWS + 500  # above the exact limit: PC is estimated on all rows
+    y = np.arange(n) % 4
+    x = (rng.normal(size=(n, 8)) + 3.0 * np.eye(8)[y]).astype(np.float32)
+    s = (x[:, :3] + 0.5 * rng.normal(size=(n, 3))).astype(np.float32)
+    at = AppTest.from_file(DIAGNOSE, default_timeout=240).run()
+    _upload(at, "diag-teacher-file", "teacher.npz", _npz(X=x, y=y))
+    _upload(at, "diag-student-file", "student.npy", _npy(s))
+    at.run()
+    assert not at.exception and not at.error
+    panel = diagnose.compute_panel(diagnose.EmbeddingPair(x, s, y))  # the library's (and the CLI's) numbers
+    assert panel.estimated
+    cards = {m.label: m for m in at.metric}
+    pc = cards[diagnose.METRIC_INFO["pc"].label]
+    assert pc.value == diagnose.value_text(panel, "pc") and " ± " in pc.value
+    assert f"estimated on all {n:,} rows" in pc.proto.help
+    assert cards[diagnose.METRIC_INFO["knn_acc"].label].proto.help.endswith("on a sample of 2,000 rows, stratified by "
+                                                                            "label.")
+    info = " ".join(i.value for i in at.info)
+    assert f"estimated on all {n:,} rows" in info and f"2,000 of the {n:,} rows" in info
+    assert any(panel.pc.text() in c.value for c in at.caption)  # "0.8xx ± 0.00x (95% CI, 10⁶ triplets)"
+    scopes = next(df.value for df in at.dataframe if "computed on" in df.value.columns)
+    assert set(scopes["computed on"]) == set(panel.scopes.values())
 
 
 def test_diagnose_a_run_shows_the_librarys_numbers(app_env, finished_run):

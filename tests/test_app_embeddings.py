@@ -33,6 +33,12 @@ def _values(v) -> np.ndarray:
     return np.asarray(v)
 
 
+def _ids(v) -> np.ndarray:
+    """The point ids of a trace's customdata: its first column (the others are the tooltip's numbers)."""
+    a = _values(v)
+    return (a[:, 0] if a.ndim == 2 else a).astype(np.int64)
+
+
 def _metric(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -55,6 +61,24 @@ def test_page_widgets_and_figures(app_env, finished_run):
     n_probe = len(finished_run.teacher_probe()["indices"])
     assert sum(len(_values(t["x"])) for t in student["data"]) == n_probe
     assert not at.error
+
+
+def test_tooltips_are_numbers_and_one_template_not_a_string_per_point(app_env, finished_run):
+    """The tooltip's test index and c_i travel as customdata columns shown by one hovertemplate
+    (100,000 points: no 100,000 strings built and sent)."""
+    at = _app()
+    probe = finished_run.teacher_probe()
+    coherence = finished_run.load_snapshot(finished_run.snapshot_indices()[-1]).coherence
+    for spec in _specs(at):
+        for t in spec["data"]:
+            if t.get("name") in ("selected", "inspected input"):
+                continue
+            custom = _values(t["customdata"]).reshape(len(_values(t["x"])), -1)  # (m, 1 + fields)
+            rows = custom[:, 0].astype(np.int64)
+            assert "test #%{customdata[1]:d}" in t["hovertemplate"] and "c_i %{customdata[2]:.3f}" in t["hovertemplate"]
+            np.testing.assert_array_equal(custom[:, 1], probe["indices"][rows])
+            np.testing.assert_allclose(custom[:, 2], coherence[rows], rtol=1e-6)
+            assert "text" not in t  # coloured by class: the class is the trace's name, no per-point text
 
 
 def test_numbers_equal_the_library(app_env, finished_run):
@@ -97,7 +121,7 @@ def test_linked_selection_highlights_both(app_env):
     assert not at.exception
     assert _metric(at, "Selected inputs") == "4"
     for spec in _specs(at):  # the same rows are highlighted in teacher and student
-        ids = [_values(t["customdata"]).reshape(-1) for t in spec["data"]]
+        ids = [_ids(t["customdata"]) for t in spec["data"]]
         faded = sorted(int(i[j]) for t, i in zip(spec["data"], ids) for j in _values(t.get("selectedpoints", [])))
         ringed = sorted(int(j) for t, i in zip(spec["data"], ids) if t.get("name") == "selected" for j in i)
         assert faded == ringed == [0, 1, 2, 5]
@@ -183,7 +207,7 @@ def _drawn(spec: dict) -> tuple[list[int], list[int]]:
     for t in spec["data"]:
         if t.get("name") == "selected":
             continue
-        ids = [int(i) for i in _values(t.get("customdata", [])).reshape(-1)]
+        ids = [int(i) for i in _ids(t.get("customdata", []))]
         (grey if t.get("name") == "not matching" else coloured).extend(ids)
     return sorted(coloured), sorted(grey)
 
@@ -228,7 +252,7 @@ def test_a_point_lists_its_neighbours_by_teacher_and_student(app_env, finished_r
     assert link and any("anchor=5" in v or '"anchor"' in v for v in link)
     for spec in _specs(at):  # the point is ringed in both plots, and nothing fades
         ring = [t for t in spec["data"] if t.get("name") == "inspected input"]
-        assert ring and [int(i) for i in _values(ring[0]["customdata"]).reshape(-1)] == [5]
+        assert ring and [int(i) for i in _ids(ring[0]["customdata"])] == [5]
         assert not any("selectedpoints" in t for t in spec["data"])
 
 

@@ -1,4 +1,5 @@
-"""The app benchmark's page list (tools/bench_app.py) and the server warm-up it measures (ui/warmup.py).
+"""The app benchmark's page list (tools/bench_app.py) and the server warm-up it measures (ui/warmup.py);
+the library benchmarks' columns (`perco-viz bench loss`, `bench analysis`).
 
 Behaviour only: no timing is asserted here (docs/benchmarks.md has the numbers)."""
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -66,3 +69,40 @@ def test_server_threads_limited_to_one():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "1 1"
+
+
+# --------------------------------------------------------------------------- bench loss / analysis (issue 13)
+def test_bench_loss_reports_the_floor_and_the_ratio():
+    """`perco-viz bench loss` prints each n's time against the floor of any rank-based loss."""
+    from perco_viz.bench import bench_loss, loss_table
+
+    (row,) = bench_loss([24], repeats=1, reference_max=0)
+    assert row["floor_ms"] > 0 and row["floor_ratio"] == row["fast_ms"] / row["floor_ms"]
+    table = loss_table([row])
+    assert "| floor (ms) | fast / floor |" in table and f"| {row['floor_ratio']:.1f}× |" in table
+
+
+@pytest.mark.slow
+def test_bench_analysis_measures_time_floor_ratio_and_peak_memory(capsys):
+    """Each exact metric: its time, the floor, their ratio and its peak memory above the inputs,
+    measured in a fresh process — at least the (n, n) float64 matrix normalized_ranks returns."""
+    from perco_viz.bench import bench_exact_metrics
+
+    n = 5000  # the (n, n) result (191 MiB) well above the process's fixed costs
+    r = bench_exact_metrics(n, repeats=1)
+    rows = {m["name"]: m for m in r["metrics"]}
+    assert set(rows) == {"perception_coherence", "per_sample_coherence", "normalized_ranks (teacher)", "rank_agreement"}
+    for m in rows.values():
+        assert m["ratio"] == pytest.approx(m["seconds"] / r["floor_s"])
+    result_mib = n * n * 8 / 2**20
+    assert rows["normalized_ranks (teacher)"]["peak_mib"] >= 0.9 * result_mib
+    assert rows["per_sample_coherence"]["peak_mib"] < result_mib  # c_i never holds an n × n matrix
+
+
+def test_bench_analysis_command_prints_the_exact_metrics_table(capsys):
+    from perco_viz.cli import main
+
+    assert main(["bench", "analysis", "--n", "30", "--no-memory"]) == 0
+    out = capsys.readouterr().out
+    assert "| metric | seconds | floor (s) | time / floor | peak memory above the inputs (MiB) |" in out
+    assert "| rank_agreement |" in out and "Rank agreement page" in out

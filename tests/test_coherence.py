@@ -4,6 +4,7 @@ written here. The coherence loss: tests/test_losses_coherence.py and tests/test_
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -16,7 +17,20 @@ from perco_viz.coherence import pairwise_dissimilarity, soft_ranks
 
 
 def _dissim(x: np.ndarray, metric: str) -> np.ndarray:
-    return pairwise_dissimilarity(torch.as_tensor(x, dtype=torch.float64), metric=metric).numpy()
+    """(n, n) object array of exact keys ordered as the dissimilarities (fractions.Fraction of
+    the float values): squared distances for both euclidean metrics (same order as the distance),
+    −sign(cos)·cos² for cosine. Exact, so ties are ties (a matrix product would round them apart)."""
+    rows = [[Fraction(float(v)) for v in row] for row in np.asarray(x, dtype=np.float64)]
+    n = len(rows)
+    out = np.empty((n, n), dtype=object)
+    for i, j in itertools.product(range(n), repeat=2):
+        a, b = rows[i], rows[j]
+        if metric == "cosine":
+            dot, q = sum(p * r for p, r in zip(a, b)), sum(p * p for p in a) * sum(r * r for r in b)
+            out[i, j] = Fraction(0) if q == 0 else -(1 if dot > 0 else -1) * dot * dot / q
+        else:
+            out[i, j] = sum((p - r) ** 2 for p, r in zip(a, b))
+    return out
 
 
 def brute_per_sample(student, teacher, metric):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_CODE = ("perco_viz", "ui", "pages", "app.py")  # tools/ measure: they may use the test extra
-OURS = {"perco_viz", "ui", "tests", "conftest", "bench_app", "load_test", "load_test_browser"}
+# our own top-level modules: the packages, the test helpers, and each tool script (tests import them)
+OURS = {"perco_viz", "ui", "tests", "conftest"} | {p.stem for p in (ROOT / "tools").glob("*.py")}
 
 
 def _name(requirement: str) -> str:

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from perco_viz.analysis import diagnose
+from perco_viz.coherence import per_sample_coherence
 from perco_viz.figures import diagnose as diagnose_figures
 from perco_viz.metrics import student_report
 from perco_viz.safe_io import InputFileError
@@ -138,7 +139,16 @@ def test_large_pairs_use_a_stratified_subsample(rng):
     assert np.bincount(panel.labels).tolist() == [100] * 5
     assert "500 of the 2,600" in panel.scope()
     assert panel.agreement.shape == (500, 500)
-    assert panel.report == student_report(x[panel.indices, :2], x[panel.indices], y[panel.indices])
+    # PC, c_i and CKA describe all rows (exact at this size); the neighbourhood metrics the sample
+    full = student_report(x[:, :2], x, y)
+    for key in ("pc", "coherence_mean", "coherence_p10", "cka"):
+        assert panel.report[key] == pytest.approx(full[key], abs=1e-12), key
+        assert panel.scopes[key] == "exact on all 2,600 rows"
+    sample = student_report(x[panel.indices, :2], x[panel.indices], y[panel.indices])
+    for key in ("knn_acc", "linear_acc", "trustworthiness", "knn_overlap"):
+        assert panel.report[key] == sample[key], key
+        assert panel.scopes[key] == "on a sample of 500 rows, stratified by label"
+    np.testing.assert_allclose(panel.coherence, per_sample_coherence(x[:, :2], x)[panel.indices], atol=1e-12)
 
 
 def test_pair_from_run_matches_the_runs_record(finished_run):
@@ -287,3 +297,98 @@ def test_embedding_figure_in_plain_words_and_coloured_by_metadata(teacher, rng):
     assert by_age.layout.coloraxis.colorbar.title.text == "age"
     assert by_age.layout.coloraxis.colorscale[0][1].lower() == "#440154"  # viridis, not the c_i scale
     assert any(t.name == "selected" and len(t.x) == 2 for t in by_age.data)
+
+
+# --------------------------------------------------------------------------- at scale: every number says its rows
+def test_a_small_set_is_exact_and_equals_the_library(teacher, rng):
+    import perco_viz as pv
+
+    x, y = teacher
+    s = np.tanh(x[:, :3]) + 0.3 * rng.normal(size=(240, 3))
+    panel = diagnose.compute_panel(diagnose.EmbeddingPair(x, s, y))
+    assert panel.pc.exact and not panel.estimated and not panel.subsampled
+    assert panel.report["pc"] == pytest.approx(pv.perception_coherence(s, x), abs=1e-12)
+    assert panel.report["coherence_mean"] == panel.report["pc"]
+    assert set(panel.scopes) == set(panel.report) and set(panel.scopes.values()) == {"exact on all 240 rows"}
+    assert "±" not in diagnose.value_text(panel, "pc")
+    assert diagnose.panel_lines(panel)[0].endswith("(exact on all 240 rows)")
+
+
+def _memmapped_pair(tmp_path, n: int, rng) -> tuple:
+    y = np.arange(n) % 4
+    t = (rng.normal(size=(n, 6)) + 3.0 * np.eye(6)[y]).astype(np.float32)
+    s = (t[:, :3] + 0.5 * rng.normal(size=(n, 3)).astype(np.float32)).astype(np.float32)
+    np.save(tmp_path / "teacher.npy", t)
+    np.save(tmp_path / "student.npy", s)
+    np.save(tmp_path / "labels.npy", y)
+    return t, s, y
+
+
+def test_a_200k_row_memmapped_pair_is_estimated_with_its_interval(tmp_path, rng):
+    from perco_viz.estimate import estimate_perception_coherence
+    from perco_viz.metrics import linear_cka
+
+    n = 200_000
+    t, s, y = _memmapped_pair(tmp_path, n, rng)
+    pair = diagnose.load_pair(tmp_path / "teacher.npy", tmp_path / "student.npy", labels_from="file",
+                              labels=tmp_path / "labels.npy")
+    assert isinstance(pair.teacher, np.memmap) and isinstance(pair.student, np.memmap)  # never read whole
+    panel = diagnose.compute_panel(pair, max_points=400, neighbour_points=200, n_triplets=50_000, n_pairs=300)
+    assert panel.estimated and panel.n_total == n and panel.n_used == 400 and panel.n_neighbour == 200
+    pc = panel.pc
+    assert pc.low < pc.value < pc.high and pc.n_triplets == 50_000 and pc.high - pc.low < 0.02
+    # the same seeded triplets as the estimator called on its own
+    assert pc.value == estimate_perception_coherence(s, t, n_triplets=50_000, seed=0).value
+    assert panel.report["cka"] == pytest.approx(linear_cka(s.astype(np.float64), t.astype(np.float64)), abs=1e-9)
+    assert np.bincount(panel.neighbour_labels).tolist() == [50] * 4  # stratified
+    assert set(panel.neighbour_indices) <= set(panel.indices)
+    # every number says which rows it describes
+    assert panel.scopes["pc"] == panel.scopes["coherence_mean"] == "estimated on all 200,000 rows, 95% CI, 50,000 triplets"
+    for key in ("knn_acc", "linear_acc", "trustworthiness", "knn_overlap"):
+        assert panel.scopes[key] == "on a sample of 200 rows, stratified by label"
+    assert panel.scopes["cka"] == "exact on all 200,000 rows"
+    assert "200 sampled rows" in panel.scopes["coherence_p10"] and "300 pairs" in panel.scopes["coherence_p10"]
+    np.testing.assert_array_equal(panel.per_sample.anchors, panel.neighbour_indices)
+    assert panel.report["coherence_p10"] == np.percentile(panel.per_sample.value, 10)
+    table = diagnose.panel_table(panel)
+    assert table["computed on"].str.len().min() > 0
+    assert table["value"].iloc[0].startswith(f"{pc.value:.3f}"[:4]) and "±" in table["value"].iloc[0]
+    lines = diagnose.panel_lines(panel)
+    assert len(lines) == len(panel.report) and "±" in lines[0] and "estimated on all 200,000 rows" in lines[0]
+    assert "200,000" in panel.scope() and "200 of the 200,000" in panel.scope()
+    # each c_i shown is an estimate over all rows, with its interval in the table
+    assert np.all(panel.coherence_low <= panel.coherence) and np.all(panel.coherence <= panel.coherence_high)
+    assert np.all(panel.coherence_high > panel.coherence_low)
+    in_nb = np.isin(panel.indices, panel.neighbour_indices)
+    np.testing.assert_array_equal(panel.coherence[in_nb], panel.per_sample.value)
+    assert "c_i ±" in diagnose.sample_table(panel).columns
+
+
+def test_parquet_and_csv_inputs(tmp_path, teacher):
+    x, y = teacher
+    cols = [f"f{i}" for i in range(6)]
+    pd.DataFrame(x, columns=cols).assign(label=y, site="a").to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame(x[:, :2], columns=["a", "b"]).to_csv(tmp_path / "s.csv", index=False)
+    pair = diagnose.load_pair(tmp_path / "t.parquet", tmp_path / "s.csv")
+    assert pair.teacher.shape == (240, 6) and pair.student.shape == (240, 2)
+    np.testing.assert_array_equal(pair.labels, y)
+    np.testing.assert_allclose(pair.teacher, x.astype(np.float32))
+    data = (tmp_path / "t.parquet").read_bytes()  # an upload: bytes and a name
+    pair = diagnose.load_pair(data, (tmp_path / "s.csv").read_bytes(), teacher_name="t.parquet",
+                              student_name="s.csv")
+    assert pair.n == 240 and pair.labels is not None
+    pd.DataFrame({"kind": np.array(["a", "b", "c", "d"])[y]}).to_parquet(tmp_path / "labels.parquet")
+    pair = diagnose.load_pair(tmp_path / "t.parquet", tmp_path / "s.csv", labels_from="file",
+                              labels=tmp_path / "labels.parquet")
+    assert list(pair.labels[:4]) == ["a", "b", "c", "d"]
+    with pytest.raises(InputFileError, match="not a readable Parquet"):
+        diagnose.load_pair(b"PAR1 garbage", data, teacher_name="x.parquet", student_name="t.parquet")
+
+
+def test_a_memmapped_file_with_nan_is_refused_naming_the_rows(tmp_path, rng):
+    bad = rng.normal(size=(300, 3)).astype(np.float32)
+    bad[[7, 250], 1] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    np.save(tmp_path / "good.npy", rng.normal(size=(300, 3)).astype(np.float32))
+    with pytest.raises(InputFileError, match=r"2 of 300 rows contain NaN/inf \(first rows \[7, 250\]\)"):
+        diagnose.load_pair(tmp_path / "good.npy", tmp_path / "bad.npy")

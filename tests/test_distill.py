@@ -129,6 +129,7 @@ def test_cross_entropy_and_kd_terms(tmp_path):
     assert bad.status == "failed" and "classification head" in bad.error
 
 
+@pytest.mark.cuda
 def test_device_resolution():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")

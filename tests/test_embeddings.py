@@ -135,15 +135,6 @@ def test_color_options_and_coloring():
         ev.coloring("size")
 
 
-def test_hover_text():
-    text = ev.hover_text(np.array([3, 5]), test_indices=np.arange(10) + 100, labels=np.arange(10) % 2,
-                         class_names=["even", "odd"], coherence=np.linspace(0, 1, 10),
-                         meta=pd.DataFrame({"position": np.arange(10) / 3}))
-    assert list(text) == ["test #103<br>class odd<br>c_i 0.333<br>position 1",
-                          "test #105<br>class odd<br>c_i 0.556<br>position 1.667"]
-    assert list(ev.hover_text(np.array([0, 1]))) == ["", ""]
-
-
 # --------------------------------------------------------------------------- table & downloads
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_table_bytes_round_trip(sequence, fmt):
@@ -214,3 +205,107 @@ def test_neighbour_list_table():
     assert df["class"].tolist() == ["b", "a"] and df["c_i"].tolist() == [0.9, 0.5]
     no_labels = ev.neighbour_list_table(part.assign(label=None), "student")
     assert "class" not in no_labels.columns and "rank by the teacher" in no_labels.columns
+
+
+# --------------------------------------------------------------------------- 100,000 points
+def test_hover_fields_are_numbers_and_one_template():
+    fields = ev.hover_fields(np.array([3, 5]), test_indices=np.arange(10) + 100, labels=np.arange(10) % 2,
+                             class_names=["even", "odd"], coherence=np.linspace(0, 1, 10),
+                             meta=pd.DataFrame({"position": np.arange(10) / 3, "kind": list("abcdefghij")}))
+    assert fields.values.dtype == np.float32 and fields.values.shape == (2, 3)
+    np.testing.assert_allclose(fields.values, [[103, 1 / 3, 1.0], [105, 5 / 9, 5 / 3]], rtol=1e-6)
+    assert fields.template == ("test #%{customdata[1]:d}<br>c_i %{customdata[2]:.3f}<br>position %{customdata[3]:.4g}"
+                               "<br>%{text}")
+    assert list(fields.text) == ["class odd<br>kind d", "class odd<br>kind f"]
+    bare = ev.hover_fields(np.arange(4))
+    assert bare.values.shape == (4, 0) and bare.template == "" and bare.text is None
+    assert ev.hover_fields(np.arange(2), test_indices=np.array([0, 2**25])).values.dtype == np.float64  # exact ids
+
+
+@pytest.fixture(scope="module")
+def big():
+    """100,000 points in 2-D, 10 classes, c_i and the page's tooltip fields."""
+    rng = np.random.default_rng(1)
+    n = 100_000
+    labels = rng.integers(0, 10, n)
+    coherence = rng.uniform(0.5, 1.0, n)
+    xy = rng.normal(size=(n, 2)) + labels[:, None]
+    hover = ev.hover_fields(np.arange(n), test_indices=np.arange(n) * 2, coherence=coherence)
+    return xy, labels, coherence, hover
+
+
+def test_panel_draws_all_100k_points_with_webgl_by_class(big):
+    from perco_viz.figures import embedding_panel
+
+    xy, labels, coherence, hover = big
+    names = [f"class {i}" for i in range(10)]
+    fig = embedding_panel(xy, ev.coloring("label", labels=labels, class_names=names), method="pca", title="t",
+                          ids=np.arange(len(xy)), hover=hover, highlight=[5, 7])
+    points = [t for t in fig.data if t.name != "selected"]
+    assert {type(t).__name__ for t in fig.data} == {"Scattergl"}
+    assert sum(len(t.x) for t in points) == 100_000  # every point, no subsample
+    for t in points:  # each class trace holds exactly its class, with its ids and tooltip numbers
+        ids = np.asarray(t.customdata)[:, 0].astype(np.int64)
+        assert set(labels[ids]) == {names.index(t.name)}
+        np.testing.assert_allclose(np.asarray(t.x), xy[ids, 0], rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(t.customdata)[:, 1], 2 * ids)  # test index, in customdata
+        assert "%{customdata[1]:d}" in t.hovertemplate and t.text is None  # no per-point strings
+        assert np.asarray(t.x).dtype == np.float32
+    assert sorted(np.concatenate([np.asarray(t.customdata)[:, 0] for t in points]).astype(int)) == list(range(100_000))
+
+
+def test_panel_draws_all_100k_points_coloured_by_coherence(big):
+    from perco_viz.figures import embedding_panel
+
+    xy, labels, coherence, hover = big
+    fig = embedding_panel(xy, ev.coloring("coherence", coherence=coherence), method="umap", title="t", hover=hover)
+    (trace,) = fig.data
+    assert type(trace).__name__ == "Scattergl" and len(trace.x) == 100_000
+    ids = np.asarray(trace.customdata)[:, 0].astype(np.int64)
+    np.testing.assert_allclose(np.asarray(trace.marker.color), coherence[ids], rtol=1e-6)  # each point its own c_i
+    assert trace.marker.color[-1] == np.float32(coherence.min())  # the lowest drawn last, on top
+
+
+def test_side_by_side_keeps_every_point_in_both_panels(big):
+    from perco_viz.figures import side_by_side_embeddings
+
+    xy, labels, coherence, hover = big
+    fig = side_by_side_embeddings(xy, xy[:, ::-1], color=coherence, color_kind="continuous", hover=hover)
+    assert [type(t).__name__ for t in fig.data] == ["Scattergl", "Scattergl"]
+    assert [len(t.x) for t in fig.data] == [100_000, 100_000]
+    np.testing.assert_array_equal(fig.data[0].customdata, fig.data[1].customdata)  # same point, same place
+
+
+def test_3d_stays_scatter3d_with_every_point(big):
+    from perco_viz.figures import embedding_panel
+
+    xy, labels, coherence, hover = big
+    xyz = np.column_stack([xy, coherence])
+    fig = embedding_panel(xyz, ev.coloring("coherence", coherence=coherence), method="pca", title="t", hover=hover)
+    assert type(fig.data[0]).__name__ == "Scatter3d" and len(fig.data[0].x) == 100_000
+
+
+def test_animation_draws_a_stated_sample_above_its_cap(sequence):
+    from perco_viz.figures import animation_figure
+
+    teacher, students, labels = sequence
+    proj = ev.aligned_projections(teacher, students, "pca", 2)
+    colorings = [ev.coloring("label", labels=labels)]
+    hover = ev.hover_fields(np.arange(60), coherence=np.linspace(0, 1, 60))
+    fig = animation_figure(proj, colorings, [0, 1, 2, 3], hover=hover, max_points=30)
+    assert len(fig.frames) == 4
+    for frame in fig.frames:
+        assert sum(len(t.x) for t in frame.data) == 30
+    ids = np.concatenate([np.asarray(t.customdata)[:, 0] for t in fig.frames[0].data]).astype(int)
+    assert np.bincount(labels[ids]).tolist() == [10, 10, 10]  # stratified by the colour's classes
+    assert "30 of the 60 points" in fig.layout.title.subtitle.text
+    whole = animation_figure(proj, colorings, [0, 1, 2, 3])
+    assert sum(len(t.x) for t in whole.frames[0].data) == 60 and not whole.layout.title.subtitle.text
+
+
+def test_aligned_projections_on_a_fit_sample_say_so(sequence):
+    teacher, students, labels = sequence
+    proj = ev.aligned_projections(teacher, students[:2], "tsne", 2, labels=labels, fit_points=30)
+    assert proj.teacher.shape == (60, 2) and proj.students.shape == (2, 60, 2) and np.isfinite(proj.students).all()
+    assert proj.n_fit == 30 and proj.note.startswith("t-SNE fitted on 30 of 60 points; the others placed")
+    assert ev.aligned_projections(teacher, students, "pca", 2).note is None

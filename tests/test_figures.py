@@ -102,7 +102,7 @@ def test_embedding_panel_2d_and_highlight(page_projections):
     ids = np.arange(60) + 1000
     color = ev.coloring("label", labels=labels, class_names=["a", "b", "c"])
     fig = F.embedding_panel(proj.teacher, color, method="pca", title="Teacher", ids=ids,
-                            hover=ev.hover_text(np.arange(60), labels=labels), highlight=[1000, 1001, 1059],
+                            hover=ev.hover_fields(np.arange(60), labels=labels), highlight=[1000, 1001, 1059],
                             ranges=proj.ranges()["teacher"])
     classes = [t for t in fig.data if t.name != "selected"]
     assert {t.type for t in fig.data} == {"scatter"} and [t.name for t in classes] == ["a", "b", "c"]  # SVG: few points

@@ -41,6 +41,7 @@ from perco_viz.losses import LOSS_NAMES, make_loss
 from perco_viz.losses.coherence import coherence_loss
 from perco_viz.losses.kd import hinton_kd_loss
 from perco_viz.safe_io import InputFileError, load_array_file, load_state_dict, save_safetensors
+from tests.exact_distances import TIE, NearTie, brute_per_sample, brute_ranks, exact_keys
 
 pytestmark = pytest.mark.slow  # about 25 s at 100 examples a test: `make test` runs it, not test-fast
 EXAMPLES = int(os.environ.get("PERCO_VIZ_FUZZ_EXAMPLES", "100"))
@@ -228,42 +229,22 @@ def in_unit(x, what: str) -> None:
 
 
 # ----------------------------------------------------------------------------- brute force
-def _dissimilarity(x: np.ndarray, metric: str) -> np.ndarray:
-    """The library's own (n, n) float64 dissimilarities, as the measures compute them: equal
-    inputs are at exactly equal dissimilarities (DESIGN.md §1: their ties count ½), so each
-    duplicated row takes its first occurrence's row and column (rounding could set them apart)."""
-    x = np.ascontiguousarray(x).reshape(len(x), -1).astype(np.float64)
-    d = coherence.pairwise_dissimilarity(torch.from_numpy(x), metric=metric).numpy()
-    _, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
-    rep = first[inverse.reshape(-1)]
-    return d[rep][:, rep]
+def _keys(x: np.ndarray, metric: str) -> list[list]:
+    """Exact dissimilarity keys (tests/exact_distances.py: Fractions, never a float product)."""
+    return exact_keys(np.asarray(x, dtype=np.float64), metric)
 
 
-def _brute_ranks(d: np.ndarray) -> np.ndarray:
-    """R[i, j] = (#{k ∉ {i, j}: D[i,k] < D[i,j]} + ½ #{k ∉ {i, j}: D[i,k] = D[i,j]}) / (n − 2)."""
-    n = len(d)
-    r = np.full((n, n), np.nan)
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                others = [k for k in range(n) if k not in (i, j)]
-                less = sum(d[i, k] < d[i, j] for k in others)
-                same = sum(d[i, k] == d[i, j] for k in others)
-                r[i, j] = (less + 0.5 * same) / (n - 2)
-    return r
+def _floor(metric: str) -> float:
+    return 1.0 if metric == "cosine" else 0.0
 
 
-def _brute_coherence(ds: np.ndarray, dt: np.ndarray) -> np.ndarray:
-    """c_i: share of ordered pairs (j, k) of other points ordered alike (ties ½)."""
-    n = len(ds)
-    c = np.empty(n)
-    for i in range(n):
-        idx = [j for j in range(n) if j != i]
-        a, b = dt[i, idx], ds[i, idx]
-        prod = np.sign(a[:, None] - a[None, :]) * np.sign(b[:, None] - b[None, :])
-        off = ~np.eye(n - 1, dtype=bool)
-        c[i] = ((prod > 0) + 0.5 * (prod == 0))[off].mean()
-    return c
+def _judged(fn, *args, **kwargs):
+    """The brute force under the library's documented tie rule (exact ties, and gaps below
+    1e-12 relative); inputs with gaps too close to judge by floats are not drawn (assume)."""
+    try:
+        return fn(*args, tie=TIE, **kwargs)
+    except NearTie:
+        assume(False)
 
 
 # ----------------------------------------------------------------------------- the measures
@@ -286,7 +267,7 @@ def test_perception_coherence_and_per_sample(pair, metric, torch_in):
     in_unit(pc, "perception_coherence")
     assert c.shape == (len(s),)
     assert pc == pytest.approx(c.mean(), abs=1e-12)
-    expected = _brute_coherence(_dissimilarity(s, metric), _dissimilarity(t, metric))
+    expected = _judged(brute_per_sample, _keys(s, metric), _keys(t, metric), _floor(metric), _floor(metric))
     np.testing.assert_allclose(c, expected, atol=1e-12)
 
 
@@ -302,7 +283,8 @@ def test_rank_agreement(pair, metric):
     off = ~np.eye(n, dtype=bool)
     assert a.shape == (n, n) and np.isnan(np.diag(a)).all()  # the diagonal is undefined (DESIGN §1)
     in_unit(a[off], "rank_agreement")
-    r_s, r_t = _brute_ranks(_dissimilarity(s, metric)), _brute_ranks(_dissimilarity(t, metric))
+    r_s = _judged(brute_ranks, _keys(s, metric), _floor(metric))
+    r_t = _judged(brute_ranks, _keys(t, metric), _floor(metric))
     np.testing.assert_allclose(a[off], (1 - np.abs(r_t - r_s))[off], atol=1e-12)
 
 
@@ -316,7 +298,7 @@ def test_normalized_ranks(x, metric):
     off = ~np.eye(len(x), dtype=bool)
     assert np.isnan(np.diag(r)).all()
     in_unit(r[off], "normalized_ranks")
-    np.testing.assert_allclose(r[off], _brute_ranks(_dissimilarity(x, metric))[off], atol=1e-12)
+    np.testing.assert_allclose(r[off], _judged(brute_ranks, _keys(x, metric), _floor(metric))[off], atol=1e-12)
 
 
 @FUZZ

@@ -677,3 +677,75 @@ def test_pickles_are_named_only_where_they_are():
         load_array_file(buf.getvalue(), name="objects.npz")
     with pytest.raises(InputFileError, match=r"not a valid \.npz \(zip\) archive but a pickle"):
         load_array_file(pickle.dumps({"X": [1.0]}), name="renamed.npz")
+
+
+# ----------------------------------------------------------------------------- Diagnose's large-file paths
+def _npy_header(shape: tuple, dtype: str = "<f4") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def test_an_npz_whose_header_declares_a_huge_array_is_refused_before_allocation(tmp_path):
+    """A 1 kB .npz whose member says (10⁹, 512) float32 (2 TB): refused from the header, nothing allocated."""
+    import tracemalloc
+
+    from perco_viz.analysis import diagnose
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # honest zip sizes: only the .npy header lies
+        zf.writestr("X.npy", _npy_header((10**9, 512)) + b"\0" * 1024)
+    bomb = buf.getvalue()
+    (tmp_path / "bomb.npz").write_bytes(bomb)
+    np.savez(tmp_path / "ok.npz", X=np.zeros((20, 3)))
+    tracemalloc.start()
+    try:
+        for load in (lambda: diagnose.load_pair(bomb, tmp_path / "ok.npz", teacher_name="bomb.npz"),
+                     lambda: diagnose.load_pair(tmp_path / "bomb.npz", tmp_path / "ok.npz")):
+            with pytest.raises(InputFileError, match=r"declares an array of shape \(1000000000, 512\)"):
+                load()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_a_memory_mapped_npy_declaring_more_than_it_holds_is_refused(tmp_path):
+    path = tmp_path / "forged.npy"
+    path.write_bytes(_npy_header((10**7, 64)) + b"\0" * 4096)
+    with pytest.raises(InputFileError, match="truncated or forged"):
+        load_array_file(path, mmap=True)
+    np.save(tmp_path / "real.npy", np.ones((50, 4), dtype=np.float32))
+    X, y, _ = load_array_file(tmp_path / "real.npy", mmap=True)
+    assert isinstance(X, np.memmap) and not X.flags.writeable and X.shape == (50, 4) and y is None
+
+
+def test_a_parquet_file_is_checked_on_its_footer_before_decoding(tmp_path, monkeypatch):
+    import pandas as pd
+
+    path = tmp_path / "zeros.parquet"
+    pd.DataFrame(np.zeros((200_000, 8)), columns=[f"f{i}" for i in range(8)]).to_parquet(path)
+    assert path.stat().st_size < 2**20  # 12.8 MB of float64 zeros encode to a few kB
+    monkeypatch.setenv("PERCO_VIZ_MAX_FILE_MB", "2")
+    with pytest.raises(InputFileError, match="unpacked is 12.2 MB, above the 2.0 MB limit"):
+        load_array_file(path)
+    monkeypatch.setenv("PERCO_VIZ_MAX_FILE_MB", "100")
+    monkeypatch.setenv("PERCO_VIZ_MAX_ROWS", "1000")
+    with pytest.raises(InputFileError, match="200000 rows, above the 1000-row limit"):
+        load_array_file(path)
+    with pytest.raises(InputFileError, match="not a readable Parquet file"):
+        load_array_file(b"PAR1 not really", name="fake.parquet")
+
+
+@pytest.mark.parametrize("name", ["object_array.npy", "object_array.npz", "member_pickle.npz"])
+def test_perco_viz_diagnose_refuses_pickles_in_one_line(hostile, tmp_path, name, capsys):
+    from perco_viz.cli import main
+
+    marker, files = hostile
+    np.save(tmp_path / "ok.npy", np.ones((20, 3), dtype=np.float32))
+    for teacher, student in ((files[name], tmp_path / "ok.npy"), (tmp_path / "ok.npy", files[name])):
+        code = main(["diagnose", "--teacher", str(teacher), "--student", str(student)])
+        err = capsys.readouterr().err
+        assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+        assert "pickle" in err and "Traceback" not in err
+        assert not marker.exists()

@@ -360,6 +360,7 @@ def test_rejects_mismatched_rows_and_nan(name, pair):
         module(student[None], teacher)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", BASELINES)
 def test_teacher_follows_student_device(name, pair):

@@ -157,6 +157,7 @@ def test_unknown_loss_name():
         pv.make_loss("triplet", student_dim=2, teacher_dim=2)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(gen):
     s, t = torch.randn(256, 8, generator=gen), torch.randn(256, 64, generator=gen)

@@ -251,3 +251,45 @@ def test_report_with_a_train_split(rng):
         student_report(x_test, x_test, y_test, train_student=x_train)
     with pytest.raises(ValueError, match="labels too"):
         student_report(x_test, x_test, train_student=x_train, train_labels=y_train)
+
+
+# --------------------------------------------------------------------------- computed once, at scale
+def test_report_computes_each_distance_once_and_equals_the_single_metrics(rng, monkeypatch):
+    import perco_viz.coherence as coherence
+    import perco_viz.metrics as metrics
+
+    x = np.repeat(rng.normal(size=(60, 5)), 2, axis=0)  # duplicated rows: ties among neighbours
+    y = np.arange(120) % 3
+    s = x[:, :2] + 0.3 * rng.normal(size=(120, 2))
+    c = coherence.per_sample_coherence(s, x)
+    searches = []
+    real = metrics._neighbours
+    monkeypatch.setattr(metrics, "_neighbours", lambda *a, **k: searches.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(coherence, "per_sample_coherence", lambda *a, **k: pytest.fail("c_i computed again"))
+    report = student_report(s, x, y, coherence=c)
+    assert searches == [10]  # the student's neighbours, searched once for k-NN, trustworthiness and overlap
+    monkeypatch.undo()
+    assert report == student_report(s, x, y)
+    assert report["knn_acc"] == knn_accuracy(s, y)
+    assert report["trustworthiness"] == pytest.approx(trustworthiness(x, s), abs=1e-12)
+    assert report["knn_overlap"] == pytest.approx(knn_overlap(x, s), abs=0.02)  # tie order may differ
+    with pytest.raises(ValueError, match="one c_i per row"):
+        student_report(s, x, coherence=c[:5])
+
+
+def test_linear_cka_in_blocks_equals_the_in_memory_one(rng, tmp_path, monkeypatch):
+    import perco_viz.metrics as metrics
+
+    a = rng.normal(size=(3000, 12)).astype(np.float32)
+    b = np.tanh(a[:, :4]) + 0.2 * rng.normal(size=(3000, 4))
+    np.save(tmp_path / "a.npy", a)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    expected = linear_cka(a.astype(np.float64), b)
+    monkeypatch.setattr(metrics, "CKA_CHUNKED_ABOVE", 1000)
+    monkeypatch.setattr(metrics, "CKA_CHUNK_ROWS", 700)  # several blocks, the last one short
+    assert linear_cka(mapped, b) == pytest.approx(expected, abs=1e-12)
+    assert linear_cka(np.ones((3000, 12)), b) == 0.0  # a constant representation, as in memory
+    bad = b.copy()
+    bad[2500, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN/inf"):
+        linear_cka(a, bad)

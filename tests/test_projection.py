@@ -212,3 +212,110 @@ def test_small_pca_runs_on_one_blas_thread(monkeypatch):
         P.project(x, "pca", dim=2)
         assert max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas") == 2  # restored after
     assert seen == [1]
+
+
+# ----------------------------------------------------------------------------- large sets: fit on a sample, place the rest
+@pytest.fixture
+def clusters(rng):
+    """(1200, 12) features in 4 well-separated classes of unequal size, and the labels."""
+    labels = np.repeat(np.arange(4), [600, 300, 200, 100])
+    centres = rng.normal(scale=6.0, size=(4, 12))
+    return centres[labels] + rng.normal(size=(1200, 12)), labels
+
+
+def test_pca_eigh_matches_an_svd_and_randomized_beyond_its_width(rng):
+    """PCA of a tall set is the covariance eigen-decomposition (d × d: milliseconds at 100,000 rows),
+    equal to the SVD's components up to sign; wide features take the randomized SVD."""
+    from sklearn.decomposition import PCA
+
+    x = rng.normal(size=(3000, 20)) * np.linspace(4, 0.5, 20)
+    proj = P.Projector("pca", dim=2)
+    y = proj.fit_transform(x)
+    assert proj.estimator_.svd_solver == "covariance_eigh" and proj.n_fit_ == 3000
+    ref = PCA(2, svd_solver="full").fit_transform(x)
+    np.testing.assert_allclose(np.abs(y), np.abs(ref), atol=1e-6)
+    wide = P.Projector("pca", dim=2)
+    wide.fit_transform(rng.normal(size=(30, P.PCA_EIGH_MAX_FEATURES + 1)))
+    assert wide.estimator_.svd_solver == "randomized"
+
+
+def test_fit_size_rows_and_note():
+    assert P.fit_size(100_000, "umap") == P.UMAP_FIT_POINTS == 10_000
+    assert P.fit_size(100_000, "tsne") == P.TSNE_FIT_POINTS == 5_000
+    assert P.fit_size(100_000, "pca") == 100_000 and P.fit_size(300, "umap") == 300
+    assert P.fit_size(1000, "tsne", fit_points=50) == 50
+    with pytest.raises(ValueError, match="fit_points"):
+        P.fit_size(1000, "umap", fit_points=3)
+    assert P.fit_note("umap", 10_000, 100_000) == ("UMAP fitted on 10,000 of 100,000 points; "
+                                                   "the others placed by UMAP's transform")
+    assert "nearest fitted points" in P.fit_note("tsne", 5_000, 100_000)
+    assert P.fit_note("umap", 500, 500) is None
+    labels = np.repeat([0, 1], [900, 100])
+    rows = P.fit_rows(1000, "tsne", labels=labels, fit_points=100, seed=2)
+    assert len(rows) == 100 and np.bincount(labels[rows]).tolist() == [90, 10]  # the classes' shares
+    np.testing.assert_array_equal(rows, P.fit_rows(1000, "tsne", labels=labels, fit_points=100, seed=2))
+
+
+def test_tsne_fits_a_sample_and_places_the_rest_by_neighbours(clusters):
+    from sklearn.neighbors import NearestNeighbors
+
+    x, labels = clusters
+    proj = P.Projector("tsne", dim=2, seed=0, labels=labels, fit_points=200)
+    y = proj.fit_transform(x)
+    assert y.shape == (1200, 2) and np.isfinite(y).all() and proj.n_fit_ == 200
+    rows = proj.fit_rows_
+    assert np.bincount(labels[rows]).tolist() == [100, 50, 33, 17]  # stratified: the classes' shares
+    rest = np.setdiff1d(np.arange(1200), rows)
+    _, nn = NearestNeighbors(n_neighbors=P.TSNE_PLACE_NEIGHBOURS).fit(x[rows]).kneighbors(x[rest])
+    np.testing.assert_allclose(y[rest], y[rows][nn].mean(axis=1), atol=1e-9)  # mean of the 5 nearest
+    # placed points land among their own class: their nearest fitted point in the layout shares it
+    _, near = NearestNeighbors(n_neighbors=1).fit(y[rows]).kneighbors(y[rest])
+    assert (labels[rows][near[:, 0]] == labels[rest]).mean() > 0.95
+    np.testing.assert_array_equal(y, P.project(x, "tsne", seed=0, labels=labels, fit_points=200))  # seeded
+
+
+def test_sequence_on_a_sample_starts_each_fit_from_the_previous(clusters, monkeypatch):
+    """The same rows are fitted in every snapshot, each fit initialised from the previous layout of them."""
+    x, labels = clusters
+    inits, fitted = [], []
+    original = P.Projector.fit_transform
+
+    def spy(self, X):
+        inits.append(None if self.init is None else np.asarray(self.init).copy())
+        out = original(self, X)
+        fitted.append(self.fit_rows_)
+        return out
+
+    monkeypatch.setattr(P.Projector, "fit_transform", spy)
+    seq = P.project_sequence([x, x * 1.01], "tsne", seed=0, labels=labels, fit_points=150)
+    assert [s.shape for s in seq] == [(1200, 2), (1200, 2)]
+    np.testing.assert_array_equal(fitted[0], fitted[1])
+    assert inits[0] is None and np.array_equal(inits[1], seq[0])
+
+
+@pytest.mark.slow
+def test_umap_fits_a_sample_and_places_the_rest_by_its_transform(clusters, monkeypatch):
+    import umap
+
+    x, labels = clusters
+    placed = []
+    original = umap.UMAP.transform
+
+    def spy(self, X, *args, **kw):
+        placed.append(np.asarray(X).copy())
+        return original(self, X, *args, **kw)
+
+    monkeypatch.setattr(umap.UMAP, "transform", spy)
+    proj = P.Projector("umap", dim=2, seed=0, labels=labels, fit_points=300)
+    y = proj.fit_transform(x)
+    assert y.shape == (1200, 2) and np.isfinite(y).all() and proj.n_fit_ == 300
+    rest = np.setdiff1d(np.arange(1200), proj.fit_rows_)
+    assert len(placed) == 1 and np.allclose(placed[0], x[rest])  # the 900 others, by UMAP's own transform
+    from sklearn.neighbors import NearestNeighbors
+
+    rows = proj.fit_rows_
+    _, near = NearestNeighbors(n_neighbors=1).fit(y[rows]).kneighbors(y[rest])
+    assert (labels[rows][near[:, 0]] == labels[rest]).mean() > 0.95  # placed among their own class
+    seq = P.project_sequence([x, x + 0.05], "umap", seed=0, labels=labels, fit_points=300)
+    jump = np.linalg.norm(seq[1] - seq[0]) / np.linalg.norm(seq[0] - seq[0].mean(axis=0))
+    assert jump < 0.5

@@ -33,7 +33,7 @@ from ui import common, explore, view_state
 _MEMO_KEY = "diag-memo"
 _MEMO_SIZE = 6
 USER_ERRORS = (InputFileError, OptionalDependencyError, ValueError, OSError)  # sessions.SessionError is a ValueError
-EMBEDDING_TYPES = ["npz", "csv", "npy"]
+EMBEDDING_TYPES = ["npz", "csv", "npy", "parquet"]
 HEATMAP_WIDTH = 760  # px, at most (narrower screens: the page's width)
 
 
@@ -85,9 +85,9 @@ def pair_from_uploads() -> Sourced | None:
     left, right = st.columns(2)
     t_file = left.file_uploader("Teacher features", type=EMBEDDING_TYPES, key="diag-teacher-file",
                                 max_upload_size=limit,
-                                help="One row per input: .npz with an array 'X' (labels 'y' optional), a .csv "
-                                     "with a header (numeric columns are features; a 'label' column is read as "
-                                     "labels) or a .npy (n, d) array.")
+                                help="One row per input (up to a million): .npz with an array 'X' (labels 'y' "
+                                     "optional), a .csv or .parquet table (numeric columns are features; a 'label' "
+                                     "column is read as labels) or a .npy (n, d) array.")
     s_file = right.file_uploader("Student features", type=EMBEDDING_TYPES, key="diag-student-file",
                                  max_upload_size=limit,
                                  help="The same inputs in the same order; the width may differ from the teacher's.")
@@ -106,8 +106,9 @@ def pair_from_uploads() -> Sourced | None:
                               disabled=labels_from != "file", max_upload_size=limit,
                               help="A 1-D .npy, an .npz with 'y', or a .csv with a 'label' column.")
     if t_file is None or s_file is None:
-        st.info("Upload the teacher's and the student's features of the same inputs (a few rows to a few hundred "
-                "thousand). Example: `np.savez('teacher.npz', X=teacher_features, y=labels)` and "
+        st.info(f"Upload the teacher's and the student's features of the same inputs (ten rows to a million, "
+                f"{limit:,} MB per file; larger files: `perco-viz diagnose --teacher T --student S` reads them "
+                "from disk). Example: `np.savez('teacher.npz', X=teacher_features, y=labels)` and "
                 "`np.savez('student.npz', X=student_features)`.")
         return None
     t_bytes, s_bytes = t_file.getvalue(), s_file.getvalue()
@@ -265,19 +266,24 @@ def metadata_upload(pair: diagnose.EmbeddingPair) -> diagnose.Metadata | None:
 
 
 # --------------------------------------------------------------------------- the panel
-@st.cache_data(max_entries=4, ttl=3600, show_spinner=False)  # a 10,000-input panel holds a 0.8 GB matrix
-def _shared_panel(key: tuple, _pair: diagnose.EmbeddingPair, max_points: int) -> tuple[diagnose.Panel, dict]:
-    """The panel and its figures, once per (content key, max_points) for all sessions. ``key``
+@st.cache_data(max_entries=4, ttl=3600, show_spinner=False)  # a 10,000-row neighbourhood sample holds 0.8 GB matrices
+def _shared_panel(key: tuple, _pair: diagnose.EmbeddingPair, max_points: int,
+                  neighbour_points: int | None = None) -> tuple[diagnose.Panel, dict]:
+    """The panel and its figures, once per (content key, sample sizes) for all sessions. ``key``
     names the pair's content (digests, or the run's signature and snapshot): the pair itself is
     not hashed."""
-    panel = diagnose.compute_panel(_pair, max_points=max_points)
+    panel = diagnose.compute_panel(_pair, max_points=max_points, neighbour_points=neighbour_points)
     return panel, diagnose_figures.panel_figures(panel)
 
 
-def compute_panel(key: tuple, pair: diagnose.EmbeddingPair, max_points: int) -> tuple[diagnose.Panel, dict]:
-    """The panel and its figures: computed once per (pair content, max_points) for all sessions."""
-    with st.spinner(f"Measuring {min(pair.n, max_points):,} inputs: ranks, coherence, neighbours, probes…"):
-        return _shared_panel(key, pair, max_points)
+def compute_panel(key: tuple, pair: diagnose.EmbeddingPair, max_points: int,
+                  neighbour_points: int | None = None) -> tuple[diagnose.Panel, dict]:
+    """The panel and its figures (:func:`perco_viz.analysis.diagnose.compute_panel`, the same
+    numbers as ``perco-viz diagnose``): computed once per (pair content, sample sizes) for all sessions."""
+    how = (f"estimating PC on all {pair.n:,} inputs from random triplets" if pair.n > diagnose.EXACT_MAX_ROWS
+           else f"exact PC and c_i of all {pair.n:,} inputs")
+    with st.spinner(f"Measuring: {how}, neighbours and probes on a sample, the pictures…"):
+        return _shared_panel(key, pair, max_points, neighbour_points)
 
 
 def show_cards(panel: diagnose.Panel) -> None:
@@ -287,10 +293,17 @@ def show_cards(panel: diagnose.Panel) -> None:
     row = st.container(horizontal=True, gap="small")
     for key in keys:
         info = diagnose.METRIC_INFO[key]
-        row.metric(info.label, diagnose.format_value(key, panel.report[key]), help=info.help, border=True,
+        scope = panel.scopes.get(key, "")
+        row.metric(info.label, diagnose.value_text(panel, key), help=f"{info.help} Computed {scope}.", border=True,
                    width="content")
+    if panel.estimated:
+        st.caption(f"PC: {panel.pc.text()} — the ± is the half-width of its 95% confidence interval. "
+                   "Hover a card's ? for the rows it describes.")
     if panel.labels is None:
         st.caption("No labels: the k-NN and linear-probe accuracies need them.")
+    with st.expander("Every number and the rows it describes"):
+        st.dataframe(diagnose.panel_table(panel).drop(columns=["what it measures"]), hide_index=True,
+                     width="stretch", key="diag-scopes")
 
 
 def color_choice(panel: diagnose.Panel, meta: diagnose.Metadata | None):
@@ -315,11 +328,12 @@ def color_choice(panel: diagnose.Panel, meta: diagnose.Metadata | None):
 
 def show_figures(panel: diagnose.Panel, figs: dict, key: str, *, coloring=None, highlight=None) -> None:
     """Every figure of the panel with its caption (and download buttons unless presenting)."""
+    captions = diagnose_figures.panel_captions(panel)
+
     def one(heading: str, slot, fig=None, **kwargs) -> None:
         with slot:
             common.show_figure(fig if fig is not None else figs[heading], key=f"{key}-{heading}",
-                               name=heading.lower().replace(" ", "-"),
-                               caption=diagnose_figures.FIGURE_CAPTIONS[heading], **kwargs)
+                               name=heading.lower().replace(" ", "-"), caption=captions[heading], **kwargs)
 
     emb = None
     if coloring is not None or highlight is not None:
@@ -348,6 +362,9 @@ def explore_points(panel: diagnose.Panel, sourced: Sourced, table: pd.DataFrame)
             "row", format="%d", help="Row of the teacher/student arrays (for a run: its probe input)."),
         "c_i": st.column_config.ProgressColumn("c_i", min_value=0.0, max_value=1.0, format="%.3f",
                                                help="Per-sample coherence: 1 = perceived like the teacher."),
+        "c_i ±": st.column_config.NumberColumn("c_i ±", format="%.3f",
+                                               help="Half-width of the 95% confidence interval of this c_i, "
+                                                    "estimated from random pairs of all the rows."),
     }
     if "test index" in shown.columns:
         config["test index"] = st.column_config.NumberColumn("test index", format="%d",

@@ -152,8 +152,9 @@ def projections(path: str, signature: tuple, method: str, dim: int, rows_key: tu
     return None, job
 
 
-def wait_status(job: Job, method_label: str, n_points: int, n_snapshots: int) -> None:
-    """A status line that polls every second until the job is done, then reruns the page."""
+def wait_status(job: Job, method_label: str, n_points: int, n_snapshots: int, note: str | None = None) -> None:
+    """A status line that polls every second until the job is done, then reruns the page
+    (``note``: how many points the method is fitted on, when not all)."""
 
     @st.fragment(run_every=1.0)
     def _poll() -> None:
@@ -167,7 +168,8 @@ def wait_status(job: Job, method_label: str, n_points: int, n_snapshots: int) ->
         hint = " The first UMAP in a server also compiles its kernels (about 15 s)." if compiling else ""
         st.progress(min(1.0, done / total),
                     text=f"Computing {method_label} in the background: {done} of {total} projections "
-                         f"({n_points:,} points each), {job.elapsed:.0f} s.{hint} Showing PCA meanwhile.")
+                         f"({n_points:,} points each), {job.elapsed:.0f} s.{hint} Showing PCA meanwhile."
+                         + (f" {note}." if note else ""))
 
     _poll()
 
@@ -281,10 +283,14 @@ def projected(data: RunData, chosen: Controls) -> View:
         st.stop()
     shown_method = chosen.method
     if proj is None:
-        wait_status(job, ev.METHOD_LABELS[chosen.method], len(rows), len(data.seq["indices"]))
+        from perco_viz.analysis.projection import fit_note, fit_size
+
+        note = fit_note(chosen.method, fit_size(len(rows), chosen.method), len(rows))
+        wait_status(job, ev.METHOD_LABELS[chosen.method], len(rows), len(data.seq["indices"]), note)
         proj, shown_method = pca_projections(data.path, data.signature, chosen.dim, rows_key), "pca"
     elif job is not None:
-        st.caption(f"{ev.METHOD_LABELS[chosen.method]} computed in the background in {proj.seconds:.1f} s.")
+        fitted = f" {proj.note}." if proj.note else ""
+        st.caption(f"{ev.METHOD_LABELS[chosen.method]} computed in the background in {proj.seconds:.1f} s.{fitted}")
     if "emb-selection" not in st.session_state:
         st.session_state["emb-selection"] = {"rows": [], "seen": {}}
     return View(data, chosen, rows, proj, shown_method)
@@ -370,9 +376,9 @@ def _snapshot(view: View) -> None:
     except ValueError as exc:
         common.show_error(exc, "Cannot colour that way")
         return
-    hover = ev.hover_text(rows, test_indices=data.probe["indices"],
-                          labels=data.labels if color_key != "label" else None, class_names=data.class_names,
-                          coherence=coherence if color_key != "coherence" else None, meta=data.meta)
+    hover = ev.hover_fields(rows, test_indices=data.probe["indices"],
+                            labels=data.labels if color_key != "label" else None, class_names=data.class_names,
+                            coherence=coherence if color_key != "coherence" else None, meta=data.meta)
     label = ev.METHOD_LABELS[view.method]
     ranges = view.proj.ranges()
     epoch = seq["epochs"][pos]
@@ -536,8 +542,8 @@ def _animation_html(view: View) -> str:
     data, rows = view.data, view.rows
     colorings = [ev.coloring(view.controls.color_key, labels=view.sub_labels, class_names=data.class_names,
                              coherence=c[rows], meta=view.sub_meta) for c in data.seq["coherence"]]
-    hover = ev.hover_text(rows, test_indices=data.probe["indices"], labels=data.labels,
-                          class_names=data.class_names, meta=data.meta)
+    hover = ev.hover_fields(rows, test_indices=data.probe["indices"], labels=data.labels,
+                            class_names=data.class_names, meta=data.meta)
     fig = animation_figure(view.proj, colorings, data.seq["epochs"], ids=rows, hover=hover,
                            title=f"Student ({ev.METHOD_LABELS[view.method]})")
     return figure_html(fig)
@@ -553,7 +559,7 @@ def _selection_strip(view: View, selection: list[int], coherence: np.ndarray) ->
     cols = st.columns([6, 1])
     cols[1].button("Clear selection", key="emb-clear", on_click=_clear_selection)
     picked = np.asarray(sorted(selection, key=lambda r: coherence[r])[:60])  # worst perceived first
-    more = f" (the first 60 of {len(selection)})" if len(selection) > 60 else ""
+    more = f" (the first 60 of {len(selection):,})" if len(selection) > 60 else ""
     caps = [(f"{class_names[labels[p]]} · " if class_names is not None and labels is not None else "")
             + f"c {coherence[p]:.2f}" for p in picked]
     with cols[0]:

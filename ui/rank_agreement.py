@@ -43,8 +43,9 @@ def rank_data(path: str, index: int, stamp: float, metric: str, teacher_metric: 
     rows = rank_rows(path, *rows_key)
     teacher = common.load_teacher_probe(path)["features"][rows]
     student = common.load_snapshot(path, index)["student"][rows]
-    r_t, r_s, agreement = rank_matrices(student, teacher, metric=metric, teacher_metric=teacher_metric)
-    out = {"R_T": r_t.astype(np.float32), "R_S": r_s.astype(np.float32), "A": agreement.astype(np.float32)}
+    r_t, r_s, agreement = rank_matrices(student, teacher, metric=metric, teacher_metric=teacher_metric,
+                                        dtype=np.float32)  # built in float32: no float64 copies
+    out = {"R_T": r_t, "R_S": r_s, "A": agreement}
     for matrix in out.values():
         matrix.setflags(write=False)
     return out

@@ -29,7 +29,10 @@ from perco_viz.analysis.projection import METHODS
 
 METHOD_LABELS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 AXIS_PREFIX = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
-MAX_POINTS = 100_000  # beyond this the page draws a stratified subsample
+MAX_POINTS = 100_000  # every point drawn up to this many (WebGL); beyond it a stated stratified subsample
+ANIMATION_MAX_POINTS = 20_000
+"""The downloadable animation (every snapshot in one HTML file) draws at most this many points, a
+stratified sample: k frames of 100,000 points make a file of k × ~3 MB that a browser replays slowly."""
 COLOR_LABEL = "label"
 COLOR_COHERENCE = "coherence"
 
@@ -48,6 +51,7 @@ class AlignedProjections:
         students: (k, n, dim) the student at each snapshot, each aligned to the one before and
             the whole sequence rotated into the teacher's orientation.
         seconds: wall time of the computation.
+        n_fit: rows UMAP/t-SNE were fitted on (the others placed); ``None``: every row.
     """
 
     method: str
@@ -55,6 +59,14 @@ class AlignedProjections:
     teacher: np.ndarray
     students: np.ndarray
     seconds: float = 0.0
+    n_fit: int | None = None
+
+    @property
+    def note(self) -> str | None:
+        """``"UMAP fitted on 10,000 of 100,000 points; the others placed by UMAP's transform"``, or
+        ``None`` when every point was fitted (:func:`perco_viz.analysis.projection.fit_note`)."""
+        n = len(self.teacher)
+        return projection.fit_note(self.method, n if self.n_fit is None else self.n_fit, n)
 
     def ranges(self) -> dict[str, list[tuple[float, float]]]:
         """Padded axis ranges ``{"teacher": [(lo, hi)] * dim, "student": ...}`` fixed over all snapshots."""
@@ -77,6 +89,8 @@ def aligned_projections(
     *,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    labels: np.ndarray | None = None,
+    fit_points: int | None = None,
 ) -> AlignedProjections:
     """Project the teacher and every student snapshot, aligned across epochs and to the teacher.
 
@@ -94,9 +108,13 @@ def aligned_projections(
         dim: 2 or 3.
         seed: fixes UMAP/t-SNE.
         progress: called as ``progress(done, total)`` while it works.
+        labels: (n,) classes the UMAP/t-SNE fit sample keeps the shares of (large sets).
+        fit_points: the most rows UMAP/t-SNE are fitted on, the rest placed (default
+            :data:`perco_viz.analysis.projection.FIT_POINTS`); the same rows for the teacher and
+            every snapshot.
 
     Returns:
-        :class:`AlignedProjections` with teacher (n, dim) and students (k, n, dim).
+        :class:`AlignedProjections` with teacher (n, dim), students (k, n, dim) and ``n_fit``.
     """
     if method not in METHODS:
         raise ValueError(f"projection method must be one of {METHODS}, got {method!r}")
@@ -109,12 +127,13 @@ def aligned_projections(
         raise ValueError(f"every snapshot must have the teacher's {n} probe rows")
     start = time.perf_counter()
     total = len(students) + 1
-    t_xy = projection.teacher_projection(teacher, method=method, dim=dim, seed=seed)
+    fit = {"labels": labels, "fit_points": fit_points}
+    t_xy = projection.teacher_projection(teacher, method=method, dim=dim, seed=seed, **fit)
     if progress is not None:
         progress(1, total)
     step = None if progress is None else (lambda done, k: progress(1 + done, 1 + k))
     xs = [projection.pad_columns(s, dim) for s in students]
-    seq = projection.project_sequence(xs, method, dim=dim, seed=seed, progress=step)
+    seq = projection.project_sequence(xs, method, dim=dim, seed=seed, progress=step, **fit)
     seq = np.stack([np.asarray(s, dtype=np.float64) for s in seq])  # (k, n, dim)
     k = len(seq)
     seq = _unit_spread(seq) * _rms(t_xy - t_xy.mean(axis=0))  # each frame at the teacher's spread
@@ -123,7 +142,8 @@ def aligned_projections(
     seq = turned.reshape(k, n, dim)
     if progress is not None:
         progress(total, total)
-    return AlignedProjections(method, dim, t_xy, seq, seconds=time.perf_counter() - start)
+    return AlignedProjections(method, dim, t_xy, seq, seconds=time.perf_counter() - start,
+                              n_fit=projection.fit_size(n, method, fit_points))
 
 
 def run_projections(path: str, method: str, dim: int, rows_key: tuple[int, int | None, int], *,
@@ -142,7 +162,9 @@ def run_projections(path: str, method: str, dim: int, rows_key: tuple[int, int |
     probe = run.teacher_probe()
     rows, _ = display_rows(probe.get("labels"), rows_key[0], rows_key[1], seed=rows_key[2])
     students = [run.load_snapshot(i).student[rows] for i in run.snapshot_indices()]
-    return aligned_projections(probe["features"][rows], students, method, dim, seed=0, progress=progress)
+    labels = probe.get("labels")
+    return aligned_projections(probe["features"][rows], students, method, dim, seed=0, progress=progress,
+                               labels=None if labels is None else labels[rows])
 
 
 def _rms(x: np.ndarray) -> float:
@@ -263,10 +285,33 @@ def _class_text(labels: np.ndarray, class_names: Sequence[str] | None) -> np.nda
                     dtype=object)
 
 
-def hover_text(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labels: np.ndarray | None = None,
-               class_names: Sequence[str] | None = None, coherence: np.ndarray | None = None,
-               meta: pd.DataFrame | None = None) -> np.ndarray:
-    """One hover line set per drawn point (plotly ``text``; the figure adds the id and colour value).
+@dataclass
+class Hover:
+    """What each point's tooltip shows, without building one string per point (100,000 points:
+    a tenth of the time and about half the figure's bytes of one string per point).
+
+    Attributes:
+        values: (m, c) float32 numbers (float64 when an index passes 2²⁴), one row per drawn point:
+            plotly ``customdata`` columns 1..c (column 0 is the point id).
+        template: plotly hovertemplate lines showing them, e.g. ``"test #%{customdata[1]:d}"``.
+        text: (m,) short strings of the categorical fields (class, text metadata) or ``None``,
+            shown by ``%{text}`` in ``template``.
+    """
+
+    values: np.ndarray
+    template: str
+    text: np.ndarray | None = None
+
+    def take(self, idx: np.ndarray) -> Hover:
+        """The fields of the points at positions ``idx`` ((k,) ints)."""
+        return Hover(self.values[idx], self.template, None if self.text is None else self.text[idx])
+
+
+def hover_fields(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 class_names: Sequence[str] | None = None, coherence: np.ndarray | None = None,
+                 meta: pd.DataFrame | None = None) -> Hover:
+    """The tooltip fields of the drawn points as numbers + one template (:class:`Hover`): the
+    page's hover at 100,000 points: the test index, the class, c_i and the first 4 metadata columns.
 
     Args:
         rows: (m,) probe rows drawn; the other arrays are indexed by probe row.
@@ -276,27 +321,45 @@ def hover_text(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labe
         meta: (n rows) metadata (its first 4 columns are shown).
 
     Returns:
-        (m,) object array of ``"test #12<br>class 3<br>c_i 0.912"``-like strings.
+        :class:`Hover` with ``values`` (m, c), ``template`` and ``text`` (m,) or None.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    parts: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    lines: list[str] = []
+    texts: list[np.ndarray] = []
+
+    def number(values: np.ndarray, prefix: str, fmt: str) -> None:  # one customdata column, one line
+        cols.append(np.asarray(values, dtype=np.float64))
+        lines.append(f"{prefix}%{{customdata[{len(cols)}]:{fmt}}}")
+
+    def category(values: np.ndarray) -> None:
+        texts.append(np.asarray(values, dtype=object))
+
     if test_indices is not None:
-        parts.append(np.array([f"test #{i}" for i in np.asarray(test_indices)[rows]], dtype=object))
+        number(np.asarray(test_indices)[rows], "test #", "d")
     if labels is not None:
-        parts.append("class " + _class_text(np.asarray(labels)[rows], class_names))
+        category("class " + _class_text(np.asarray(labels)[rows], class_names))
     if coherence is not None:
-        parts.append(np.array([f"c_i {c:.3f}" for c in np.asarray(coherence, dtype=np.float64)[rows]], dtype=object))
+        number(np.asarray(coherence, dtype=np.float64)[rows], "c_i ", ".3f")
     if meta is not None:
         for col in list(meta.columns)[:4]:
             vals = meta[col].to_numpy()[rows]
-            fmt = (lambda v: f"{v:.4g}") if np.issubdtype(vals.dtype, np.number) else str
-            parts.append(np.array([f"{col} {fmt(v)}" for v in vals], dtype=object))
-    if not parts:
-        return np.full(len(rows), "", dtype=object)
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + "<br>" + p
-    return out
+            name = str(col).replace("{", "(").replace("}", ")")
+            if np.issubdtype(vals.dtype, np.number) and not np.issubdtype(vals.dtype, np.complexfloating):
+                number(vals, f"{name} ", ".4g")
+            else:
+                cats = pd.Categorical(pd.Series(vals).astype(str))
+                names = np.asarray([f"{name} {c}" for c in cats.categories], dtype=object)
+                category(names[cats.codes])
+    template = "<br>".join(lines + (["%{text}"] if texts else []))
+    text = None
+    if texts:
+        text = texts[0]
+        for t in texts[1:]:
+            text = text + "<br>" + t
+    wide = any(np.abs(c[np.isfinite(c)]).max(initial=0) > 2**24 for c in cols)
+    values = (np.column_stack(cols) if cols else np.zeros((len(rows), 0))).astype(np.float64 if wide else np.float32)
+    return Hover(values, template, text)
 
 
 def selection_table(rows: np.ndarray, *, test_indices: np.ndarray | None = None, labels: np.ndarray | None = None,

@@ -8,6 +8,14 @@ from the previous snapshot), and :func:`align` — the one Procrustes alignment 
 projection into the teacher's orientation for a teacher | student picture
 (:func:`teacher_projection`, :func:`student_projection`).
 
+Large sets (up to the 100,000 points the Embeddings page draws): PCA is the covariance
+eigen-decomposition (a d × d matrix, milliseconds at 100,000 × 64); UMAP and t-SNE are fitted on a
+seeded, class-stratified sample of :data:`UMAP_FIT_POINTS` / :data:`TSNE_FIT_POINTS` rows and the
+other rows are placed — by UMAP's own ``transform``, and for t-SNE (which has none) at the mean
+position of their :data:`TSNE_PLACE_NEIGHBOURS` nearest sample points in feature space. The
+sample is the same for every snapshot of a sequence, so each snapshot's fit is initialised from
+the previous one's sample layout. :func:`fit_size` and :func:`fit_note` say how many rows were fitted.
+
 UMAP (umap-learn, numba) is imported only when used; its first call in a process spends ~15 s
 compiling, which :func:`warm_up_numba` can do ahead of time in a background thread.
 
@@ -37,7 +45,19 @@ MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}  # fewest rows each method can la
 UMAP_NEIGHBOURS = 15
 TSNE_PERPLEXITY = 30.0
 TSNE_SINGLE_THREAD_BELOW = 5000
-PCA_ONE_THREAD_BELOW = 5_000_000  # n × d: smaller PCAs run their SVD on one BLAS thread
+PCA_ONE_THREAD_BELOW = 13_000_000  # n × d (100,000 × 128): smaller PCAs run on one BLAS thread
+PCA_EIGH_MAX_FEATURES = 1000  # up to this many columns PCA eigen-decomposes the d × d covariance, else randomized SVD
+UMAP_FIT_POINTS = 10_000
+"""UMAP is fitted on at most this many rows (seeded, stratified by class); the rest are placed by
+``UMAP.transform``. Measured on the 2-core dev machine (100,000 × 64, 10 clusters, numba compiled):
+fit on 10,000 ≈ 10 s, transform of the other 90,000 ≈ 14 s (docs/benchmarks.md)."""
+TSNE_FIT_POINTS = 5_000
+"""t-SNE is fitted on at most this many rows (seeded, stratified by class); the rest are placed at
+the mean layout position of their :data:`TSNE_PLACE_NEIGHBOURS` nearest fitted rows in feature
+space. t-SNE grows as n log n per iteration with 1,000 iterations: 5,000 rows take about a minute
+on the 2-core dev machine, placing 95,000 more about 4 s."""
+TSNE_PLACE_NEIGHBOURS = 5
+FIT_POINTS = {"pca": None, "umap": UMAP_FIT_POINTS, "tsne": TSNE_FIT_POINTS}  # None: fitted on every row
 _WARM = {"done": False}
 _WARM_LOCK = threading.Lock()
 
@@ -78,7 +98,8 @@ def _threads_for(method: str, n: int, d: int = 1):
     (measured: 100 points, 2 loaded cores: 24 s with all threads, 0.5 s with one). One BLAS
     thread for PCA of up to :data:`PCA_ONE_THREAD_BELOW` values: a threaded BLAS spins against
     whatever else runs (measured, 2 busy cores: the SVD of 1,797 × 128 took 2.1–3.0 s on two
-    threads, 0.07–0.10 s on one; quiet, one thread is as fast at this size)."""
+    threads, 0.07–0.10 s on one; quiet, one thread is as fast at this size; the covariance PCA of
+    100,000 × 64 on 2 cores loaded by 5 other processes: 0.10–0.14 s on one thread, 0.24–1.2 s on two)."""
     from threadpoolctl import threadpool_limits
 
     if method == "tsne" and n <= TSNE_SINGLE_THREAD_BELOW:
@@ -103,23 +124,30 @@ class Projector:
         seed: fixes UMAP/t-SNE (and randomized PCA). ``None``: not reproducible, but UMAP
             then runs on all cores.
         init: (n, dim) starting layout for UMAP/t-SNE, or ``None`` (t-SNE: ``"pca"``; UMAP:
-            spectral).
+            spectral). With a fit sample, only the sample's rows of it are used.
+        labels: (n,) class labels the fit sample keeps the proportions of, or ``None``.
+        fit_points: fit UMAP/t-SNE on at most this many rows and place the others (default
+            :data:`FIT_POINTS` of the method; PCA always fits every row).
+
+    Attributes also set by ``fit_transform``: ``fit_rows_`` ((m,) int64 rows fitted on, sorted)
+    and ``n_fit_`` (m; n when every row was fitted).
     """
 
-    def __init__(self, method: str = "pca", dim: int = 2, seed: int | None = 0, *, init=None):
+    def __init__(self, method: str = "pca", dim: int = 2, seed: int | None = 0, *, init=None, labels=None,
+                 fit_points: int | None = None):
         self.method = method
         self.dim = dim
         self.seed = seed
         self.init = init
+        self.labels = labels
+        self.fit_points = fit_points
 
-    def _estimator(self, n: int):
+    def _estimator(self, n: int, d: int = 1, init=None):
         if self.method == "pca":
             from sklearn.decomposition import PCA
 
-            return PCA(n_components=self.dim, random_state=self.seed)
-        init = None if self.init is None else _as_features(self.init, "init")
-        if init is not None and init.shape != (n, self.dim):
-            raise ValueError(f"init must have shape ({n}, {self.dim}), got {init.shape}")
+            solver = "covariance_eigh" if d <= PCA_EIGH_MAX_FEATURES else "randomized"
+            return PCA(n_components=self.dim, svd_solver=solver, random_state=self.seed)
         if self.method == "umap":
             import umap
 
@@ -139,29 +167,108 @@ class Projector:
             X: (n, d) features.
 
         Returns:
-            (n, dim) float64 projection (also kept in ``embedding_``).
+            (n, dim) float64 projection (also kept in ``embedding_``): the fitted rows' layout,
+            the other rows placed (UMAP ``transform`` / t-SNE nearest-neighbour mean).
         """
         x = _as_features(X)
+        n = len(x)
         _check_size(x, _check_method(self.method), self.dim)
-        self.estimator_ = self._estimator(len(x))
+        init = None if self.init is None or self.method == "pca" else _as_features(self.init, "init")
+        if init is not None and init.shape != (n, self.dim):
+            raise ValueError(f"init must have shape ({n}, {self.dim}), got {init.shape}")
+        rows = fit_rows(n, self.method, labels=self.labels, fit_points=self.fit_points, seed=self.seed)
+        self.fit_rows_, self.n_fit_ = rows, len(rows)
+        sample = x if len(rows) == n else x[rows]
+        self.estimator_ = self._estimator(len(sample), x.shape[1], None if init is None else init[rows])
         self.n_features_in_ = x.shape[1]
-        with warnings.catch_warnings(), _threads_for(self.method, *x.shape):
+        with warnings.catch_warnings(), _threads_for(self.method, *sample.shape):
             warnings.simplefilter("ignore", UserWarning)  # "n_jobs overridden by random_state" and friends
             warnings.simplefilter("ignore", FutureWarning)
-            y = self.estimator_.fit_transform(x.astype(np.float32) if self.method == "umap" else x)
-        self.embedding_ = np.asarray(y, dtype=np.float64)
+            y = self.estimator_.fit_transform(sample.astype(np.float32) if self.method == "umap" else sample)
+            y = np.asarray(y, dtype=np.float64)
+            if len(rows) < n:
+                y = self._place(x, rows, y)
+        self.embedding_ = y
         return self.embedding_
 
+    def _place(self, x: np.ndarray, rows: np.ndarray, y_fit: np.ndarray) -> np.ndarray:
+        """(n, dim) layout: ``y_fit`` (m, dim) at ``rows``, every other row of x (n, d) placed."""
+        rest = np.setdiff1d(np.arange(len(x)), rows, assume_unique=True)
+        out = np.empty((len(x), y_fit.shape[1]))
+        out[rows] = y_fit
+        if self.method == "umap":
+            out[rest] = self.estimator_.transform(x[rest].astype(np.float32))
+        else:
+            out[rest] = place_by_neighbours(x[rows], y_fit, x[rest])
+        return out
 
-def project(X, method: str = "pca", *, dim: int = 2, seed: int | None = 0, init=None) -> np.ndarray:
+
+def place_by_neighbours(fitted, layout, others, k: int = TSNE_PLACE_NEIGHBOURS) -> np.ndarray:
+    """Place new rows at the mean layout position of their k nearest fitted rows (euclidean, in
+    feature space): how t-SNE, which has no ``transform``, lays out the rows it was not fitted on.
+
+    Args:
+        fitted: (m, d) features of the fitted rows.
+        layout: (m, dim) their layout.
+        others: (r, d) features of the rows to place.
+        k: neighbours averaged (at most m).
+
+    Returns:
+        (r, dim) float64 positions.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    fitted, others = np.asarray(fitted), np.asarray(others)
+    layout = np.asarray(layout, dtype=np.float64)
+    k = max(1, min(int(k), len(fitted)))
+    _, idx = NearestNeighbors(n_neighbors=k).fit(fitted).kneighbors(others)  # (r, k)
+    return layout[idx].mean(axis=1)
+
+
+def fit_size(n: int, method: str, fit_points: int | None = None) -> int:
+    """How many of ``n`` rows ``method`` is fitted on (:data:`FIT_POINTS`, or ``fit_points``)."""
+    cap = FIT_POINTS[_check_method(method)] if fit_points is None else int(fit_points)
+    if method == "pca" or cap is None:
+        return int(n)
+    if cap < MIN_POINTS[method]:
+        raise ValueError(f"fit_points must be at least {MIN_POINTS[method]} for {method}, got {cap}")
+    return int(min(n, cap))
+
+
+def fit_rows(n: int, method: str, *, labels=None, fit_points: int | None = None, seed: int | None = 0) -> np.ndarray:
+    """The (m,) sorted int64 rows ``method`` is fitted on: all n, or a seeded sample of
+    :func:`fit_size` rows that keeps the classes' shares (:func:`stratified_subsample`)."""
+    m = fit_size(n, method, fit_points)
+    if m >= n:
+        return np.arange(n, dtype=np.int64)
+    return stratified_subsample(labels, n, m, seed=0 if seed is None else seed)
+
+
+def fit_note(method: str, n_fit: int, n: int) -> str | None:
+    """``"UMAP fitted on 10,000 of 100,000 points; the others placed by UMAP's transform"``, or
+    ``None`` when every point was fitted."""
+    if n_fit >= n:
+        return None
+    name = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}[_check_method(method)]
+    how = ("UMAP's transform" if method == "umap"
+           else f"the mean position of their {TSNE_PLACE_NEIGHBOURS} nearest fitted points (in feature space)")
+    return f"{name} fitted on {n_fit:,} of {n:,} points; the others placed by {how}"
+
+
+def project(X, method: str = "pca", *, dim: int = 2, seed: int | None = 0, init=None, labels=None,
+            fit_points: int | None = None) -> np.ndarray:
     """Project features to ``dim`` dimensions.
 
     Args:
         X: (n, d) features (numpy array or CPU tensor), finite.
-        method: ``pca`` (milliseconds), ``umap`` (seconds; first call compiles) or ``tsne``.
+        method: ``pca`` (milliseconds, also at 100,000 rows), ``umap`` (seconds; first call
+            compiles) or ``tsne``.
         dim: output dimensions.
-        seed: fixes the result of UMAP/t-SNE.
+        seed: fixes the result of UMAP/t-SNE (and their fit sample).
         init: (n, dim) starting layout for UMAP/t-SNE (e.g. the previous snapshot's).
+        labels: (n,) classes the UMAP/t-SNE fit sample is stratified by, or ``None``.
+        fit_points: fit UMAP/t-SNE on at most this many rows, placing the rest (default
+            :data:`UMAP_FIT_POINTS` / :data:`TSNE_FIT_POINTS`; :func:`fit_note` says so).
 
     Returns:
         (n, dim) float64 coordinates.
@@ -169,7 +276,7 @@ def project(X, method: str = "pca", *, dim: int = 2, seed: int | None = 0, init=
     Raises:
         ValueError: unknown method, NaN/inf input, or fewer points than the method needs.
     """
-    return Projector(method, dim, seed, init=init).fit_transform(X)
+    return Projector(method, dim, seed, init=init, labels=labels, fit_points=fit_points).fit_transform(X)
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -227,7 +334,8 @@ def pad_columns(x: np.ndarray, dim: int) -> np.ndarray:
     return np.column_stack([x, np.zeros((len(x), dim - x.shape[1]))])
 
 
-def teacher_projection(features, *, method: str = "pca", dim: int = 2, seed: int | None = 0) -> np.ndarray:
+def teacher_projection(features, *, method: str = "pca", dim: int = 2, seed: int | None = 0, labels=None,
+                       fit_points: int | None = None) -> np.ndarray:
     """The teacher's projection: the reference frame of every teacher | student picture.
 
     Features narrower than ``dim`` are zero-padded first, so any teacher can be drawn.
@@ -237,14 +345,17 @@ def teacher_projection(features, *, method: str = "pca", dim: int = 2, seed: int
         method: ``pca``, ``umap`` or ``tsne``.
         dim: output dimensions.
         seed: fixes UMAP/t-SNE.
+        labels, fit_points: the UMAP/t-SNE fit sample (:func:`project`).
 
     Returns:
         (n, dim) float64 coordinates.
     """
-    return project(pad_columns(_as_features(features, "teacher"), dim), method, dim=dim, seed=seed)
+    return project(pad_columns(_as_features(features, "teacher"), dim), method, dim=dim, seed=seed, labels=labels,
+                   fit_points=fit_points)
 
 
-def student_projection(features, teacher_xy, *, method: str = "pca", seed: int | None = 0) -> np.ndarray:
+def student_projection(features, teacher_xy, *, method: str = "pca", seed: int | None = 0, labels=None,
+                       fit_points: int | None = None) -> np.ndarray:
     """The student's projection turned into the teacher's orientation (:func:`align`).
 
     Args:
@@ -252,12 +363,13 @@ def student_projection(features, teacher_xy, *, method: str = "pca", seed: int |
         teacher_xy: (n, dim) the teacher's projection (:func:`teacher_projection`).
         method: ``pca``, ``umap`` or ``tsne``.
         seed: fixes UMAP/t-SNE.
+        labels, fit_points: the UMAP/t-SNE fit sample (:func:`project`).
 
     Returns:
         (n, dim) float64 coordinates, aligned to ``teacher_xy``.
     """
     dim = np.asarray(teacher_xy).shape[1]
-    coords = teacher_projection(features, method=method, dim=dim, seed=seed)
+    coords = teacher_projection(features, method=method, dim=dim, seed=seed, labels=labels, fit_points=fit_points)
     return align(coords, teacher_xy)
 
 
@@ -270,6 +382,8 @@ def project_sequence(
     seed: int | None = 0,
     aligned: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    labels=None,
+    fit_points: int | None = None,
 ) -> list[np.ndarray]:
     """Project snapshots of the same probe rows so that points do not jump between them.
 
@@ -278,6 +392,10 @@ def project_sequence(
     result; ``umap`` initialised from the previous snapshot's layout, then aligned to it;
     ``tsne`` initialised from the previous snapshot's layout. With ``aligned=False`` every
     snapshot is projected independently.
+
+    Large sets: UMAP/t-SNE are fitted on the same seeded sample of rows in every snapshot
+    (:func:`fit_rows`; ``labels`` stratify it), each fit initialised from the previous snapshot's
+    layout of those rows, and the other rows placed (:func:`project`).
 
     The UMAP chain is faster than ``umap.AlignedUMAP`` with the same continuity in practice
     (measured on the 2-core dev machine, 449 points: about 0.5 s per snapshot once numba is
@@ -290,6 +408,8 @@ def project_sequence(
         seed: fixes UMAP/t-SNE.
         aligned: align consecutive snapshots.
         progress: called as ``progress(done, k)`` after each snapshot.
+        labels: (n,) classes the fit sample is stratified by (``None``: a plain random sample).
+        fit_points: the most rows UMAP/t-SNE are fitted on (default :data:`FIT_POINTS`).
 
     Returns:
         k arrays (n, dim) float64.
@@ -306,7 +426,7 @@ def project_sequence(
     out: list[np.ndarray] = []
     for t, x in enumerate(xs):
         init = out[-1] if aligned and method in ("umap", "tsne") and out else None
-        y = project(x, method, dim=dim, seed=seed, init=init)
+        y = project(x, method, dim=dim, seed=seed, init=init, labels=labels, fit_points=fit_points)
         if aligned and method in ("pca", "umap") and out:
             y = align(y, out[-1])
         out.append(y)

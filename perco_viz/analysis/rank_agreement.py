@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from perco_viz.checks import check_feature_pair, check_features, check_labels
-from perco_viz.coherence import METRICS, MetricLike, hard_ranks, normalized_ranks
+from perco_viz.coherence import METRICS, MetricLike, exact_hard_ranks, ranks_and_agreement
 
 ORDERINGS: tuple[str, ...] = ("label", "cluster")
 HIERARCHICAL_MAX_POINTS = 4000  # above this, order by KMeans clusters (linkage needs O(n²) memory)
@@ -157,26 +157,29 @@ def rank_matrices(
     *,
     metric: MetricLike = "euclidean",
     teacher_metric: MetricLike | None = None,
+    dtype: type = np.float64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The teacher's and the student's normalized ranks and their agreement, each computed once.
+    """The teacher's and the student's normalized ranks and their agreement, each computed once,
+    in one blocked pass (:func:`perco_viz.coherence.ranks_and_agreement`).
 
     ``A`` equals :func:`perco_viz.coherence.rank_agreement` exactly; this saves computing the
-    ranks twice when R_T and R_S are drawn too.
+    ranks twice when R_T and R_S are drawn too. Memory: the three results and a few blocks of
+    rows (``dtype=np.float32``: 12 n² bytes, e.g. 75 MB at n = 2,500).
 
     Args:
         student: (n, d_s) student features, n ≥ 3.
         teacher: (n, d_t) teacher features.
         metric: student dissimilarity (and the teacher's unless ``teacher_metric``).
         teacher_metric: teacher dissimilarity.
+        dtype: the results' dtype (``np.float32`` for the page: half the memory).
 
     Returns:
-        ``(R_T, R_S, A)``, each (n, n) float64 with NaN on the diagonal; ``R[i, j]`` in [0, 1]
-        is where anchor i puts j among the others (0 = nearest), ``A = 1 − |R_T − R_S|``.
+        ``(R_T, R_S, A)``, each (n, n) with NaN on the diagonal; ``R[i, j]`` in [0, 1] is where
+        anchor i puts j among the others (0 = nearest; ties ½ under the tie rule of
+        :func:`perco_viz.coherence.tie_tolerance`), ``A = 1 − |R_T − R_S|``.
     """
     s, t = check_feature_pair(student, teacher)
-    r_t = normalized_ranks(t, metric=teacher_metric or metric)
-    r_s = normalized_ranks(s, metric=metric)
-    return r_t, r_s, 1.0 - np.abs(r_t - r_s)
+    return ranks_and_agreement(s, t, metric=metric, teacher_metric=teacher_metric, dtype=dtype)
 
 
 def anchor_neighbours(
@@ -221,10 +224,10 @@ def anchor_neighbours(
         raise ValueError(f"k must be at least 1, got {k}")
     anchor, k = int(anchor), min(int(k), n - 1)
     others = np.delete(np.arange(n), anchor)  # (n − 1,)
-    d_t = _rows_to(t, np.array([anchor]), others, teacher_metric or metric)[0]  # (n − 1,)
-    d_s = _rows_to(s, np.array([anchor]), others, metric)[0]
+    d_t, r_t = _anchor_row(t, anchor, teacher_metric or metric)  # (n − 1,) each
+    d_s, r_s = _anchor_row(s, anchor, metric)
     rank_t, rank_s = _ordinal_ranks(d_t), _ordinal_ranks(d_s)  # 1 = nearest
-    agreement = 1.0 - np.abs(_row_ranks(d_t) - _row_ranks(d_s))  # A[anchor, others]
+    agreement = 1.0 - np.abs(r_t - r_s)  # A[anchor, others]
     keep = np.flatnonzero((rank_t <= k) | (rank_s <= k))
     keep = keep[np.argsort(rank_t[keep], kind="stable")]
     y = None if labels is None else check_labels(labels, n)
@@ -249,12 +252,14 @@ def _ordinal_ranks(row: np.ndarray) -> np.ndarray:
     return rankdata(row, method="ordinal").astype(np.int64)
 
 
-def _row_ranks(row: np.ndarray) -> np.ndarray:
-    """(m,) one anchor's dissimilarities to the others → (m,) its normalized ranks R (the one
-    implementation, :func:`perco_viz.coherence.hard_ranks`)."""
+def _anchor_row(x: np.ndarray, anchor: int, metric: MetricLike) -> tuple[np.ndarray, np.ndarray]:
+    """One anchor's (n − 1,) dissimilarities to the others (snapped: ties exactly equal) and
+    its normalized ranks R, by the one implementation of the tie rule
+    (:func:`perco_viz.coherence.exact_hard_ranks`)."""
     import torch
 
-    return hard_ranks(torch.from_numpy(row[None, :])).numpy()[0]
+    d, r = exact_hard_ranks(torch.from_numpy(x), torch.tensor([anchor]), metric)
+    return d.numpy()[0], r.numpy()[0]
 
 
 # --------------------------------------------------------------------------- Shepard diagram

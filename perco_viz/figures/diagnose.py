@@ -46,9 +46,18 @@ def embeddings_figure(panel: Panel, coloring: Coloring | None = None, *, highlig
             metadata column, categorical or continuous); ``None``: class, else c_i.
         highlight: row ids (``panel.indices`` values) to ring (e.g. the points a search matched).
 
+    Every point of the panel is drawn (WebGL above a few thousand points; 100,000 stay
+    interactive); the tooltip shows c_i (and the class when the colour is something else) from
+    ``customdata`` (:func:`~perco_viz.analysis.embeddings.hover_fields`), not per-point strings.
+
     Returns:
-        go.Figure with two panels; ``customdata[:, 0]`` is the row of each point.
+        go.Figure with two panels; ``customdata[:, 0]`` is the row of each point, ``customdata[:, 1:]``
+        the tooltip's numbers.
     """
+    import numpy as np
+
+    from perco_viz.analysis.embeddings import hover_fields
+
     if coloring is None:
         labelled = panel.labels is not None
         values, kind = (panel.labels, "label") if labelled else (panel.coherence, "continuous")
@@ -57,15 +66,32 @@ def embeddings_figure(panel: Panel, coloring: Coloring | None = None, *, highlig
     else:
         values, kind, names, what = coloring.values, coloring.kind, coloring.names, coloring.title
         title, crange, scale = coloring.title, coloring.range, coloring.colorscale
+    by_class = kind == "label" and coloring is None
+    hover = hover_fields(np.arange(len(panel.teacher_xy)), labels=None if by_class else panel.labels,
+                         class_names=panel.class_names, coherence=panel.coherence)
     fig = side_by_side_embeddings(
         panel.teacher_xy, panel.student_xy, color=values, color_kind=kind, labels_text=names, ids=panel.indices,
-        highlight=highlight, color_title=what, color_range=crange,
+        hover=hover, highlight=highlight, color_title=what, color_range=crange,
         titles=("teacher (PCA of its features)", "student (PCA, turned to match the teacher)"),
         title=f"Teacher and student features · {panel.n_used:,} inputs coloured by {title}",
         axis_titles=("PCA 1", "PCA 2"))
     if scale is not None and kind == "continuous":
         fig.update_layout(coloraxis_colorscale=scale)
     return fig
+
+
+def panel_captions(panel: Panel) -> dict[str, str]:
+    """:data:`FIGURE_CAPTIONS` with the rows each figure of ``panel`` draws (all, or a sample of how many)."""
+    n, m = panel.n_total, panel.n_used
+    nb = panel.n_neighbour
+
+    def rows(k: int) -> str:
+        return f" All {n:,} inputs." if k == n else f" A stratified sample of {k:,} of the {n:,} inputs (seed {panel.seed})."
+
+    each = " (each c_i estimated on all rows; the table gives its interval)" if panel.estimated else ""
+    extra = {"Embeddings": rows(m), "Per-sample coherence": rows(m).rstrip(".") + each + ".",
+             "Shepard diagram": rows(nb), "Rank agreement": rows(nb)}
+    return {heading: text + extra.get(heading, "") for heading, text in FIGURE_CAPTIONS.items()}
 
 
 def panel_figures(panel: Panel) -> dict[str, go.Figure]:
@@ -78,7 +104,8 @@ def panel_figures(panel: Panel) -> dict[str, go.Figure]:
     emb = embeddings_figure(panel)
     hist = coherence_histogram(panel.coherence)
     shepard = shepard_figure(*panel.shepard, pc=panel.report["pc"])
-    heat = rank_agreement_heatmap(panel.agreement, labels=panel.labels, class_names=panel.class_names)
+    heat_labels = panel.neighbour_labels if panel.neighbour_indices is not None else panel.labels
+    heat = rank_agreement_heatmap(panel.agreement, labels=heat_labels, class_names=panel.class_names)
     return {"Embeddings": emb, "Per-sample coherence": hist, "Shepard diagram": shepard, "Rank agreement": heat}
 
 
@@ -117,15 +144,17 @@ def html_report(panel: Panel, figures: Mapping[str, go.Figure] | Sequence[go.Fig
         figures: plotly figures, as ``{caption heading: figure}`` or a sequence (their
             layout titles become the headings).
         title: the page heading.
-        captions: ``{heading: how to read it}`` (default :data:`FIGURE_CAPTIONS`).
+        captions: ``{heading: how to read it}`` (default :func:`panel_captions`: the captions and
+            the rows each figure draws).
 
     Returns:
         The HTML document.
     """
-    captions = FIGURE_CAPTIONS if captions is None else captions
+    captions = panel_captions(panel) if captions is None else captions
     esc = html.escape
     rows = "\n".join(
-        f"<tr><td>{esc(r['metric'])}</td><td class='v'>{esc(r['value'])}</td><td>{esc(r['what it measures'])}</td></tr>"
+        f"<tr><td>{esc(r['metric'])}</td><td class='v'>{esc(r['value'])}</td><td>{esc(r['computed on'])}</td>"
+        f"<td>{esc(r['what it measures'])}</td></tr>"
         for r in panel_table(panel).to_dict("records"))
     parts = [
         "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
@@ -135,7 +164,11 @@ def html_report(panel: Panel, figures: Mapping[str, go.Figure] | Sequence[go.Fig
         f"<p>{esc(panel.scope())} Teacher features: {panel.teacher.shape[1]}-d; student features: "
         f"{panel.student.shape[1]}-d{'; labelled' if panel.labels is not None else '; no labels (accuracies skipped)'}.</p>",
         "<h2>Metrics</h2>",
-        f"<table><thead><tr><th>metric</th><th>value</th><th>what it measures</th></tr></thead><tbody>{rows}</tbody></table>",
+        "<table><thead><tr><th>metric</th><th>value</th><th>computed on</th><th>what it measures</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>",
+        "<p class='cap'>“exact on all n rows”: computed from every row. “estimated on all n rows”: from random "
+        "triplets of all rows, ± the half-width of its 95% confidence interval. “on a sample of m rows”: computed "
+        "on that stratified, seeded sample (the O(n²) metrics).</p>",
         "<p class='cap'>Perception coherence asks only that the student <em>rank</em> distances as the teacher does; "
         "geometry may differ. PC = 1 means the same ranking from every anchor, 0.5 is chance.</p>",
     ]

@@ -1,17 +1,32 @@
 """Embedding scatters: one panel, teacher and student side by side, the Embeddings page's panel
 (axes fixed over the snapshots, a highlighted selection) and its animation over the snapshots.
 
+Up to 100,000 points and more, every point drawn: 2-D plots above :data:`WEBGL_ABOVE` points
+are WebGL (``go.Scattergl``), 3-D plots are ``go.Scatter3d`` (WebGL too; it draws 100,000
+points but turns slower than 2-D pans, see docs/benchmarks.md). The payload stays small:
+coordinates and colour values are float32 typed arrays above :data:`WEBGL_ABOVE` points, and a :class:`~perco_viz.analysis.embeddings.Hover`
+puts the tooltip's numbers in ``customdata`` with one ``hovertemplate`` instead of one string
+per point. The animation draws at most ``ANIMATION_MAX_POINTS`` points (a stated sample).
+
 Pure functions: data in, ``go.Figure`` out; no I/O, no Streamlit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perco_viz.analysis.embeddings import AXIS_PREFIX, AlignedProjections, Coloring
+from perco_viz.analysis.embeddings import (
+    ANIMATION_MAX_POINTS,
+    AXIS_PREFIX,
+    AlignedProjections,
+    Coloring,
+    Hover,
+)
+from perco_viz.analysis.projection import stratified_subsample
 from perco_viz.figures.style import (
     COHERENCE_SCALE,
     LEGEND_ON_TOP,
@@ -38,22 +53,34 @@ def _scatter_traces(xyz: np.ndarray, *, color, color_kind: str, labels_text, hov
     """Traces of one embedding plot: one per class (the legend toggles classes, grouped across
     panels), or one coloured by ``coloraxis``; plus the highlighted points. customdata[:, 0] = id.
 
-    ``matches``: ids of the points a search kept (None: all): only they are coloured; the others
-    are one grey trace drawn beneath them (:data:`OTHERS`), or left out when ``hide_others``."""
+    ``hover``: (n,) strings, or a :class:`Hover` (its numbers become customdata[:, 1:], its
+    template the tooltip: no per-point string). ``matches``: ids of the points a search kept
+    (None: all): only they are coloured; the others are one grey trace drawn beneath them
+    (:data:`OTHERS`), or left out when ``hide_others``. Above :data:`WEBGL_ABOVE` points the
+    coordinates and colour values go out as float32."""
     n, dim = xyz.shape
     ids = np.arange(n) if ids is None else np.asarray(ids)
-    if len(ids) != n or (color is not None and len(color) != n) or (hover is not None and len(hover) != n):
+    fields = hover if isinstance(hover, Hover) else None
+    hover_len = len(fields.values) if fields is not None else None if hover is None else len(hover)
+    if len(ids) != n or (color is not None and len(color) != n) or (hover_len is not None and hover_len != n):
         raise ValueError(f"color, hover and ids must have one entry per point ({n})")
     keep = np.ones(n, dtype=bool) if matches is None else np.isin(ids, np.asarray(matches, dtype=ids.dtype))
-    text = None if hover is None else np.asarray(hover, dtype=object)
+    if fields is not None:
+        text, extra = fields.text, fields.template
+        custom = np.column_stack([ids.astype(fields.values.dtype), fields.values])  # (n, 1 + c)
+    else:
+        text, extra = (None, "") if hover is None else (np.asarray(hover, dtype=object), "%{text}")
+        custom = ids[:, None]
+    compact = np.float32 if n > WEBGL_ABOVE else np.float64  # large plots: float32 typed arrays, half the bytes
+    xyz = xyz.astype(compact)
     size = point_size or marker_size(n, dim)
     scatter = go.Scatter3d if dim == 3 else (go.Scattergl if n > WEBGL_ABOVE else go.Scatter)
     what = {"label": "class %{meta}", "continuous": color_title + " %{marker.color:.3f}"}.get(color_kind, "")
+    tip = "<br>".join(t for t in ("point %{customdata[0]}", what if color is not None else "", extra) if t)
 
     def trace(idx: np.ndarray, marker: dict, **kw):
         pts = dict(zip("xyz", xyz[idx].T))
-        tip = "point %{customdata[0]}<br>" + (what if color is not None else "") + ("<br>%{text}" if text is not None else "")
-        return scatter(mode="markers", customdata=ids[idx, None], text=None if text is None else text[idx],
+        return scatter(mode="markers", customdata=custom[idx], text=None if text is None else text[idx],
                        hovertemplate=tip + "<extra></extra>", marker={"size": size, **marker}, **pts, **kw)
 
     traces = []
@@ -70,7 +97,8 @@ def _scatter_traces(xyz: np.ndarray, *, color, color_kind: str, labels_text, hov
         vals = np.asarray(color, dtype=np.float64)
         idx = np.argsort(-np.nan_to_num(vals, nan=np.inf), kind="stable")  # low values drawn last, on top
         idx = idx[keep[idx]]
-        traces.append(trace(idx, {"color": vals[idx], "coloraxis": "coloraxis"}, name=color_title, showlegend=False))
+        traces.append(trace(idx, {"color": vals[idx].astype(compact), "coloraxis": "coloraxis"}, name=color_title,
+                            showlegend=False))
     else:
         raise ValueError(f"color_kind must be 'label' or 'continuous', got {color_kind!r}")
     if highlight is not None and len(highlight):
@@ -99,14 +127,16 @@ def embedding_figure(coords, *, color=None, color_kind: str = "label", labels_te
                      color_range: tuple[float, float] | None = None,
                      axis_titles: Sequence[str] | None = None, height: int = 560, matches=None,
                      hide_others: bool = False) -> go.Figure:
-    """One embedding plot (projection) of the probe set, 2-D (Scattergl) or 3-D (Scatter3d).
+    """One embedding plot (projection) of the probe set, 2-D (Scattergl above :data:`WEBGL_ABOVE`
+    points, every point drawn) or 3-D (Scatter3d).
 
     Args:
         coords: (n, 2) or (n, 3) projected points.
         color: (n,) class labels (``color_kind="label"``: one trace per class, the legend toggles
             them) or values (``"continuous"``, e.g. c_i: a colour bar, 0–1 when they lie there).
         labels_text: class names, a sequence indexed by integer label or a mapping label → name.
-        hover: (n,) extra hover text per point.
+        hover: (n,) extra hover text per point, or a :class:`~perco_viz.analysis.embeddings.Hover`
+            (numbers in customdata and one template: the light form for 100,000 points).
         title: figure title.
         subtitle: optional line under it.
         highlight: point ids to ring (e.g. a selection in the other panel).
@@ -200,7 +230,7 @@ def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: 
         method: ``pca``/``umap``/``tsne`` (axis titles "PC 1", "UMAP 1", ...).
         title: figure title; subtitle: a line under it.
         ids: (m,) point ids (probe rows), in ``customdata[:, 0]`` so selections map back.
-        hover: (m,) hover text (:func:`perco_viz.analysis.embeddings.hover_text`).
+        hover: (m,) hover text, or the tooltip fields (:func:`perco_viz.analysis.embeddings.hover_fields`).
         highlight: ids to emphasise: ringed, and in 2-D the others fade.
         ranges: per-axis (lo, hi), fixed over epochs so the playback does not rescale.
         show_colorbar: draw the colour bar (continuous colouring).
@@ -265,17 +295,22 @@ def embedding_panel(coords: np.ndarray, color: Coloring, *, method: str, title: 
 
 
 def animation_figure(proj: AlignedProjections, colorings: Sequence[Coloring], epochs: Sequence[float], *,
-                     ids: np.ndarray | None = None, hover: np.ndarray | None = None,
-                     title: str = "Student over the snapshots", frame_ms: int = 700) -> go.Figure:
+                     ids: np.ndarray | None = None, hover: np.ndarray | Hover | None = None,
+                     title: str = "Student over the snapshots", frame_ms: int = 700,
+                     max_points: int = ANIMATION_MAX_POINTS) -> go.Figure:
     """The student at every snapshot as one self-playing plotly figure (play button and slider).
+
+    Every frame holds every point drawn, so more than ``max_points`` points are cut to a seeded
+    sample (stratified by the colouring's classes when it has classes) that the subtitle states.
 
     Args:
         proj: aligned projections, students (k, m, dim).
         colorings: k colourings (c_i changes from snapshot to snapshot) or one for all.
         epochs: k epochs (frame names).
-        ids, hover: point ids and hover text (:func:`perco_viz.analysis.embeddings.hover_text`).
+        ids, hover: (m,) point ids and hover text or fields (:func:`perco_viz.analysis.embeddings.hover_fields`).
         title: figure title.
         frame_ms: milliseconds per frame.
+        max_points: the most points drawn (default :data:`~perco_viz.analysis.embeddings.ANIMATION_MAX_POINTS`).
 
     Returns:
         A ``go.Figure`` with k frames, axes fixed over all of them.
@@ -286,10 +321,20 @@ def animation_figure(proj: AlignedProjections, colorings: Sequence[Coloring], ep
     if len(colorings) != k or len(epochs) != k:
         raise ValueError(f"need one colouring and one epoch per snapshot ({k})")
     ranges = proj.ranges()["student"]
+    m = proj.students.shape[1]
+    students, subtitle = proj.students, None
+    ids = np.arange(m) if ids is None else np.asarray(ids)
+    if m > max_points:
+        strata = colorings[-1].values if colorings[-1].kind == "label" else None
+        keep = stratified_subsample(strata, m, max_points, seed=0)
+        students, ids = students[:, keep], ids[keep]
+        colorings = [replace(c, values=np.asarray(c.values)[keep]) for c in colorings]
+        hover = None if hover is None else hover.take(keep) if isinstance(hover, Hover) else np.asarray(hover)[keep]
+        subtitle = f"a {'stratified ' if strata is not None else ''}sample of {len(keep):,} of the {m:,} points"
 
     def panel(i: int):
-        return embedding_panel(proj.students[i], colorings[i], method=proj.method, ids=ids, hover=hover,
-                               ranges=ranges, title=f"{title} — epoch {epochs[i]:g}")
+        return embedding_panel(students[i], colorings[i], method=proj.method, ids=ids, hover=hover,
+                               ranges=ranges, title=f"{title} — epoch {epochs[i]:g}", subtitle=subtitle)
 
     fig = panel(k - 1)
     names = [f"{e:g}" for e in epochs]

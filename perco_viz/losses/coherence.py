@@ -25,7 +25,7 @@ from perco_viz.coherence import (
     KERNELS,
     MetricLike,
     check_metric,
-    hard_ranks,
+    exact_hard_ranks,
     offdiag_rows,
     soft_ranks,
 )
@@ -82,8 +82,10 @@ class LossTerms(NamedTuple):
 
     Attributes:
         anchors: (m,) int64 indices of the anchors (``arange(n)`` when every point is one).
-        teacher_distances: (m, n − 1) teacher dissimilarities (no gradient).
-        teacher_ranks: (m, n − 1) teacher's hard normalized ranks R^T (ties ½, no gradient).
+        teacher_distances: (m, n − 1) teacher dissimilarities (no gradient; snapped to the tie
+            rule of :func:`perco_viz.coherence.tie_tolerance`: ties are exactly equal).
+        teacher_ranks: (m, n − 1) teacher's hard normalized ranks R^T (ties ½ under that rule,
+            no gradient; see :func:`perco_viz.coherence.exact_hard_ranks`).
         student_distances: (m, n − 1) student dissimilarities.
         student_normalized: (m, n − 1) the same divided by their row's population std + 1e-12.
         student_soft_ranks: (m, n − 1) student's soft ranks R̃^S of the normalized distances.
@@ -131,9 +133,9 @@ def loss_terms(
     n = student.shape[0]
     idx = anchor_index(anchors, n, student.device, generator)
     with torch.no_grad():
-        d_t = offdiag_rows(teacher.detach().to(student.device), idx, teacher_metric or metric, exact_ties=True)
-        r_t = hard_ranks(d_t)
+        d_t, r_t = exact_hard_ranks(teacher.detach().to(student.device), idx, teacher_metric or metric)
     d_s = offdiag_rows(student, idx, metric)  # (m, n − 1)
+    d_t, r_t = d_t.to(d_s.dtype), r_t.to(d_s.dtype)
     d_hat = d_s / (d_s.std(dim=1, unbiased=False, keepdim=True) + ROW_STD_EPS)
     r_s = soft_ranks(d_hat, tau, kernel, impl)
     terms = (r_s - r_t.to(r_s.dtype)) ** 2
