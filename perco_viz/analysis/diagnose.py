@@ -12,7 +12,7 @@ number says which rows it describes (:attr:`Panel.scopes`):
   (:mod:`perco_viz.estimate`); linear CKA exact on all rows (in blocks of rows).
 * c_i (its 10th percentile, the histogram, the table of inputs, the scatter) of a stratified,
   seeded sample of ``max_points`` rows, each c_i over all rows (exact or estimated).
-* k-NN accuracy, linear probe, trustworthiness, k-NN overlap (O(k²)), the rank-agreement
+* k-NN accuracy, linear probe, trustworthiness, k-NN overlap (O(m²) for m rows), the rank-agreement
   heatmap and the Shepard diagram on a stratified sub-sample of ``neighbour_points`` rows.
 
 :func:`panel_records` / :func:`panel_table` are its metric table (value, interval, scope);
@@ -411,7 +411,7 @@ class Panel:
       (all rows when fewer): their c_i (each over all rows: exact, or estimated with an
       interval), the c_i histogram, the per-input table and the embedding scatter;
     * the neighbourhood sample, ``neighbour_indices`` (k,) ⊂ ``indices``: k-NN accuracy, linear
-      probe, trustworthiness, k-NN overlap (O(k²)), the rank-agreement heatmap, the Shepard
+      probe, trustworthiness, k-NN overlap (O(m²) for m rows), the rank-agreement heatmap, the Shepard
       diagram and, when estimated, the 10th percentile of c_i (:attr:`per_sample`: its
       anchors get the most pairs).
 
@@ -516,7 +516,7 @@ PAIR_BUDGET = 2_000_000  # pairs (j, k) for all the sampled anchors' c_i togethe
 MIN_PAIRS, MAX_PAIRS = 500, 2000  # ... and per anchor: ±0.02 (2,000 pairs) to ±0.045 (500 pairs) at 95%
 MIN_VIEW_PAIRS = 50  # pairs per anchor of the rest of a large sample (the scatter's colour, the table): ±0.14
 DEFAULT_NEIGHBOUR_POINTS = 2000  # rows of the neighbourhood metrics (k-NN, probe, trustworthiness, overlap)
-MAX_NEIGHBOUR_POINTS = 10_000  # their largest sample (O(k²) memory: 10,000 rows take about 2.4 GB)
+MAX_NEIGHBOUR_POINTS = 10_000  # their largest sample (O(m²) memory for m rows: 10,000 take about 2.4 GB)
 MAX_POINTS = 100_000  # largest sample of c_i and of the scatter
 
 
