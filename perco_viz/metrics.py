@@ -59,9 +59,12 @@ def _majority(votes: np.ndarray, n_classes: int) -> np.ndarray:
     return counts.argmax(axis=1)
 
 
-def _knn_leave_one_out(x: np.ndarray, y: np.ndarray, k: int) -> float:
+def _knn_leave_one_out(x: np.ndarray, y: np.ndarray, k: int, neighbours: np.ndarray | None = None) -> float:
+    """Leave-one-out k-NN accuracy; ``neighbours``: (n, ≥ k) each point's nearest others, when
+    already searched."""
     classes, codes = np.unique(y, return_inverse=True)
-    idx = _neighbours(x, min(k, len(x) - 1))  # (n, k), the point itself excluded
+    k = min(k, len(x) - 1)
+    idx = _neighbours(x, k) if neighbours is None else neighbours[:, :k]  # (n, k), the point itself excluded
     return float((_majority(codes[idx], len(classes)) == codes).mean())
 
 
@@ -341,35 +344,14 @@ def _label_scores(
     neighbourhood scores, so the student's distances are searched once)."""
     y = check_labels(labels, len(student))
     if train_student is None:
-        if neighbours is None:
-            knn = knn_accuracy(student, y, k=k)
-        else:
-            classes, codes = np.unique(y, return_inverse=True)
-            votes = codes[neighbours[:, : min(k, len(student) - 1)]]
-            knn = float((_majority(votes, len(classes)) == codes).mean())
-        return {"knn_acc": knn, "linear_acc": linear_probe_accuracy(student, y)}
+        return {"knn_acc": _knn_leave_one_out(student, y, k, neighbours),
+                "linear_acc": linear_probe_accuracy(student, y)}
     return {
         "knn_acc": knn_accuracy(
             train_student, train_labels, k=k, test_features=student, test_labels=y
         ),
         "linear_acc": linear_probe_accuracy(train_student, train_labels, student, y),
     }
-
-
-def _trust_ranks(order_t: np.ndarray, nbrs_s: np.ndarray) -> float:
-    """Trustworthiness from the teacher's full neighbour order and the student's k neighbours.
-
-    The computation of ``sklearn.manifold.trustworthiness`` (same formula, same ranks), on
-    (n, n − 1)-or-wider ``order_t`` (each row: the other points by teacher distance, nearest
-    first) and (n, k) ``nbrs_s``.
-    """
-    n, k = nbrs_s.shape
-    inverted = np.zeros((n, n), dtype=np.int64)
-    rows = np.arange(n)[:, None]
-    inverted[rows, order_t] = np.arange(1, order_t.shape[1] + 1)
-    ranks = inverted[rows, nbrs_s] - k
-    t = float(ranks[ranks > 0].sum())
-    return 1.0 - t * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
 
 
 def student_report(
@@ -394,8 +376,8 @@ def student_report(
     (euclidean neighbourhoods of size ``trust_k``), ``cka`` (linear CKA).
 
     Each distance is computed once: c_i once (or passed in as ``coherence``), the teacher's
-    distance matrix once (its neighbour order serves trustworthiness and the k-NN overlap), the
-    student's nearest neighbours once (k-NN accuracy, trustworthiness, overlap).
+    distance matrix once (trustworthiness and the k-NN overlap), the student's nearest
+    neighbours once (k-NN accuracy and the overlap).
 
     Args:
         student: (n, d_s) held-out student features, n ≥ 3.
@@ -457,9 +439,9 @@ def neighbourhood_scores(
     """The neighbourhood part of :func:`student_report`: ``knn_acc`` and ``linear_acc`` (with
     ``labels``), ``trustworthiness`` and ``knn_overlap`` (neighbourhoods of size ``trust_k``).
 
-    The teacher's distance matrix is computed once (its neighbour order serves trustworthiness
-    and the overlap) and the student's nearest neighbours are searched once (k-NN accuracy,
-    trustworthiness, overlap). O(n²) memory: call it on a sample of a large set.
+    The teacher's distance matrix is computed once (trustworthiness, scikit-learn's, and the
+    overlap use it) and the student's nearest neighbours are searched once for k-NN accuracy and
+    the overlap. O(n²) memory: call it on a sample of a large set.
 
     Args:
         student: (n, d_s) features, n ≥ 3.
@@ -477,16 +459,12 @@ def neighbourhood_scores(
     _check_k(trust_k, "trust_k")
     s, t = check_feature_pair(student, teacher, min_points=3)
     n = len(s)
-    k_trust = min(trust_k, (n - 1) // 2)  # sklearn's requirement: below n / 2
     k_overlap = min(trust_k, n - 1)
-    nbrs_s = _neighbours(s, max(min(k, n - 1), k_trust, k_overlap))  # (n, K), nearest first
+    nbrs_s = _neighbours(s, max(min(k, n - 1), k_overlap))  # (n, K), nearest first
     out: dict[str, float] = {}
     if labels is not None:
         out.update(_label_scores(s, labels, k, train_student, train_labels, nbrs_s))
-    d_t = pairwise_distances(t)  # (n, n), the teacher's distances, once
-    np.fill_diagonal(d_t, np.inf)
-    order_t = np.argsort(d_t, axis=1)  # (n, n): the point itself last
-    del d_t
-    out["trustworthiness"] = _trust_ranks(order_t, nbrs_s[:, :k_trust])
-    out["knn_overlap"] = _overlap(order_t[:, :k_overlap], nbrs_s[:, :k_overlap])
+    d_t = pairwise_distances(t)  # (n, n), the teacher's distances, once: both scores below
+    out["trustworthiness"] = _trust(d_t, s, trust_k, "precomputed")
+    out["knn_overlap"] = _overlap(_neighbours(d_t, k_overlap, "precomputed"), nbrs_s[:, :k_overlap])
     return out

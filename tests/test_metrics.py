@@ -267,7 +267,7 @@ def test_report_computes_each_distance_once_and_equals_the_single_metrics(rng, m
     monkeypatch.setattr(metrics, "_neighbours", lambda *a, **k: searches.append(a[1]) or real(*a, **k))
     monkeypatch.setattr(coherence, "per_sample_coherence", lambda *a, **k: pytest.fail("c_i computed again"))
     report = student_report(s, x, y, coherence=c)
-    assert searches == [10]  # the student's neighbours, searched once for k-NN, trustworthiness and overlap
+    assert searches == [10, 10]  # the student's neighbours once (k-NN and overlap), the teacher's from its matrix
     monkeypatch.undo()
     assert report == student_report(s, x, y)
     assert report["knn_acc"] == knn_accuracy(s, y)
