@@ -15,11 +15,12 @@ $(BIN)/python:
 # torch==2.13.0 first when the venv has none: a CPU build from local disk. GPU users who
 # already have a CUDA torch in the venv keep it (requirements.txt accepts a range). Then the
 # runtime (requirements.txt, what users install), then perco_viz itself with its test extra
-# (pytest, hypothesis, playwright, ruff: pyproject.toml), its runtime already satisfied.
+# (pytest, hypothesis, playwright, ruff, tensorboard: pyproject.toml), its runtime already satisfied,
+# and the extras for bringing your own training ([lightning], [hf]), tested with the real packages.
 $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,lightning,hf]"
 	touch $(STAMP)
 
 setup: $(STAMP) browser-deps

@@ -15,7 +15,7 @@ picked = compare_ui.choose_runs()
 if picked.runs:
     named = compare.curves(picked.runs)  # run name → its metrics records
     st.subheader("Curves")
-    compare_ui.show_curves(named)
+    compare_ui.show_curves(named, picked.runs)
     st.subheader("Final metrics")
     compare_ui.show_run_table(picked.runs)
     st.subheader("What differs in their configurations")

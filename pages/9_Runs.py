@@ -21,3 +21,4 @@ st.subheader("The run picked")
 entry = runs_ui.pick(kept, entries)
 if entry is not None:
     runs_ui.manage(entry, entries)
+    runs_ui.downloads(entry)  # metrics (CSV, Parquet) and the TensorBoard projector (zip), made on click

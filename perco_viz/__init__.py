@@ -19,6 +19,7 @@ _LAZY = {  # name -> its module, imported on first use: `import perco_viz.proces
     **dict.fromkeys(("ConfigError", "RunConfig"), "perco_viz.config"),
     **dict.fromkeys(("Estimate", "PerSampleEstimate", "estimate_per_sample_coherence",
                      "estimate_perception_coherence"), "perco_viz.estimate"),
+    **dict.fromkeys(("Run", "open_run"), "perco_viz.writer"),
 }
 
 
@@ -46,12 +47,14 @@ __all__ = [
     "ConfigError",
     "Estimate",
     "PerSampleEstimate",
+    "Run",
     "RunConfig",
     "coherence_loss",
     "estimate_per_sample_coherence",
     "estimate_perception_coherence",
     "make_loss",
     "normalized_ranks",
+    "open_run",
     "pairwise_dissimilarity",
     "per_sample_coherence",
     "perception_coherence",

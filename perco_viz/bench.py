@@ -624,3 +624,88 @@ def bench_estimate(rows: int = 1_000_000, *, student_dim: int = 64, teacher_dim:
     return {"rows": rows, "student_dim": student_dim, "teacher_dim": teacher_dim, "triplets": triplets,
             "value": e.value, "low": e.low, "high": e.high, "seconds": seconds,
             "triplets_per_s": triplets / seconds, "data_s": data_s, "device": str(dev)}
+
+
+def bench_log(rows: int = 1000, *, student_dim: int = 64, teacher_dim: int = 512, logs: int = 20,
+              every_s: float = 0.0, device: str = "auto", seed: int = 0) -> dict[str, Any]:
+    """Time :meth:`perco_viz.writer.Run.log` as a training loop sees it.
+
+    A loop logs ``logs`` snapshots of (rows, student_dim) float32 features (on ``device``),
+    each after ``every_s`` seconds of busy work (a matrix product on the same device, standing
+    in for training steps), and ``logs`` numbers-only records in between. Measured: how long
+    each ``log`` call keeps the loop (median, 99th percentile, max), how long one snapshot
+    takes to be measured and written on the background thread, and the snapshots dropped
+    because the loop logged faster than they were measured.
+
+    Returns:
+        ``rows``, ``student_dim``, ``teacher_dim``, ``logs``, ``every_s``, ``log_ms_median``,
+        ``log_ms_p99``, ``log_ms_max``, ``numbers_ms_median``, ``measure_s`` (per snapshot,
+        flush time of one snapshot logged alone), ``dropped``, ``device``.
+    """
+    import tempfile
+
+    from perco_viz.distill import resolve_device
+    from perco_viz.writer import open_run
+
+    dev = torch.device("cpu") if device == "auto" and not torch.cuda.is_available() else resolve_device(device)
+    gen = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(rows, teacher_dim, generator=gen)
+    proj = torch.randn(teacher_dim, student_dim, generator=gen) / teacher_dim ** 0.5
+    work = torch.randn(512, 512, device=dev)
+    labels = torch.randint(0, 10, (rows,), generator=gen)
+    snap_ms, num_ms = [], []
+    with tempfile.TemporaryDirectory() as root, open_run(root, name="bench", teacher_features=teacher,
+                                                         labels=labels, max_pending=8) as run:
+        feats = (teacher @ proj).to(dev)
+        _, measure_s = _timed(lambda: (run.log(feats, epoch=0, step=0), run.flush()))
+        for i in range(1, logs + 1):
+            t_end = time.perf_counter() + every_s
+            while time.perf_counter() < t_end:
+                work = torch.tanh(work @ work / 512)
+            _sync(dev)
+            noisy = feats + 0.01 * i * torch.randn(feats.shape, device=dev)
+            _sync(dev)
+            t0 = time.perf_counter()
+            run.log(noisy, epoch=float(i), step=i, train_loss=1.0 / i)
+            snap_ms.append(1000 * (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            run.log(epoch=float(i), step=i, lr=0.1)
+            num_ms.append(1000 * (time.perf_counter() - t0))
+        run.flush()
+        dropped = run.dropped
+    q = np.quantile(snap_ms, [0.5, 0.99])
+    return {"rows": rows, "student_dim": student_dim, "teacher_dim": teacher_dim, "logs": logs, "every_s": every_s,
+            "log_ms_median": float(q[0]), "log_ms_p99": float(q[1]), "log_ms_max": float(max(snap_ms)),
+            "numbers_ms_median": float(np.median(num_ms)), "measure_s": measure_s, "dropped": dropped,
+            "device": str(dev)}
+
+
+def bench_export(n: int = 10_000, *, student_dim: int = 64, teacher_dim: int = 512, seed: int = 0) -> dict[str, Any]:
+    """Time :mod:`perco_viz.export` on a synthetic run of ``n`` probe points and one snapshot.
+
+    Returns:
+        ``n``, ``student_dim``, ``teacher_dim``, ``folder_s`` (write the projector folder),
+        ``folder_mib``, ``zip_s`` (the same zipped in memory, as the app's download),
+        ``zip_mib``, ``csv_s`` (the metrics as CSV).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from perco_viz import export
+    from perco_viz.config import RunConfig
+    from perco_viz.runs import RunDir, Snapshot
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as root:
+        cfg = RunConfig().override(**{"data.probe_size": n, "student.dim": student_dim})
+        run = RunDir.create(root, cfg, name="bench")
+        run.save_teacher_probe(rng.normal(size=(n, teacher_dim)).astype(np.float32), rng.integers(0, 10, n),
+                               np.arange(n))
+        run.save_snapshot(Snapshot(0, 0.0, 0, rng.normal(size=(n, student_dim)).astype(np.float32), rng.random(n),
+                                   {"epoch": 0.0, "step": 0, "pc": 0.5}))
+        paths, folder_s = _timed(lambda: export.write_projector(run, Path(root) / "tb"))
+        data, zip_s = _timed(lambda: export.projector_zip(run))
+        _, csv_s = _timed(lambda: export.metrics_bytes(run, "csv"))
+        folder_mib = sum(Path(p).stat().st_size for p in paths) / 2**20
+    return {"n": n, "student_dim": student_dim, "teacher_dim": teacher_dim, "folder_s": folder_s,
+            "folder_mib": folder_mib, "zip_s": zip_s, "zip_mib": len(data) / 2**20, "csv_s": csv_s}

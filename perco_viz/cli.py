@@ -5,8 +5,9 @@
     perco-viz teacher train --dataset digits
     perco-viz bench loss
     perco-viz bench methods --dataset digits --student-dim 8 --seeds 3 --epochs 20
-    perco-viz bench engine | analysis | projection | estimate | epoch
+    perco-viz bench engine | analysis | projection | estimate | epoch | log | export
     perco-viz diagnose --teacher t.npy --student s.npy [--labels y.npy] [--html r.html] [--json o.json]
+    perco-viz export runs/digits-coherence-d8-... --format tensorboard|csv|parquet --out DIR [--snapshot N]
 
 ``distill`` has one flag per config field, derived from the dataclasses of :mod:`perco_viz.config`
 (``--section.field``, its help and choices from the field's metadata; the older short spellings
@@ -108,7 +109,9 @@ def _add_trust_flag(p: argparse.ArgumentParser) -> None:
         "--trust-code", action="store_true",
         help="load a TorchScript teacher/student file. DANGER: loading TorchScript runs the code the file "
              "carries (it can write any file you can); use it only for files you made yourself. Without it "
-             "TorchScript is refused: bring a .safetensors state_dict plus an architecture name instead",
+             "TorchScript is refused: bring a .safetensors state_dict plus an architecture name instead. It also "
+             "lets a module:Class teacher/student import any installed module (without it: only the modules "
+             "listed in $PERCO_VIZ_TRUSTED_MODULES)",
     )
 
 
@@ -272,6 +275,22 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``perco-viz export``: a snapshot for TensorBoard's projector, or the metrics as CSV/Parquet."""
+    from perco_viz import export
+
+    names = export.class_names_for(args.run) if args.format == "tensorboard" else None
+    written = export.export(args.run, args.out, args.format, snapshot=args.snapshot, class_names=names,
+                            force=args.force)
+    for path in written:
+        print(f"wrote {path}")
+    if args.format == "tensorboard":
+        import shlex
+
+        print(f"open it with: tensorboard --logdir {shlex.quote(str(args.out))}  (tab Projector)")
+    return 0
+
+
 def cmd_bench_loss(args: argparse.Namespace) -> int:
     from perco_viz.bench import bench_loss, loss_table, machine_description, write_json
 
@@ -386,6 +405,39 @@ def cmd_bench_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_log(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_log
+
+    if args.rows < 3 or args.logs < 1 or args.every_s < 0 or args.student_dim < 1 or args.teacher_dim < 1:
+        raise ValueError("--rows must be at least 3, --logs at least 1, --every-s 0 or more")
+    rows = [bench_log(n, student_dim=args.student_dim, teacher_dim=args.teacher_dim, logs=args.logs,
+                      every_s=args.every_s, device=args.device) for n in args.rows_list or [args.rows]]
+    lines = ["How long run.log keeps a training loop (perco_viz.open_run), and the background measurement",
+             "| probe rows | student dim | log ms (median) | p99 | max | numbers-only log ms | one snapshot measured "
+             "+ written, s | loop work between logs, s | dropped | device |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {r['rows']:,} | {r['student_dim']} | {r['log_ms_median']:.2f} | {r['log_ms_p99']:.2f} | "
+              f"{r['log_ms_max']:.2f} | {r['numbers_ms_median']:.3f} | {r['measure_s']:.2f} | {r['every_s']:g} | "
+              f"{r['dropped']} of {r['logs']} | {r['device']} |" for r in rows]
+    _emit(rows, "\n".join(lines), args.json)
+    return 0
+
+
+def cmd_bench_export(args: argparse.Namespace) -> int:
+    from perco_viz.bench import bench_export
+
+    if min(args.n_list or [args.n]) < 3:
+        raise ValueError("--n must be at least 3")
+    rows = [bench_export(n) for n in args.n_list or [args.n]]
+    lines = ["perco-viz export of one snapshot (synthetic: student 64-d, teacher 512-d)",
+             "| probe points | projector folder, s | folder, MiB | zip in memory (app download), s | zip, MiB | "
+             "metrics CSV, s |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['n']:,} | {r['folder_s']:.2f} | {r['folder_mib']:,.0f} | {r['zip_s']:.2f} | {r['zip_mib']:,.0f} | "
+              f"{r['csv_s']:.3f} |" for r in rows]
+    _emit(rows, "\n".join(lines), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from perco_viz.config import field_choices, field_help
 
@@ -428,6 +480,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neighbours", type=int, default=None,
                    help="rows of the neighbourhood metrics (default: min(--sample, 2000); at most 10,000)")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("export", help="a run's snapshot for TensorBoard's Embedding Projector, or its metrics as "
+                                      "CSV or Parquet")
+    p.add_argument("run", metavar="RUN", help="the run directory")
+    p.add_argument("--format", required=True, choices=("tensorboard", "csv", "parquet"),
+                   help="tensorboard: tensors.tsv, teacher_tensors.tsv, metadata.tsv (label, c_i) and "
+                        "projector_config.pbtxt of one snapshot; csv / parquet: every metrics record")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write into: new, empty, or a previous export of the same kind")
+    p.add_argument("--snapshot", type=int, default=None, metavar="N",
+                   help="the snapshot to export (tensorboard; default: the latest)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder that is not a previous export (files of the same names "
+                        "are replaced)")
+    p.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_cmd", required=True)
     p = bench.add_parser("loss", help="forward+backward time of the coherence loss, fast vs reference")
@@ -489,6 +556,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs (a fresh process each)")
     p.add_argument("--json", default=None)
     p.set_defaults(func=cmd_bench_analysis)
+
+    p = bench.add_parser("log", help="how long perco_viz.open_run's run.log keeps your training loop, and the "
+                                     "background measurement of each snapshot")
+    p.add_argument("--rows", type=int, default=1000, help="probe rows (default 1,000)")
+    p.add_argument("--rows-list", type=int, nargs="*", default=None, help="several probe sizes, one row each")
+    p.add_argument("--student-dim", type=int, default=64)
+    p.add_argument("--teacher-dim", type=int, default=512)
+    p.add_argument("--logs", type=int, default=20, help="snapshots logged (each followed by a numbers-only log)")
+    p.add_argument("--every-s", type=float, default=0.5, help="seconds of busy work between logs (the training)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench_log)
+
+    p = bench.add_parser("export", help="perco-viz export timed: a snapshot for TensorBoard's projector, the metrics")
+    p.add_argument("--n", type=int, default=10_000, help="probe points (default 10,000)")
+    p.add_argument("--n-list", type=int, nargs="*", default=None, help="several sizes, one row each")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench_export)
 
     p = bench.add_parser("projection", help="PCA / UMAP / t-SNE and their aligned sequences on digits")
     p.add_argument("--n", type=int, default=None, help="rows of digits to project (default all 1,797)")

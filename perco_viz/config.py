@@ -71,6 +71,7 @@ MAX_POINTS = 1_000_000  # data.n_samples (points generated, or a cap on a torchv
 MAX_PROBE = 100_000  # data.probe_size: every snapshot ranks all pairs of the probe set
 MAX_BATCH = 65_536  # train.batch_size: the coherence loss holds a batch² matrix
 MAX_SEED = 2**32 - 1
+MAX_STUDENT_DIM = 4096  # student.dim: a module/huggingface student's own feature width must fit too
 MAX_DEPTH = 8  # a config nests two levels (section, field); deeper YAML is refused while parsing
 MAX_NODES = 2000  # a full config is under 100 YAML nodes; parsing stops at the first node past this
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")
@@ -122,26 +123,45 @@ class TeacherConfig:
     """The teacher encoder, frozen (each field's help: :func:`field_help`)."""
 
     kind: str = _field("builtin", "The frozen network whose perception the student learns: builtin is trained "
-                       "here and cached; identity takes the raw inputs as its features.",
+                       "here and cached; identity takes the raw inputs as its features; huggingface is a Hugging Face model "
+                       "folder; module is your own nn.Module class with its weights.",
                        choices="perco_viz.models:TEACHER_KINDS")
-    arch: str | None = _field(None, "Architecture name of a torchvision or timm teacher (e.g. resnet18).")
-    path: str | None = _field(None, "The teacher's file: its weights (.safetensors), or a TorchScript file.")
+    arch: str | None = _field(None, "Architecture name of a torchvision or timm teacher (e.g. resnet18); for kind "
+                              "module your class as package.module:Class (e.g. mypkg.nets:ResNet8); for kind "
+                              "huggingface a transformers class (empty: AutoModel).")
+    path: str | None = _field(None, "The teacher's file: its weights (.safetensors), or a TorchScript file; for kind "
+                              "huggingface the folder written by save_pretrained (safetensors weights).")
     layer: str | None = _field(None, "Which module's output are the teacher's features. The default is the built-in "
                                "teacher's embed layer, else the input of a classifier head (penultimate layer), "
                                "else the model's output.")
+    pooling: str = _field("flatten", "How the layer's output becomes one feature row per input: flatten keeps every "
+                          "value; cls takes the first token and mean averages the tokens of a transformer's "
+                          "(inputs, tokens, hidden) output.", choices="perco_viz.models:POOLINGS")
 
 
 @dataclass
 class StudentConfig:
     """The student encoder, trained (each field's help: :func:`field_help`)."""
 
-    arch: str = _field("mlp", "The small network that is trained: a built-in one (cnn for image data only), or "
-                       "file to load your own.", choices="perco_viz.models:STUDENT_ARCHS")
+    arch: str = _field("mlp", "The small network that is trained: a built-in one (cnn for image data only), file "
+                       "to load your own, module for your own nn.Module class, or huggingface for a Hugging Face "
+                       "model folder.", choices="perco_viz.models:STUDENT_ARCHS")
     dim: int = _field(8, "Width of the student's features: small widths show the relaxation best — the student "
-                      "cannot copy the teacher's geometry, only its ranking.")
+                      "cannot copy the teacher's geometry, only its ranking. Arch module or huggingface: set by the "
+                      "run to the model's own width.")
     hidden: int = _field(256, "Width of the built-in student's hidden layers.")
     path: str | None = _field(None, "The student's file when arch is file: a .safetensors of a built-in student "
-                              "(or, where allowed, a TorchScript file).")
+                              "(or, where allowed, a TorchScript file); for arch module its weights (.safetensors, "
+                              "empty: freshly initialised); for arch huggingface the folder written by "
+                              "save_pretrained.")
+    model_class: str | None = _field(None, "Arch module: your nn.Module class as package.module:Class (e.g. "
+                                     "mypkg.nets:ResNet8). Arch huggingface: a transformers class (empty: AutoModel).")
+    layer: str | None = _field(None, "Arch module or huggingface: which module's output are the student's features "
+                               "(empty: an embed layer, else the input of a classifier head, else the model's "
+                               "output).")
+    pooling: str = _field("flatten", "Arch module or huggingface: how the layer's output becomes one feature row per "
+                          "input (flatten, or cls / mean over a transformer's tokens).",
+                          choices="perco_viz.models:POOLINGS")
 
 
 @dataclass
@@ -600,7 +620,7 @@ def field_rules() -> dict[str, tuple[Any, str]]:
         "data.probe_size": (_between(3, MAX_PROBE)[0],
                             f"between 3 and {MAX_PROBE:,} (coherence ranks pairs of other points)"),
         "data.seed": seed,
-        "student.dim": _between(1, 4096),
+        "student.dim": _between(1, MAX_STUDENT_DIM),
         "student.hidden": _between(1, 8192),
         "loss.tau": positive,
         "loss.anchors": _optional(_between(1, MAX_POINTS)),

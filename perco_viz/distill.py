@@ -233,6 +233,7 @@ class Distiller:
 
         torch.manual_seed(cfg.train.seed)
         self.student = models.build_student(cfg.student, self.dataset, trust_code=self.trust_code).to(self.device)
+        cfg = self._record_student_dim()
         self.head = self._make_head()
         self.loss_fn = make_loss(cfg.loss.name, student_dim=cfg.student.dim, teacher_dim=self.t_train.shape[1],
                                  **_loss_options(cfg)).to(self.device)
@@ -244,6 +245,41 @@ class Distiller:
             self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
         if self.dist.world > 1:
             self.student = nn.parallel.DistributedDataParallel(self.student)
+
+    def _record_student_dim(self) -> RunConfig:
+        """A module/huggingface student's width is its own: written into the config (``student.dim``) the run
+        records, before any snapshot is validated against it. Returns the config to go on with.
+
+        Raises:
+            TrainingError: the width is over the limit of ``student.dim``, or a resumed run's model
+                no longer gives the width it recorded.
+        """
+        import copy
+
+        from perco_viz import models
+        from perco_viz.config import MAX_STUDENT_DIM
+
+        cfg = self.config
+        if cfg.student.arch not in models.SELF_SIZED_ARCHS:
+            return cfg
+        width = int(self.student.feature_dim)
+        s = cfg.student
+        if width > MAX_STUDENT_DIM:
+            raise TrainingError(
+                f"the student's features are {width:,} wide (layer {s.layer or 'default'}, pooling {s.pooling}), "
+                f"over the {MAX_STUDENT_DIM:,} a run records; choose student.pooling cls or mean, or a narrower "
+                "student.layer")
+        if width == s.dim:
+            return cfg
+        if self.resume_state is not None:
+            raise TrainingError(
+                f"the student now gives {width:,}-wide features but this run recorded student.dim = {s.dim}; its "
+                "model changed since the run started: start a new run")
+        self.config = copy.deepcopy(cfg)
+        self.config.student.dim = width
+        if self.run_dir is not None and self.dist.main:
+            self.run_dir.write_config(self.config)
+        return self.config
 
     def _teacher_logits(self, teacher) -> torch.Tensor | None:
         with torch.no_grad():
@@ -383,21 +419,18 @@ class Distiller:
         """Measure the student on the probe set, record it, and tell the callbacks."""
         if not self.dist.main:
             return None
-        from perco_viz.coherence import per_sample_coherence
-        from perco_viz.metrics import knn_accuracy
+        from perco_viz.metrics import probe_record
 
         feats = self.probe_features()
         if not np.isfinite(feats).all():
             raise TrainingError("the student produced NaN/inf features; lower the learning rate (train.lr)")
-        metric, t_metric = self.config.loss.metric, self.config.loss.teacher_metric
-        c = per_sample_coherence(feats, self.t_probe, metric=metric, teacher_metric=t_metric)
+        c, numbers = probe_record(feats, self.t_probe, self.y_probe, metric=self.config.loss.metric,
+                                  teacher_metric=self.config.loss.teacher_metric)
         record = {
             "epoch": float(self.epoch if epoch is None else epoch),
             "step": self.step,
             "train_loss": None if self.step == 0 else self.last_loss,
-            "pc": float(c.mean()),
-            "coherence_p10": float(np.quantile(c, 0.1)),
-            "knn_acc": None if self.y_probe is None else knn_accuracy(feats, self.y_probe, k=5),
+            **numbers,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "wall_s": self.elapsed(),
             **{f"loss_{k}": v for k, v in getattr(self, "last_terms", {}).items()},
@@ -623,7 +656,8 @@ def resume(run_dir: str | Path | RunDir, *, epochs: int | None = None, config: R
 
     Raises:
         RunLockedError: another process is writing the run (nothing was touched).
-        RunStoreError: not a run directory, or its config or checkpoint is damaged.
+        RunStoreError: not a run directory, a run your own training wrote (:func:`perco_viz.open_run`),
+            or its config or checkpoint is damaged.
         ConfigError: bad ``epochs`` or ``config``, a device this machine lacks, or a finished run
             asked for no more epochs than it has.
     """
@@ -632,6 +666,10 @@ def resume(run_dir: str | Path | RunDir, *, epochs: int | None = None, config: R
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     if not run.exists():  # before the lock: no .lock file is left in a folder that is not a run
         run.config()  # raises RunStoreError: "... is not a run directory (no config.json)"
+    if run.is_external():
+        raise RunStoreError(f"run {run.name!r} was written by your own training ({run.external()['writer']}), "
+                            "not by perco_viz's engine, so it cannot be continued here: go on in your own loop "
+                            "and log to a new run")
     with run.lock():
         saved = run.config()
         new = saved if config is None else config

@@ -121,6 +121,10 @@ class LiveRun:
                       run_dir=None, progress={}, snapshot=None)
             if self.resume_dir is not None:
                 run_dir = RunDir(self.resume_dir)
+                if run_dir.is_external():  # its config names no data or model: training it would overwrite it
+                    raise RunStoreError(f"run {run_dir.name!r} was written by your own training "
+                                        "(perco_viz.open_run or a callback): it cannot be resumed here; "
+                                        "start your training again")
                 if self.config is None:
                     self.config = run_dir.config()
                 # another writer holds it: refused here with its message (the child checks again under

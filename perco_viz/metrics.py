@@ -468,3 +468,36 @@ def neighbourhood_scores(
     out["trustworthiness"] = _trust(d_t, s, trust_k, "precomputed")
     out["knn_overlap"] = _overlap(_neighbours(d_t, k_overlap, "precomputed"), nbrs_s[:, :k_overlap])
     return out
+
+
+# --------------------------------------------------------------------------- one snapshot's numbers
+def probe_record(
+    student: ArrayLike,
+    teacher: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    metric: str = "euclidean",
+    teacher_metric: str | None = None,
+) -> tuple[np.ndarray, dict[str, float | None]]:
+    """What every snapshot records of a student on the probe set: the engine's and
+    :func:`perco_viz.open_run`'s, computed in one place.
+
+    Args:
+        student: (n, d_s) finite student features of the probe set.
+        teacher: (n, d_t) finite teacher features of the same rows.
+        labels: (n,) integer labels, or ``None`` (then ``knn_acc`` is ``None``).
+        metric, teacher_metric: the dissimilarities (:func:`perco_viz.coherence.per_sample_coherence`).
+
+    Returns:
+        ``(c, numbers)``: c (n,) float64, the per-sample coherence c_i; ``numbers`` the
+        ``pc`` (mean of c, DESIGN §1), ``coherence_p10`` (its 10th percentile) and ``knn_acc``
+        (leave-one-out 5-NN accuracy on the labels, or ``None``).
+    """
+    from perco_viz.coherence import per_sample_coherence
+
+    c = per_sample_coherence(student, teacher, metric=metric, teacher_metric=teacher_metric)
+    return c, {
+        "pc": float(c.mean()),
+        "coherence_p10": float(np.quantile(c, 0.1)),
+        "knn_acc": None if labels is None else knn_accuracy(student, labels, k=5),
+    }

@@ -35,6 +35,8 @@ from perco_viz.config import StudentConfig, TeacherConfig
 from perco_viz.data import Dataset
 from perco_viz.safe_io import (
     InputFileError,
+    check_file,
+    import_class,
     is_torchscript_archive,
     load_state_dict,
     load_torchscript,
@@ -47,6 +49,7 @@ EMBED_DIM = 128
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _HEAD_NAMES = ("head", "fc", "classifier", "heads", "last_linear")
+POOLINGS = ("flatten", "cls", "mean")  # how a layer's output becomes one (d,) row per input: pool_tokens
 
 Progress = Callable[[int, int, float], None]
 
@@ -217,16 +220,61 @@ def _find_head(model: nn.Module) -> str | None:
     return None
 
 
-def _first_tensor(out: Any) -> torch.Tensor:
-    """The tensor in a module output (a tensor, a tuple, or a dict with ``logits``)."""
+def first_tensor(out: Any) -> torch.Tensor:
+    """The tensor in a module's output: itself, the first item of a tuple/list, a dict's (a
+    Hugging Face ModelOutput's) ``logits`` else its first value.
+
+    Raises:
+        ValueError: the output holds no tensor there.
+    """
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, dict):
-        out = out.get("logits", next(iter(out.values()), None))
-        return _first_tensor(out)
+        return first_tensor(out["logits"] if "logits" in out else next(iter(out.values()), None))
     if isinstance(out, (tuple, list)) and out:
-        return _first_tensor(out[0])
-    raise TypeError(f"the model produced a {type(out).__name__}, not a tensor")
+        return first_tensor(out[0])
+    raise ValueError(f"the model produced a {type(out).__name__}, not a tensor; choose a layer whose output "
+                     "is a tensor")
+
+
+def pool_tokens(x: torch.Tensor, pooling: str = "flatten") -> torch.Tensor:
+    """One feature row per input from a layer's output.
+
+    Args:
+        x: (n, ...) a layer's output; for a transformer (n, tokens, hidden).
+        pooling: ``flatten`` — every value of the output in one row, (n, prod(...)); ``cls`` —
+            the first token, (n, hidden) (BERT's [CLS], ViT's class token); ``mean`` — the
+            average over tokens, (n, hidden) (every token counts, padding included: give
+            inputs without padding, or pool yourself).
+
+    Returns:
+        (n, d) features.
+
+    Raises:
+        ValueError: an unknown pooling, or ``cls``/``mean`` on an output that is not (n, tokens, hidden).
+    """
+    if pooling == "flatten":
+        return x.flatten(1)
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    if x.dim() != 3:
+        raise ValueError(
+            f"pooling {pooling!r} takes a (inputs, tokens, hidden) output, but this layer gives shape "
+            f"{tuple(x.shape)}; use pooling 'flatten', or choose a layer that outputs tokens"
+        )
+    return x[:, 0] if pooling == "cls" else x.mean(dim=1)
+
+
+def find_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The sub-module of ``model`` named ``layer`` (one of :func:`list_modules`).
+
+    Raises:
+        ValueError: no such module; the message lists close names.
+    """
+    modules = dict(model.named_modules())
+    if not isinstance(layer, str) or not layer or layer not in modules:
+        raise _unknown_layer(model, str(layer))
+    return modules[layer]
 
 
 def _unknown_layer(model: nn.Module, layer: str) -> ValueError:
@@ -252,6 +300,8 @@ class FeatureModel(nn.Module):
         preprocess: applied to inputs first (e.g. resize + ImageNet normalisation).
         input_shape: shape of one input, used to infer :attr:`feature_dim`.
         frozen: freeze the parameters and keep the model in eval mode (teachers).
+        pooling: how the layer's output becomes one row per input (:func:`pool_tokens`):
+            ``flatten`` (the default), ``cls`` or ``mean`` over a transformer's tokens.
 
     Shapes: ``forward`` (n, *input_shape) -> (n, d); ``logits`` -> (n, n_classes) or ``None``.
     """
@@ -264,9 +314,13 @@ class FeatureModel(nn.Module):
         preprocess: nn.Module | None = None,
         input_shape: tuple[int, ...] | None = None,
         frozen: bool = True,
+        pooling: str = "flatten",
     ):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.model = model
+        self.pooling = pooling
         self.preprocess = preprocess if preprocess is not None else nn.Identity()
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.frozen = frozen
@@ -303,10 +357,10 @@ class FeatureModel(nn.Module):
         return None, False
 
     def _capture_output(self, module: nn.Module, args: Any, out: Any) -> None:
-        self._captured = _first_tensor(out)
+        self._captured = first_tensor(out)
 
     def _capture_input(self, module: nn.Module, args: Any) -> None:
-        self._captured = _first_tensor(args)
+        self._captured = first_tensor(args)
 
     def freeze(self) -> FeatureModel:
         """No gradients, eval mode (batch-norm statistics and dropout fixed)."""
@@ -326,12 +380,12 @@ class FeatureModel(nn.Module):
 
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._captured = None
-        out = _first_tensor(self.model(self.preprocess(x)))
+        out = first_tensor(self.model(self.preprocess(x)))
         feats = out if self.layer is None else self._captured
         self._captured = None
         if feats is None:
             raise RuntimeError(f"layer {self.layer!r} was not run by the model's forward; choose another layer")
-        return feats.flatten(1), out
+        return pool_tokens(feats, self.pooling), out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, *input_shape) inputs -> (n, d) features."""
@@ -505,6 +559,211 @@ def load_builtin_weights(path: str | os.PathLike, candidates: list[nn.Module]) -
         except InputFileError as exc:
             errors.append(str(exc))
     raise InputFileError(" / ".join(errors) or f"no built-in architecture to load {Path(path).name!r} into")
+
+
+# ----------------------------------------------------------------------------- your own models
+
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # what save_pretrained writes (one file, or shards)
+HF_PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+HF_CONFIG_MAX_BYTES = 16 << 20
+
+
+def load_hf_model(path: str | os.PathLike, *, model_class: str | None = None) -> nn.Module:
+    """A Hugging Face ``transformers`` model from a local folder, safely (eval mode, on the CPU).
+
+    The folder is what ``model.save_pretrained(folder)`` writes: ``config.json`` and safetensors
+    weights (``model.safetensors``, or shards with ``model.safetensors.index.json``). It is read
+    with ``from_pretrained(folder, local_files_only=True, trust_remote_code=False,
+    use_safetensors=True)``: nothing is downloaded, no code from the folder runs, and pickled
+    weights (``pytorch_model.bin``) are refused.
+
+    The model is later called with the input batch as its first positional argument: a vision
+    model (``ViTModel``: ``pixel_values`` (n, C, H, W)) fits image data as it is; a text model
+    needs token ids, which perco_viz's datasets do not hold.
+
+    Args:
+        path: the folder.
+        model_class: a class of ``transformers`` (``AutoModel`` when empty, the architecture named
+            in ``config.json``; ``ViTForImageClassification`` keeps the classifier head).
+
+    Raises:
+        OptionalDependencyError: ``transformers`` is not installed (``pip install perco_viz[hf]``).
+        InputFileError: not a folder, no ``config.json``, no safetensors weights, or unreadable.
+        ValueError: ``model_class`` is not a model class of ``transformers``.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise InputFileError(
+            f"{str(folder)!r} is not a folder; a Hugging Face model is the folder written by "
+            "model.save_pretrained(folder) (config.json and model.safetensors)"
+        )
+    check_file(folder / "config.json", max_bytes=HF_CONFIG_MAX_BYTES, what="Hugging Face config")
+    if not any((folder / name).is_file() for name in HF_WEIGHTS):
+        pickles = [name for name in HF_PICKLES if (folder / name).is_file()]
+        found = f" it holds only {', '.join(pickles)}, which perco_viz never loads (a pickle can run code);" \
+            if pickles else ""
+        raise InputFileError(
+            f"the folder {folder.name!r} has no safetensors weights (model.safetensors);{found} save the model "
+            "with model.save_pretrained(folder, safe_serialization=True), or convert the weights to safetensors"
+        )
+    for shard in folder.glob("*.safetensors"):
+        check_file(shard, what="Hugging Face weights")
+    transformers = require("transformers", install="transformers", purpose="a Hugging Face model (the [hf] extra)")
+    name = (model_class or "AutoModel").strip()
+    cls = getattr(transformers, name, None) if name.isidentifier() else None
+    if not isinstance(cls, type) or not hasattr(cls, "from_pretrained"):
+        raise ValueError(
+            f"{name!r} is not a model class of transformers; use AutoModel (the architecture config.json "
+            "names), or a class such as ViTModel or ViTForImageClassification"
+        )
+    try:
+        model = cls.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False,
+                                    use_safetensors=True)
+    except Exception as exc:  # a config transformers cannot read, weights that do not fit, ...
+        first = " ".join(str(exc).split())[:300]
+        raise InputFileError(
+            f"the Hugging Face model in {folder.name!r} could not be loaded as {name} "
+            f"({type(exc).__name__}: {first}); check that config.json and the weights belong together"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{name} gave a {type(model).__name__}, not a PyTorch model; use a PyTorch class")
+    return model.eval()
+
+
+def save_module_safetensors(model: nn.Module, path: str | os.PathLike, *, init_kwargs: dict[str, Any] | None = None,
+                            metadata: dict[str, str] | None = None) -> Path:
+    """Write your own ``nn.Module``'s weights for :func:`load_module_model` (atomically).
+
+    The file holds the ``state_dict``, the keyword arguments of the class's constructor as JSON
+    (``perco_viz.init_kwargs``) and, for information, the class (``perco_viz.class``).
+
+    Args:
+        model: the module (a :class:`FeatureModel` is unwrapped).
+        path: destination ``*.safetensors``.
+        init_kwargs: what ``type(model)(**init_kwargs)`` needs (JSON: numbers, text, lists, dicts).
+        metadata: extra string entries.
+
+    Raises:
+        ValueError: ``init_kwargs`` is not a JSON object.
+    """
+    inner = model.model if isinstance(model, FeatureModel) else model
+    try:
+        kwargs = json.dumps(dict(init_kwargs or {}))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"init_kwargs must be JSON (numbers, text, lists, dicts): {exc}") from None
+    meta = {**(metadata or {}), "perco_viz.init_kwargs": kwargs,
+            "perco_viz.class": f"{type(inner).__module__}:{type(inner).__qualname__}"}
+    return save_safetensors(inner.state_dict(), path, metadata=meta)
+
+
+def _init_kwargs(path: str | os.PathLike) -> dict[str, Any]:
+    raw = read_safetensors_metadata(path).get("perco_viz.init_kwargs", "{}")
+    try:
+        kwargs = json.loads(raw)
+    except ValueError:
+        kwargs = None
+    if not isinstance(kwargs, dict):
+        raise InputFileError(
+            f"{Path(path).name!r}: its perco_viz.init_kwargs metadata is not a JSON object; save the model "
+            "again with perco_viz.models.save_module_safetensors(model, path, init_kwargs={...})"
+        )
+    return kwargs
+
+
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """What keeps ``state`` from loading into ``model`` (missing, unexpected, wrong shape), or ``""``."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} (file {tuple(state[k].shape)}, model {tuple(v.shape)})" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [f"{what} {items[:5]}{' …' if len(items) > 5 else ''}"
+             for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes))
+             if items]
+    return "; ".join(parts)
+
+
+def _unwrapped_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without the ``model.`` prefix a :class:`FeatureModel` adds (a run's student.safetensors),
+    when that is what makes it fit ``model``."""
+    own = set(model.state_dict())
+    if set(state) != own and state and all(k.startswith("model.") for k in state):
+        stripped = {k[len("model."):]: v for k, v in state.items()}
+        if set(stripped) == own:
+            return stripped
+    return state
+
+
+def load_module_model(spec: str, path: str | os.PathLike | None = None, *, trust_code: bool = False) -> nn.Module:
+    """Your own ``torch.nn.Module`` class, given as ``"package.module:Class"``, with its weights.
+
+    The safe replacement for a TorchScript file: the code is an installed package you chose, the
+    weights a safetensors ``state_dict``. The class is built with no arguments, or with the
+    keyword arguments stored in the file by :func:`save_module_safetensors`; the weights must fit
+    it exactly (a run's ``student.safetensors``, whose keys carry the ``model.`` prefix of the
+    :class:`FeatureModel` that trained it, fits too).
+
+    Importing the module runs its code: it is imported only when allowed — ``trust_code`` (the
+    CLI's ``--trust-code``) or ``$PERCO_VIZ_TRUSTED_MODULES`` (the app operator's list; see
+    :func:`perco_viz.safe_io.import_class`). Nothing is imported from the file's folder.
+
+    Args:
+        spec: ``package.module:Class``.
+        path: the weights (``.safetensors``); ``None``: a fresh model, built with no arguments.
+        trust_code: import any installed module.
+
+    Returns:
+        The model (eval mode when weights were loaded).
+
+    Raises:
+        ValueError: a refused or missing module, not an ``nn.Module`` class, a failing constructor.
+        InputFileError: the weights are not safetensors, damaged, or do not fit (names the keys).
+    """
+    cls = import_class(spec, trust=trust_code)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"{spec!r} is a {type(cls).__name__}, not a torch.nn.Module class; name your network's class")
+    kwargs: dict[str, Any] = {}
+    state = None
+    if path is not None:
+        if Path(path).suffix.lower() != ".safetensors":
+            raise InputFileError(
+                f"{Path(path).name!r}: the weights of a module:Class model are a .safetensors state_dict; save "
+                "them with perco_viz.models.save_module_safetensors(model, path)"
+            )
+        kwargs = _init_kwargs(path)
+        state = load_state_dict(path)
+        _check_finite_weights(state, path)
+    try:
+        if state is not None:  # a forged init_kwargs must not allocate a huge model: shapes first, on "meta"
+            try:
+                with torch.device("meta"):
+                    shell = cls(**kwargs)
+            except Exception:  # noqa: BLE001 — a constructor that cannot run on "meta": checked after building
+                shell = None
+            if shell is not None:
+                state = _unwrapped_state(shell, state)
+            problem = state_mismatch(shell, state) if shell is not None else ""
+            if problem:
+                raise InputFileError(f"the weights in {Path(path).name!r} do not fit {spec}: {problem}; check the "
+                                     "class and the init_kwargs they were saved with")
+        model = cls(**kwargs)
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — the user's constructor
+        raise ValueError(
+            f"{spec}(**{kwargs!r:.200}) failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); its "
+            "constructor must take no arguments, or the keyword arguments saved with "
+            "save_module_safetensors(model, path, init_kwargs={...})"
+        ) from None
+    if state is None:
+        return model
+    state = _unwrapped_state(model, state)
+    problem = state_mismatch(model, state)
+    if problem:
+        raise InputFileError(f"the weights in {Path(path).name!r} do not fit {spec}: {problem}; check the class and "
+                             "the init_kwargs they were saved with")
+    _load_strict(model, state, path)
+    return model.eval()
 
 
 # ----------------------------------------------------------------------------- training
@@ -714,6 +973,18 @@ def _identity_teacher(cfg: TeacherConfig, dataset: Dataset, **_) -> tuple:
     return nn.Flatten(), None, {}
 
 
+def _hf_teacher(cfg: TeacherConfig, dataset: Dataset, **_) -> tuple:
+    path = _need(cfg.path, "teacher.path", "the folder of a Hugging Face model (model.save_pretrained(folder))")
+    model = load_hf_model(path, model_class=cfg.arch)
+    return model, None, {"path": str(path), "class": type(model).__name__}
+
+
+def _module_teacher(cfg: TeacherConfig, dataset: Dataset, *, trust_code: bool = False, **_) -> tuple:
+    spec = _need(cfg.arch, "teacher.arch", "your nn.Module class as package.module:Class (e.g. mypkg.nets:ResNet8)")
+    path = _need(cfg.path, "teacher.path", "the teacher's weights as .safetensors (save_module_safetensors)")
+    return load_module_model(spec, path, trust_code=trust_code), None, {"class": spec}
+
+
 TEACHER_LOADERS: dict[str, Callable[..., tuple]] = {
     "builtin": _builtin_teacher,
     "torchvision": _torchvision_teacher,
@@ -721,6 +992,8 @@ TEACHER_LOADERS: dict[str, Callable[..., tuple]] = {
     "torchscript": _torchscript_teacher,
     "safetensors": _safetensors_teacher,
     "identity": _identity_teacher,
+    "huggingface": _hf_teacher,
+    "module": _module_teacher,
 }
 TEACHER_KINDS: tuple[str, ...] = tuple(TEACHER_LOADERS)
 
@@ -742,7 +1015,14 @@ def load_teacher(
 
     ``trust_code``: allow kind ``torchscript``, whose loading runs the code the file carries
     (the CLI's ``--trust-code``, the app operator's ``PERCO_VIZ_TRUST_TORCHSCRIPT``); without it
-    a TorchScript teacher is refused with a message saying how to bring the model safely.
+    a TorchScript teacher is refused with a message saying how to bring the model safely. The
+    same switch lets kind ``module`` import any installed module; without it only the modules
+    in ``$PERCO_VIZ_TRUSTED_MODULES`` (:func:`perco_viz.safe_io.import_class`).
+
+    Kind ``huggingface`` (:func:`load_hf_model`) and ``module`` (:func:`load_module_model`) models are
+    called with the input batch as their first positional argument, (n, *input_shape) float:
+    ``pixel_values`` for a vision model such as ``ViTModel``. ``cfg.layer`` picks the module whose
+    output are the features and ``cfg.pooling`` how a (n, tokens, hidden) output becomes (n, d).
 
     Raises:
         ValueError: unknown kind, missing ``arch``/``path``, or a kind that does not fit the data.
@@ -754,7 +1034,8 @@ def load_teacher(
     model, preprocess, info = TEACHER_LOADERS[cfg.kind](
         cfg, dataset, cache_dir=cache_dir, device=device, progress=progress, trust_code=trust_code
     )
-    teacher = FeatureModel(model, cfg.layer, preprocess=preprocess, input_shape=dataset.input_shape)
+    teacher = FeatureModel(model, cfg.layer, preprocess=preprocess, input_shape=dataset.input_shape,
+                           pooling=cfg.pooling)
     teacher.info = {"kind": cfg.kind, **info}
     return teacher.to(device)
 
@@ -785,11 +1066,27 @@ def _student_file(cfg: StudentConfig, dataset: Dataset, *, trust_code: bool = Fa
     return load_builtin_weights(path, candidates)
 
 
+def _student_hf(cfg: StudentConfig, dataset: Dataset, **_: Any) -> nn.Module:
+    path = _need(cfg.path, "student.path", "the folder of a Hugging Face model (model.save_pretrained(folder))")
+    model = load_hf_model(path, model_class=cfg.model_class)
+    return FeatureModel(model, cfg.layer, input_shape=dataset.input_shape, frozen=False, pooling=cfg.pooling)
+
+
+def _student_module(cfg: StudentConfig, dataset: Dataset, *, trust_code: bool = False) -> nn.Module:
+    spec = _need(cfg.model_class, "student.model_class",
+                 "your nn.Module class as package.module:Class (e.g. mypkg.nets:ResNet8)")
+    model = load_module_model(spec, cfg.path, trust_code=trust_code)
+    return FeatureModel(model, cfg.layer, input_shape=dataset.input_shape, frozen=False, pooling=cfg.pooling)
+
+
 STUDENT_BUILDERS: dict[str, Callable[..., nn.Module]] = {  # (cfg, dataset, *, trust_code)
     "mlp": _student_mlp,
     "cnn": _student_cnn,
     "file": _student_file,
+    "module": _student_module,
+    "huggingface": _student_hf,
 }
+SELF_SIZED_ARCHS = frozenset({"module", "huggingface"})  # students whose feature width is the model's own, not cfg.dim
 STUDENT_ARCHS: tuple[str, ...] = tuple(STUDENT_BUILDERS)
 
 
@@ -797,7 +1094,13 @@ def build_student(cfg: StudentConfig, dataset: Dataset, *, trust_code: bool = Fa
     """A trainable student whose ``forward`` maps (n, *input_shape) to (n, cfg.dim) features.
 
     ``trust_code``: allow a TorchScript ``file`` student, whose loading runs the code the file
-    carries; without it such a file is refused with a message saying how to bring it safely.
+    carries; without it such a file is refused with a message saying how to bring it safely. For
+    arch ``module`` it lets any installed module be imported; without it only the modules in
+    ``$PERCO_VIZ_TRUSTED_MODULES``.
+
+    Arch ``module`` and ``huggingface`` give a :class:`FeatureModel` (not frozen) read at ``cfg.layer``
+    with ``cfg.pooling``; its width is the model's own (``feature_dim``), whatever ``cfg.dim``
+    says (the engine records the real width in the run's config).
 
     Raises:
         ValueError: unknown arch, bad sizes, ``cnn`` on vector data, ``file`` without a path.

@@ -11,6 +11,8 @@ Layout::
     <run>/checkpoint.pt       what resume needs (tensors and numbers only: weights_only-safe)
     <run>/heldout.json        the method benchmark's held-out scores of the trained student
     <run>/meta.json           what people say about the run: a title, tags, a note (:class:`RunMeta`)
+    <run>/external.json       only in a run written by the user's own training (:func:`perco_viz.open_run`
+                              and the integrations): which writer, and the user's own config
     <run>/.lock               the writer's OS lock (``fcntl.flock``) and who holds it
 
 Every file but ``metrics.jsonl`` is written to a temporary name and renamed into place, so a
@@ -88,8 +90,10 @@ MAX_BYTES = {  # per file: bytes on disk (for .npz also what its arrays unpack t
     "teacher_probe.npz": 512 << 20,
     "heldout.json": 1 << 20,
     "meta.json": 64 << 10,
+    "external.json": 256 << 10,
 }
 META_FILE = "meta.json"
+EXTERNAL_FILE = "external.json"
 MAX_TITLE_CHARS = 80
 MAX_TAGS = 20
 MAX_TAG_CHARS = 40
@@ -131,12 +135,14 @@ def sanitize_name(name: str) -> str:
 
 
 @contextmanager
-def _atomic(path: Path, mode: str = "wb") -> Iterator[Any]:
-    """Write to a temporary file beside ``path`` and rename it into place on success."""
+def atomic_file(path: Path, mode: str = "wb", **open_kwargs: Any) -> Iterator[Any]:
+    """Write to a temporary file beside ``path``, flushed to disk, and rename it into place on
+    success (a reader never sees half a file; a link at ``path`` is replaced, never followed).
+    ``open_kwargs`` go to :func:`os.fdopen` (``encoding``, ``newline`` for text)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -151,7 +157,7 @@ def _atomic(path: Path, mode: str = "wb") -> Iterator[Any]:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (write-then-rename)."""
-    with _atomic(Path(path)) as fh:
+    with atomic_file(Path(path)) as fh:
         fh.write(data)
 
 
@@ -593,8 +599,10 @@ class RunDir:
         if status is None:
             return {"state": "unknown"}
         if status["state"] == "running" and self._writer_stopped(status):
+            how = ("log to a new run from your training" if self.is_external()
+                   else "resume it to continue")
             status = {**status, "state": "stale",
-                      "error": "the training process stopped answering (killed or crashed); resume it to continue"}
+                      "error": f"the training process stopped answering (killed or crashed); {how}"}
         return status
 
     def _writer_stopped(self, status: dict[str, Any]) -> bool:
@@ -675,6 +683,55 @@ class RunDir:
         except OSError:  # only the listing order
             pass
         return meta
+
+    # ------------------------------------------------------------------ a run of someone's own training
+    def write_external(self, info: dict[str, Any]) -> None:
+        """Record that this run was written by the user's own training, not the engine.
+
+        Args:
+            info: a JSON object: ``writer`` (``"open_run"``, ``"lightning"``, ``"hf"``),
+                ``config`` (the user's own settings), and any other plain facts.
+
+        Raises:
+            ValueError: ``info`` is not JSON-serialisable (NaN included) or over
+                ``MAX_BYTES["external.json"]`` once written.
+        """
+        try:
+            data = json.dumps(info, indent=1, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the run's config must be JSON-serialisable (numbers, text, lists, dicts): {exc}") from None
+        cap = MAX_BYTES[EXTERNAL_FILE]
+        if len(data) > cap:
+            raise ValueError(f"the run's config takes {_mib(len(data))} as JSON, more than {_mib(cap)}; "
+                             "record large things as files of your own and put their paths in the config")
+        try:
+            atomic_write_bytes(self.path / EXTERNAL_FILE, data)
+        except OSError as exc:
+            raise _disk_error(self.path, exc) from None
+
+    def external(self) -> dict[str, Any] | None:
+        """What :meth:`write_external` recorded (``writer``, ``config``, ...), or ``None`` for a run
+        of the engine. Never raises: a damaged file reads as ``{"writer": "unknown", "config": {},
+        "problem": why}`` (the run is still someone's own training)."""
+        try:
+            doc = self._cached("external", EXTERNAL_FILE, lambda: self._json_object(EXTERNAL_FILE))
+        except RunStoreError as exc:
+            return {"writer": "unknown", "config": {}, "problem": str(exc)}
+        except Exception as exc:  # noqa: BLE001 — listing a run never fails because of this file
+            return {"writer": "unknown", "config": {}, "problem": f"{EXTERNAL_FILE} of run {self.name!r}: {exc}"}
+        if doc is None:
+            return None
+        doc = dict(doc)
+        if not isinstance(doc.get("writer"), str):
+            doc["writer"] = "unknown"
+        if not isinstance(doc.get("config"), dict):
+            doc["config"] = {}
+        return doc
+
+    def is_external(self) -> bool:
+        """Whether the user's own training wrote this run (so its config names no dataset,
+        teacher or student the app could load). Never raises."""
+        return self.external() is not None
 
     # ------------------------------------------------------------------ deleting
     def delete(self, *, root: str | os.PathLike | None = None) -> None:

@@ -5,7 +5,9 @@ a bare ``torch.load`` or ``pickle``: weights go through ``safetensors`` or
 ``torch.load(weights_only=True)``, arrays through ``np.load(allow_pickle=False)`` or pandas.
 A file that would run Python code while loading is refused: pickles always, TorchScript unless
 the caller passes ``trust=True`` (the CLI's ``--trust-code``, the app operator's
-``$PERCO_VIZ_TRUST_TORCHSCRIPT``). Sizes are checked on disk and on what a file unpacks to
+``$PERCO_VIZ_TRUST_TORCHSCRIPT``); a ``module:Class`` model's module is imported only through
+:func:`import_class` (the same trust, or the operator's ``$PERCO_VIZ_TRUSTED_MODULES``). Sizes are
+checked on disk and on what a file unpacks to
 (zip members from the central directory, ``.npy`` headers) before anything is unpacked. Every
 failure raises :class:`InputFileError` (a ``ValueError``) whose message says what to change.
 
@@ -23,6 +25,7 @@ import importlib
 import io
 import os
 import pickle
+import re
 import tempfile
 import warnings
 import zipfile
@@ -38,6 +41,7 @@ import torch
 DEFAULT_MAX_FILE_MB = 2048
 MAX_FILE_ENV = "PERCO_VIZ_MAX_FILE_MB"
 TRUST_TORCHSCRIPT_ENV = "PERCO_VIZ_TRUST_TORCHSCRIPT"
+TRUSTED_MODULES_ENV = "PERCO_VIZ_TRUSTED_MODULES"  # comma-separated module prefixes a ``module:Class`` may name
 MAX_COLUMNS_ENV = "PERCO_VIZ_MAX_COLUMNS"
 DEFAULT_MAX_COLUMNS = 4096
 MAX_ROWS_ENV = "PERCO_VIZ_MAX_ROWS"
@@ -162,6 +166,63 @@ def torchscript_refused(name: str) -> InputFileError:
         "file you made yourself: pass --trust-code on the perco-viz command line (in the app the operator "
         f"must start the server with {TRUST_TORCHSCRIPT_ENV}=1)"
     )
+
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def trusted_module_prefixes() -> tuple[str, ...]:
+    """The operator's list of importable modules: ``$PERCO_VIZ_TRUSTED_MODULES`` split at commas.
+
+    An entry allows that module and everything below it (``mypkg`` allows ``mypkg.nets``, not
+    ``mypkg2``). Entries that are not dotted Python names are ignored.
+    """
+    raw = os.environ.get(TRUSTED_MODULES_ENV, "")
+    return tuple(e for e in (part.strip() for part in raw.split(",")) if _DOTTED.fullmatch(e))
+
+
+def module_allowed(module: str, *, trust: bool = False) -> bool:
+    """Whether ``module`` may be imported: ``trust`` (the CLI's ``--trust-code``, ``trust_code=True``,
+    an app operator trusting code), or a prefix match in :func:`trusted_module_prefixes`."""
+    if not _DOTTED.fullmatch(module or ""):
+        return False
+    return trust or any(module == p or module.startswith(p + ".") for p in trusted_module_prefixes())
+
+
+def import_class(spec: str, *, trust: bool = False) -> Any:
+    """The object ``Class`` of ``"package.module:Class"``, importing the module only when allowed.
+
+    Importing a module runs its code, so this is the one gate for ``module:Class`` models: the
+    module must be allowed (:func:`module_allowed`). It is imported by name from the installed
+    packages with :func:`importlib.import_module`; the import path (``sys.path``) is never changed,
+    so nothing is imported from a folder an uploader controls.
+
+    Raises:
+        ValueError: ``spec`` is not ``module:Class``, the module is not allowed (the message says how
+            to allow it), cannot be imported, or has no attribute ``Class``.
+    """
+    module, sep, name = (spec or "").strip().partition(":")
+    if not sep or not _DOTTED.fullmatch(module) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"a model class is given as 'package.module:Class' (e.g. mypkg.nets:ResNet8), got {spec!r}")
+    if not module_allowed(module, trust=trust):
+        top = module.split(".")[0]
+        raise ValueError(
+            f"perco_viz does not import {module!r}: importing a module runs its code, so only modules "
+            f"that were allowed are imported. On the command line pass --trust-code (trust_code=True in "
+            f"Python); on an app server the operator starts it with {TRUSTED_MODULES_ENV}={top} "
+            "(comma-separated package names; each allows the modules below it)"
+        )
+    try:
+        loaded = importlib.import_module(module)
+    except Exception as exc:  # ImportError, or an error raised by the module's own code
+        raise ValueError(
+            f"the module {module!r} could not be imported ({type(exc).__name__}: {_first_line(exc)}); install "
+            "the package that defines it (e.g. pip install -e . in its project); perco_viz imports installed "
+            "modules only and never adds folders to the import path"
+        ) from None
+    if not hasattr(loaded, name):
+        raise ValueError(f"the module {module!r} has no {name!r}; check the class name in {spec!r}")
+    return getattr(loaded, name)
 
 
 def check_zip_unpacked(source: PathLike | IO[bytes], name: str, *, max_bytes: int | None = None) -> int:

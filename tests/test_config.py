@@ -199,6 +199,8 @@ def test_text_becomes_a_number_only_through_override():
 
 # --------------------------------------------------------------------------- ranges
 BAD = [
+    ("teacher.pooling", "max", "one of flatten"),
+    ("student.pooling", "max", "one of flatten"),
     ("data.name", "imagenet", "one of digits"),
     ("data.n_samples", 1, "between 2 and"),
     ("data.n_samples", 10**12, "between 2 and"),
@@ -351,17 +353,18 @@ def test_every_field_declares_its_help_once_and_choices_are_the_registries():
     from perco_viz.coherence import KERNELS, METRICS
     from perco_viz.data import DATASET_NAMES
     from perco_viz.losses import LOSS_NAMES
-    from perco_viz.models import STUDENT_ARCHS, TEACHER_KINDS
+    from perco_viz.models import POOLINGS, STUDENT_ARCHS, TEACHER_KINDS
 
     infos = config_fields()
     assert {i.dotted for i in infos} >= {"data.name", "loss.options", "train.amp", "name"}
-    assert len(infos) == len({i.dotted for i in infos}) == 36  # 9 data, 4 teacher, 4 student, 10 loss, 8 train, name
+    assert len(infos) == len({i.dotted for i in infos}) == 40  # 9 data, 5 teacher, 7 student, 10 loss, 8 train, name
     for info in infos:
         assert info.help and info.help == field_help(info.section, info.name), info.dotted
         assert "\n" not in info.help
     registries = {("data", "name"): DATASET_NAMES, ("teacher", "kind"): TEACHER_KINDS,
                   ("student", "arch"): STUDENT_ARCHS, ("loss", "name"): LOSS_NAMES, ("loss", "kernel"): KERNELS,
-                  ("loss", "metric"): METRICS, ("loss", "teacher_metric"): METRICS}
+                  ("loss", "metric"): METRICS, ("loss", "teacher_metric"): METRICS,
+                  ("teacher", "pooling"): POOLINGS, ("student", "pooling"): POOLINGS}
     for info in infos:
         assert field_choices(info.section, info.name) == registries.get((info.section, info.name)), info.dotted
     with pytest.raises(ConfigError, match="unknown config field 'train.epoch'"):
@@ -384,8 +387,8 @@ def test_maybe_is_not_a_boolean_anywhere(field):
 def test_every_optional_field_takes_none_null_and_empty_text():
     optional = [i for i in config_fields() if i.default is None]
     assert {i.dotted for i in optional} == {"data.path", "data.label_column", "teacher.arch", "teacher.path",
-                                             "teacher.layer", "student.path", "loss.teacher_metric", "loss.anchors",
-                                             "name"}
+                                             "teacher.layer", "student.path", "student.model_class", "student.layer",
+                                             "loss.teacher_metric", "loss.anchors", "name"}
     for info in optional:
         for word in ("none", "NULL", "", "  "):
             assert parse_value(info.dotted, word) is None, (info.dotted, word)

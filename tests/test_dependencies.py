@@ -13,8 +13,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_CODE = ("perco_viz", "ui", "pages", "app.py")  # tools/ measure: they may use the test extra
+# bring-your-own-training integrations and their examples: runtime plus these optional extras
+# (`make setup` installs them, so tests/ may import them too)
+EXTRA_CODE = ("perco_viz/integrations", "examples")
+EXTRAS = ("lightning", "hf")
 # our own top-level modules: the packages, the test helpers, and each tool script (tests import them)
-OURS = {"perco_viz", "ui", "tests", "conftest"} | {p.stem for p in (ROOT / "tools").glob("*.py")}
+OURS = ({"perco_viz", "ui", "tests", "conftest"} | {p.stem for p in (ROOT / "tools").glob("*.py")}
+        | {p.stem for p in (ROOT / "tests").glob("*.py")})  # test helper modules (tests/ is on sys.path)
 
 
 def _name(requirement: str) -> str:
@@ -31,12 +36,15 @@ def _requirements() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _imported(*tops: str) -> set[str]:
-    """Top-level names of the third-party modules imported anywhere under ``tops``."""
+def _imported(*tops: str, exclude: tuple[str, ...] = ()) -> set[str]:
+    """Top-level names of the third-party modules imported anywhere under ``tops`` but ``exclude``."""
     found = set()
+    skip = [ROOT / e for e in exclude]
     for top in tops:
         p = ROOT / top
         for f in [p] if p.is_file() else p.rglob("*.py"):
+            if any(f.is_relative_to(e) for e in skip):
+                continue
             for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):
                     found |= {a.name.partition(".")[0] for a in node.names}
@@ -62,15 +70,27 @@ def test_requirements_txt_is_the_runtime_list():
 
 def test_every_runtime_import_is_a_runtime_dependency():
     declared = {_name(r) for r in _pyproject()["dependencies"]}
-    missing = _undeclared(_imported(*RUNTIME_CODE), declared)
+    missing = _undeclared(_imported(*RUNTIME_CODE, exclude=EXTRA_CODE), declared)
     assert not missing, f"imported but not in pyproject's dependencies: {missing}"
+
+
+def _with_extras(*groups: str) -> set[str]:
+    project = _pyproject()
+    return {_name(r) for r in project["dependencies"] + [r for g in groups for r in project["optional-dependencies"][g]]}
+
+
+def test_integrations_and_examples_import_only_runtime_and_their_extras():
+    missing = _undeclared(_imported(*EXTRA_CODE), _with_extras(*EXTRAS))
+    assert not missing, f"imported by {EXTRA_CODE} but in neither dependencies nor the {EXTRAS} extras: {missing}"
+    assert {"lightning", "transformers"} <= _imported(*EXTRA_CODE)  # the check sees them
+    assert not _imported("perco_viz", exclude=EXTRA_CODE) & {"lightning", "transformers", "pytorch_lightning"}
 
 
 def test_every_test_and_tool_import_is_declared():
     project = _pyproject()
     declared = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
-    missing = _undeclared(_imported("tests", "tools"), declared)
-    assert not missing, f"imported by tests/tools but in neither dependencies nor the test extra: {missing}"
+    missing = _undeclared(_imported("tests", "tools"), declared | _with_extras(*EXTRAS))
+    assert not missing, f"imported by tests/tools but in neither dependencies nor the test/{EXTRAS} extras: {missing}"
 
 
 def test_test_tools_stay_out_of_the_runtime():

@@ -232,7 +232,8 @@ def test_identity_teacher_flattens_images(digits):
 
 
 def test_teacher_kind_errors(blobs):
-    assert set(TEACHER_KINDS) == {"builtin", "torchvision", "timm", "torchscript", "safetensors", "identity"}
+    assert set(TEACHER_KINDS) == {"builtin", "torchvision", "timm", "torchscript", "safetensors", "identity",
+                                  "huggingface", "module"}
     with pytest.raises(ValueError, match="unknown teacher kind 'hf'"):
         load_teacher(TeacherConfig(kind="hf"), blobs)
     with pytest.raises(ValueError, match="teacher.path is required"):

@@ -369,7 +369,8 @@ def run_picker(key: str, *, label: str = "Run", help: str | None = None):
     listed = run_problems()
     if not listed:
         st.info("No runs yet. Start the demo on the home page, set one up on **Setup**, or point "
-                "`PERCO_VIZ_RUNS` at a folder of runs made with `perco-viz distill`.")
+                "`PERCO_VIZ_RUNS` at a folder of runs made with `perco-viz distill` or by your own training "
+                "(`perco_viz.open_run`, the Lightning and Hugging Face callbacks).")
         return None
     labels = list(listed)
     by_param = {run_param(path): lab for lab, (path, _) in listed.items()}
@@ -493,11 +494,14 @@ def load_dataset_cached(data_config_json: str):
 
 
 def dataset_of(run):
-    """The dataset a run was made on, or None when it cannot be loaded here."""
+    """The dataset a run was made on, or None when it cannot be loaded here — always None for a run
+    of someone's own training (``RunDir.is_external``: its config names no dataset)."""
     import dataclasses
     import json
 
     try:
+        if run.is_external():
+            return None
         data = run.config().data
         if data.path:  # a shared run's config may name any file: only what this session may read
             check_path(data.path, "data.path")
@@ -597,9 +601,14 @@ def snapshot_epochs(path: str, signature: tuple) -> tuple[list[int], list[float]
 
 
 def class_names_of(run, labels) -> list[str] | None:
-    """The dataset's class names when it can be loaded here, else None (labels shown as numbers)."""
+    """The dataset's class names when it can be loaded here (an external run: the names its writer
+    was given), else None (labels shown as numbers)."""
     if labels is None:
         return None
+    from ui import external
+
+    if external.info(run) is not None:
+        return external.class_names(run, labels)
     dataset = dataset_of(run)
     return None if dataset is None or dataset.class_names is None else list(dataset.class_names)
 

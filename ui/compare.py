@@ -14,7 +14,7 @@ import streamlit as st
 from perco_viz import figures
 from perco_viz.analysis import compare
 from perco_viz.runs import RunDir
-from ui import common
+from ui import common, external
 
 CURVES = {"pc": ("PC (probe set)", "How often the student orders distances as the teacher does: 1 = always, "
                  "0.5 = chance. Higher is better."),
@@ -72,7 +72,8 @@ def choose_runs() -> Picked:
     options = {label: path for label, (path, _) in listed.items()}
     if not options:
         st.info("No runs yet. Start the demo on the home page, or point `PERCO_VIZ_RUNS` at a folder of runs "
-                "made with `perco-viz distill` or `perco-viz bench methods --out`.")
+                "made with `perco-viz distill`, `perco-viz bench methods --out` or your own training "
+                "(`perco_viz.open_run`).")
         st.stop()
     labels = _recent_first(options)
     readable = [label for label in labels if not listed[label][1]]
@@ -90,10 +91,18 @@ def choose_runs() -> Picked:
 
 
 # --------------------------------------------------------------------------- curves, table, embeddings
-def show_curves(named: dict[str, list[dict]]) -> None:
-    """One tab per curve (PC, k-NN accuracy, training loss), one line per run."""
-    tabs = st.tabs([title for title, _ in CURVES.values()])
-    for tab, (metric, (_title, caption)) in zip(tabs, CURVES.items(), strict=True):
+def show_curves(named: dict[str, list[dict]], runs: list[RunDir] | None = None) -> None:
+    """One tab per curve (PC, k-NN accuracy, training loss, then every number a run of someone's
+    own training logged, such as ``val_acc``), one line per run; ``runs``: the runs of ``named``,
+    in its order (which of them are external)."""
+    logged = [r for (_, records), run in zip(named.items(), runs or [], strict=False)
+              if external.info(run) is not None for r in records]
+    own = {key: (figures.metric_label(key), "Logged by the training itself (`run.log(..., name=value)`); runs "
+                 "that did not log it have no line.")
+           for key in external.own_scalars(logged) if key not in CURVES}
+    curves = {**CURVES, **own}
+    tabs = st.tabs([title for title, _ in curves.values()])
+    for tab, (metric, (_title, caption)) in zip(tabs, curves.items(), strict=True):
         with tab:
             fig = figures.compare_curves(named, metric)
             if metric == "train_loss":  # losses of different methods differ by orders of magnitude
@@ -115,6 +124,12 @@ def show_run_table(runs: list[RunDir]) -> None:
         "wall_s": number("wall s", format="%.1f")})
     st.caption("Last snapshot of each run, measured on its probe set (held-out inputs). Runs made on different "
                "data or teachers are not comparable number for number.")
+    own = [run.name for run in runs if external.info(run) is not None]
+    if own:
+        it, it_is, its = ("it", "it is", "its") if len(own) == 1 else ("them", "they are", "their")
+        st.info(f"{', '.join(f'**{name}**' for name in own)}: written by your own training. The app has no model or "
+                f"dataset of {it} to score on a held-out split, so {it_is} compared on what {it_is.split()[0]} "
+                f"logged: {its} probe set's PC, c_i and k-NN accuracy, and {its} own numbers.", icon=":material/info:")
 
 
 def show_embeddings(runs: list[RunDir], names: list[str]) -> None:
@@ -145,8 +160,7 @@ def show_embeddings(runs: list[RunDir], names: list[str]) -> None:
         elif indices:
             st.caption(f"{name}: another probe set or teacher than {ref[0].name} — not drawn beside it.")
     if len(panels) > 1:
-        dataset = common.dataset_of(ref[0])
-        fig = figures.compare_embeddings(panels, ref[2], coherence, class_names=getattr(dataset, "class_names", None))
+        fig = figures.compare_embeddings(panels, ref[2], coherence, class_names=common.class_names_of(ref[0], ref[2]))
         st.plotly_chart(fig, key="compare-embeddings", width="stretch")
         st.caption("Each dot is one probe input, in the same colour in every panel. Each student's PCA is turned "
                    "into the teacher's orientation (Procrustes): compare who is near whom, not the exact shape.")
@@ -160,8 +174,8 @@ def show_config_diff(runs: list[RunDir], names: list[str]) -> None:
     one row per field, one column per run; plain words when they all agree."""
     configs = {}
     for run, name in zip(runs, names, strict=True):
-        try:
-            configs[name] = run.config()
+        try:  # an external run: only what its config means, then its own config (``your config.*``)
+            configs[name] = compare.run_settings(run)
         except common.run_data_errors() as exc:
             common.show_run_problem(run.name, exc, "has no configuration that can be read")
     if len(configs) < 2:
@@ -173,9 +187,10 @@ def show_config_diff(runs: list[RunDir], names: list[str]) -> None:
                 "data, teacher, student, loss, training and seeds are all the same.", icon=":material/check:")
         return
     st.dataframe(diff, width="stretch", key="compare-config-diff")
-    total = len(compare.flat_config(next(iter(configs.values()))))
+    total = len({field for settings in configs.values() for field in settings})
     st.caption(f"The {len(diff)} setting(s) that differ; the other {max(total - len(diff), 0)} are the same in every "
-               "run. *none*: left empty; *(not set)*: the loss's default.")
+               "run. *none*: left empty; *(not set)*: the loss's default, or a setting the run does not have (a run "
+               "of your own training has only its probe rows, feature width, epochs, dissimilarity and your config).")
 
 
 # --------------------------------------------------------------------------- a baseline, the benchmark
@@ -183,7 +198,12 @@ def baseline_starter(picked: Picked) -> None:
     """Pick a run's config and another loss; the button starts that baseline and opens Distill."""
     from perco_viz.losses import LOSS_NAMES
 
-    candidates = picked.chosen or picked.labels
+    candidates = [label for label in (picked.chosen or picked.labels)  # an external run names no data to train on
+                  if external.info(RunDir(picked.options[label])) is None]
+    if not candidates:
+        st.caption("The runs chosen were written by your own training: they name no dataset, teacher or student "
+                   "the app could train again. Choose a run made here or with `perco-viz distill`.")
+        return
     bases = [RunDir(picked.options[label]) for label in candidates]
     first_coherence = next((i for i, r in enumerate(bases) if loss_of(r) == "coherence"), 0)
     c1, c2, c3 = st.columns([2, 1, 3])

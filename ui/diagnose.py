@@ -128,67 +128,160 @@ def pair_from_uploads() -> Sourced | None:
 
 
 # --------------------------------------------------------------------------- source 2: models
+TEACHER_KIND_LABELS = {"builtin": "built-in for this dataset (trained once, cached)",
+                       "safetensors": "weights of the built-in architecture (.safetensors)",
+                       "module": "your own nn.Module class + its .safetensors weights",
+                       "huggingface": "a Hugging Face model folder on the server",
+                       "torchscript": "TorchScript file"}
+STUDENT_KIND_LABELS = {"file": "a checkpoint of a built-in student (or TorchScript, where allowed)",
+                       "module": "your own nn.Module class + its .safetensors weights",
+                       "huggingface": "a Hugging Face model folder on the server"}
+POOLING_LABELS = {"flatten": "flatten (every value)", "cls": "first token (CLS)", "mean": "mean over tokens"}
+MODULE_CAPTION = ("Your own network: its class as `package.module:Class` (an installed package) and its "
+                  "state_dict as .safetensors (`perco_viz.models.save_module_safetensors(model, path, "
+                  "init_kwargs={...})`). Importing a package runs its code: this server imports only the packages "
+                  "its operator allows (`PERCO_VIZ_TRUSTED_MODULES=mypkg` when starting the app).")
+HF_CAPTION = ("A folder written by `model.save_pretrained(folder)` with safetensors weights, read offline; the "
+              "model is called with the input batch as its first argument (pixel_values for a vision model).")
+
+
+def _own_model_inputs(where, who: str, kind: str, paths_on: bool) -> tuple[str | None, str | None, list[str]]:
+    """The class (``module``) or folder (``huggingface``) of a teacher/student; returns (class, folder, what is missing)."""
+    missing: list[str] = []
+    spec = folder = None
+    if kind == "module":
+        spec = where.text_input(f"{who.capitalize()} class", key=f"diag-{who}-class", placeholder="mypkg.nets:ResNet8",
+                                help="package.module:Class of an installed package the operator allows.").strip() or None
+        if spec is None:
+            missing.append(f"the {who}'s class")
+    if kind == "huggingface":
+        folder = where.text_input(f"{who.capitalize()} folder", key=f"diag-{who}-folder",
+                                  placeholder="/models/my-vit", disabled=not paths_on,
+                                  help="The folder save_pretrained wrote (config.json, model.safetensors).").strip()
+        folder = folder or None
+        if not paths_on:
+            missing.append("folders on the server (off here)")
+        elif folder is None:
+            missing.append(f"the {who}'s folder")
+    return spec, folder, missing
+
+
+def _folder_stamp(folder: str) -> tuple:
+    """A model folder's identity in a cache key: its path and its files' sizes and change times."""
+    from pathlib import Path
+
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file())[:64]
+    return (folder, *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
 def pair_from_model_files() -> Sourced | None:
-    """A teacher and a student checkpoint run on a dataset's test split → :class:`Sourced`, or None."""
+    """A teacher and a student (built-in, checkpoints, your own classes, Hugging Face folders) run on a
+    dataset's test split → :class:`Sourced`, or None."""
     from perco_viz.config import DataConfig, StudentConfig, TeacherConfig
     from perco_viz.data import DATASET_NAMES, SYNTHETIC
+    from perco_viz.models import POOLINGS
 
     builtin = [name for name in DATASET_NAMES if name == "digits" or name in SYNTHETIC]  # no download, no file
     c1, c2, c3 = st.columns(3)
     dataset = c1.selectbox("Dataset", builtin, key="diag-dataset",
                            help="The features are computed on its held-out test split.")
     trusted = common.trusts_torchscript()
-    teacher_kind = c2.selectbox("Teacher", ["builtin", "safetensors", *(["torchscript"] if trusted else [])],
-                                key="diag-teacher-kind",
-                                format_func={"builtin": "built-in for this dataset (trained once, cached)",
-                                             "safetensors": "weights of the built-in architecture (.safetensors)",
-                                             "torchscript": "TorchScript file"}.__getitem__)
+    paths_on = common.server_paths_on()
+    teacher_kind = c2.selectbox("Teacher", ["builtin", "safetensors", "module", "huggingface",
+                                            *(["torchscript"] if trusted else [])],
+                                key="diag-teacher-kind", format_func=TEACHER_KIND_LABELS.__getitem__)
+    t_spec, t_folder, missing = _own_model_inputs(c2, "teacher", teacher_kind, paths_on)
     t_upload = None
-    if teacher_kind != "builtin":
-        t_upload = c2.file_uploader("Teacher file", type=["safetensors", "pt", "pth"], key="diag-teacher-model",
+    if teacher_kind in ("safetensors", "torchscript", "module"):
+        t_upload = c2.file_uploader("Teacher file", type=["safetensors"] if teacher_kind == "module"
+                                    else ["safetensors", "pt", "pth"], key="diag-teacher-model",
                                     max_upload_size=common.upload_mb())
-    s_upload = c3.file_uploader("Student checkpoint", type=["safetensors", "pt", "pth"], key="diag-student-model",
-                                max_upload_size=common.upload_mb(),
-                                help="A student of a built-in architecture (e.g. a run's student.safetensors)"
-                                     + (" or a TorchScript file whose output are the features." if trusted else "."))
+        if t_upload is None:
+            missing.append("the teacher's file")
+    student_kind = c3.selectbox("Student", list(STUDENT_KIND_LABELS), key="diag-student-kind",
+                                format_func=STUDENT_KIND_LABELS.__getitem__)
+    s_spec, s_folder, s_missing = _own_model_inputs(c3, "student", student_kind, paths_on)
+    missing += s_missing
+    s_upload = None
+    if student_kind in ("file", "module"):
+        s_upload = c3.file_uploader("Student checkpoint", type=["safetensors"] if student_kind == "module"
+                                    else ["safetensors", "pt", "pth"], key="diag-student-model",
+                                    max_upload_size=common.upload_mb(),
+                                    help="A student of a built-in architecture (e.g. a run's student.safetensors)"
+                                         + (" or a TorchScript file whose output are the features." if trusted
+                                            else ".") if student_kind == "file" else
+                                    "The state_dict of your class, saved by save_module_safetensors.")
+        if s_upload is None:
+            missing.append("the student's checkpoint")
     if trusted:
         st.warning(common.TORCHSCRIPT_WARNING, icon=":material/warning:")
     else:
         st.caption(common.TORCHSCRIPT_OFF.replace("on Diagnose", "with the Embedding files source"))
+    own = {teacher_kind, student_kind} & {"module", "huggingface"}
+    if "module" in own:
+        st.caption(MODULE_CAPTION)
+    if "huggingface" in own:
+        st.caption(HF_CAPTION + ("" if paths_on else " " + common.SERVER_PATHS_OFF))
+    t_layer = s_layer = None
+    t_pool = s_pool = "flatten"
+    if own:
+        with st.expander("Feature layers and pooling of your own models", expanded=True):
+            l1, l2, l3, l4 = st.columns(4)
+            t_layer = l1.text_input("Teacher layer", key="diag-teacher-layer", placeholder="default",
+                                    help="Module name whose output are the teacher's features (e.g. layers.1); "
+                                         "empty: an embed layer, the input of a classifier head, or the output."
+                                    ).strip() or None
+            t_pool = l2.selectbox("Teacher pooling", POOLINGS, key="diag-teacher-pooling",
+                                  format_func=POOLING_LABELS.get,
+                                  help="How a (inputs, tokens, hidden) output becomes one row: the first token or "
+                                       "the mean; flatten keeps every value.")
+            s_layer = l3.text_input("Student layer", key="diag-student-layer", placeholder="default",
+                                    disabled=student_kind == "file",
+                                    help="The same for the student (your own class or Hugging Face model)."
+                                    ).strip() or None
+            s_pool = l4.selectbox("Student pooling", POOLINGS, key="diag-student-pooling",
+                                  format_func=POOLING_LABELS.get, disabled=student_kind == "file",
+                                  help="The same for the student.")
     d1, d2, d3, _ = st.columns([1, 1, 1, 3])
     dim = d1.number_input("Student dim", 1, 4096, 8, key="diag-student-dim",
                           help="Width of the student's features (needed to rebuild a built-in student).")
     hidden = d2.number_input("Student hidden", 1, 8192, 256, key="diag-student-hidden")
     n_samples = d3.number_input("Synthetic size", 100, 20000, 2000, step=100, key="diag-n-samples",
                                 help="Number of points of a synthetic dataset (ignored for digits).")
-    clicked = st.button("Compute the features", type="primary", key="diag-models-go",
-                   disabled=s_upload is None or (teacher_kind != "builtin" and t_upload is None))
-    if s_upload is None:
-        st.info("Upload the student's checkpoint (and the teacher's, unless you use the built-in one).")
+    clicked = st.button("Compute the features", type="primary", key="diag-models-go", disabled=bool(missing))
+    if missing:
+        st.info(f"To continue, give {', '.join(missing)}.")
     state_key = "diag-models-pair"
-    inputs = (dataset, teacher_kind, getattr(t_upload, "file_id", None), getattr(s_upload, "file_id", None),
-              int(dim), int(hidden), int(n_samples))
+    inputs = (dataset, teacher_kind, getattr(t_upload, "file_id", None), student_kind,
+              getattr(s_upload, "file_id", None), t_spec, t_folder, s_spec, s_folder, t_layer, t_pool, s_layer,
+              s_pool, int(dim), int(hidden), int(n_samples))
     if st.session_state.get(state_key, (None, None, None))[2] != inputs:
         st.session_state.pop(state_key, None)  # the choices changed: the features must be computed again
     if clicked:
         try:
             with st.spinner("Loading the models and computing the features of the test split…"):
-                from perco_viz import models, paths
+                from perco_viz import paths
                 from perco_viz.data import load_dataset
 
                 ds = load_dataset(DataConfig(name=dataset, n_samples=int(n_samples)))
                 t_path = str(common.save_session_upload(t_upload.getvalue(), t_upload.name)) if t_upload else None
-                s_path = str(common.save_session_upload(s_upload.getvalue(), s_upload.name))
-                teacher = models.load_teacher(TeacherConfig(kind=teacher_kind, path=t_path), ds,
-                                              cache_dir=paths.default_cache_dir(), trust_code=trusted)
-                student = models.build_student(
-                    StudentConfig(arch="file", path=s_path, dim=int(dim), hidden=int(hidden)), ds, trust_code=trusted)
-                pair = diagnose.pair_from_models(
-                    teacher, student, ds.X_test, ds.y_test, class_names=ds.class_names,
-                    source=f"{dataset} test split · teacher {teacher_kind} · student {s_upload.name}")
+                s_path = str(common.save_session_upload(s_upload.getvalue(), s_upload.name)) if s_upload else None
+                if t_folder is not None:
+                    t_path = str(common.check_path(t_folder, "the teacher's folder"))
+                if s_folder is not None:
+                    s_path = str(common.check_path(s_folder, "the student's folder"))
+                t_cfg = TeacherConfig(kind=teacher_kind, path=t_path, arch=t_spec, layer=t_layer, pooling=t_pool)
+                s_cfg = StudentConfig(arch=student_kind, path=s_path, dim=int(dim), hidden=int(hidden),
+                                      model_class=s_spec, layer=s_layer, pooling=s_pool)
+                s_name = s_upload.name if s_upload is not None else s_folder
+                pair = diagnose.pair_from_model_configs(
+                    ds, t_cfg, s_cfg, trust_code=trusted, cache_dir=paths.default_cache_dir(),
+                    source=f"{dataset} test split · teacher {teacher_kind} · student {s_name}")
                 key = ("models", dataset, int(n_samples), teacher_kind,
-                       None if t_upload is None else _digest(t_upload.getvalue()), _digest(s_upload.getvalue()),
-                       int(dim), int(hidden))
+                       None if t_upload is None else _digest(t_upload.getvalue()), student_kind,
+                       None if s_upload is None else _digest(s_upload.getvalue()), t_spec, _folder_stamp(t_path)
+                       if t_folder else None, s_spec, _folder_stamp(s_path) if s_folder else None, t_layer, t_pool,
+                       s_layer, s_pool, int(dim), int(hidden))
                 sourced = Sourced(key, pair, scope=f"models:{dataset}:{int(n_samples)}", dataset=ds,
                                   test_indices=np.arange(pair.n))
                 st.session_state[state_key] = (sourced, None, inputs)
@@ -230,6 +323,8 @@ def pair_from_app_run() -> Sourced | None:
         common.show_error(exc, "This run cannot be read yet")
         return None
     test_indices = None if probe_indices is None else np.asarray(probe_indices, dtype=np.int64)
+    if pair.class_names is None:  # the dataset's names, or those an external run's writer was given
+        pair.class_names = common.class_names_of(run, pair.labels)
     return Sourced(key, pair, scope=f"run:{run.path}", dataset=common.dataset_of(run), test_indices=test_indices,
                    run=run, snapshot=int(snapshot))
 

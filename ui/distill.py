@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from perco_viz.figures import record_number
-from ui import common
+from ui import common, external
 
 POLL_S = 1.0
 EPOCH_CARD = "Snapshot at epoch"  # the card tools/bench_app.py reads the live epoch from
@@ -91,24 +91,50 @@ def _cards(records: list[dict]) -> None:
     cols[4].metric("Wall time", f"{number(last, 'wall_s') or 0:.1f} s")
 
 
+def _external_progress(run, status: dict, logged: list[dict]) -> None:
+    """A running external run's progress: the epoch it last logged of its ``train.epochs``."""
+    import time
+
+    epochs = run_config_epochs(run)
+    epoch = record_number(logged[-1], "epoch") if logged else None
+    epoch = epoch if epoch is not None else float(status.get("epoch") or 0)
+    beat = status.get("heartbeat")
+    ago = f" · last heard from {max(0.0, time.time() - beat):.0f} s ago" if isinstance(beat, int | float) else ""
+    st.progress(min(1.0, epoch / max(1, epochs)),
+                text=f"epoch {epoch:g} of {epochs} · your own training, logging to this run{ago}")
+
+
 def _body(run, key: str) -> None:
     from perco_viz import figures
 
     _phase_line(run)
     status = run.status()  # never raises: a damaged status reads {"state": "damaged", "error": ...}
     state, error = status.get("state"), status.get("error")
+    own = external.info(run) is not None  # written by the user's own training (open_run, callbacks)
     if state == "failed" and error:
         st.error(f"This run failed: {error}")
+    elif state == "stale" and own:
+        st.warning(external.status_message(run, status))
     elif state in ("stale", "damaged"):
         st.warning(f"{error}")
-    records = [r for r in run.metrics() if r.get("snapshot") is not None]
+    logged = run.metrics()  # every record; an external run may log numbers without a snapshot
+    records = [r for r in logged if r.get("snapshot") is not None]
     indices = run.snapshot_indices()
-    if indices and not records and state not in ("running", "unknown"):
+    if own and state == "running":
+        _external_progress(run, status, logged)
+    if own and status.get("dropped"):
+        st.caption(f"ℹ️ {status['dropped']} snapshot(s) kept their numbers but not their features: the training "
+                   "logged features faster than they were measured (log them less often, or raise `max_pending`).")
+    if indices and not records and state not in ("running", "unknown") and not (own and logged):
         st.warning(f"Run **{run.name}** has {len(indices)} snapshot(s) but no readable line in its metrics.jsonl: "
                    "no numbers or curves to show. Its embeddings are on **Embeddings**.")
     common.note_metrics_damage(run)
     if not records or not indices:
-        if state in ("running", "unknown"):
+        if own and logged:  # numbers only so far: their curves, and what is missing
+            st.caption("No student features logged yet: PC, k-NN accuracy and the embeddings appear once the "
+                       "training passes features to `run.log(features, ...)`. Its numbers so far:")
+            _curves(run, logged, key, own=True)
+        elif state in ("running", "unknown"):
             st.caption("Waiting for the first snapshot…")
         elif not indices:
             st.caption(f"This run ({state}) has no snapshot.")
@@ -128,13 +154,26 @@ def _body(run, key: str) -> None:
     fig = figures.side_by_side_embeddings(
         t_xy, s_xy, color=labels if labels is not None else snap["coherence"],
         color_kind="label" if labels is not None else "continuous",
-        titles=("teacher (PCA of its features)", f"student, snapshot at epoch {snap['epoch']:.3g} (PCA, aligned)"))
+        labels_text=common.class_names_of(run, labels),
+        titles=("teacher (PCA)", f"student at epoch {snap['epoch']:.3g} (PCA, aligned)"))
+    coloured = "coloured by class" if labels is not None else "coloured by its per-sample coherence c_i"
     common.show_figure(fig, key=f"{key}-emb", caption=(
-        "Each dot is one input of the held-out probe set, coloured by class. The student is drawn in the teacher's "
+        f"Each dot is one input of the held-out probe set, {coloured}. The student is drawn in the teacher's "
         "orientation (Procrustes): it need not match the shape, only who is near whom."))
+    # an external run's numbers-only records (a loss logged between snapshots) belong on the curves
+    _curves(run, [r for r in logged if r.get("snapshot") is None or r["snapshot"] <= shown] if own else records,
+            key, own=own)
+
+
+def _curves(run, records: list[dict], key: str, *, own: bool) -> None:
+    """The training curves (loss, PC, k-NN accuracy) and, for an external run, the user's own numbers."""
+    from perco_viz import figures
+
     common.show_figure(figures.training_curves(records), key=f"{key}-curves", caption=(
         "Loss on the training batches; PC and k-NN accuracy on the probe set at each snapshot. PC 0.5 is chance, "
         "1 is the teacher's own ranking."))
+    if own:
+        external.show_own_curves(run.name, records, key=key)
 
 
 def describe(config) -> str:
@@ -188,10 +227,13 @@ def controls():
     if c2.button("■ Stop", disabled=not watching_live, key="distill-stop", help=stop_help):
         run_state.stop()
         st.toast(f"Stopping {live_name} after this batch…")
-    resumable = (run is not None and not alive and run.status().get("state") in ("cancelled", "failed", "stale")
+    own = external.info(run) is not None  # a run of someone's own training: nothing here can continue it
+    resumable = (run is not None and not alive and not own
+                 and run.status().get("state") in ("cancelled", "failed", "stale")
                  and not run.is_locked())  # another process (a CLI resume) is writing it
-    if c3.button("⟳ Resume", disabled=not resumable, key="distill-resume",
-                 help="Continue the selected run from its last checkpoint (runs of yours only)."):
+    # no Resume at all for an external run: its training is the user's, elsewhere
+    if not own and c3.button("⟳ Resume", disabled=not resumable, key="distill-resume",
+                             help="Continue the selected run from its last checkpoint (runs of yours only)."):
         if run is not None and common.session_root() in run.path.parents:
             with common.run_guard(run, "cannot be resumed"):
                 config_to_resume = run.config()
@@ -214,11 +256,14 @@ def configuration_lines(run, config, problems: list[str], other_live: str | None
         except common.run_data_errors():
             shown = None
     if shown is not None:
-        st.caption(f"This run: {describe(shown)}.")
+        own = external.info(run) is not None
+        st.caption(f"This run: {external.summary(run, shown) if own else describe(shown)}.")
+        if own:
+            external.show_source(run)
     if problems:
         st.error("▶ Start is off: on **Setup**, " + " ".join(problems) + " Change it there to start.",
                  icon=":material/error:")
-    elif shown is None or _same_run(shown) != _same_run(config):
+    elif shown is None or external.info(run) is not None or _same_run(shown) != _same_run(config):
         source = "the configuration stored on Setup" if st.session_state.get("setup_config") else "the demo"
         st.caption(f"Start will use: {describe(config)} ({source}; change it on **Setup**).")
     if other_live:

@@ -22,6 +22,7 @@ from perco_viz.analysis import embeddings as ev
 from perco_viz.analysis.embeddings import AlignedProjections, run_projections
 from perco_viz.figures import class_label, embedding_panel, record_number
 from ui import common, explore, view_state
+from ui import runs as runs_ui
 
 MAX_JOBS = 24  # finished projections kept per server (each is k × n × dim floats)
 POINT = "probe row"  # the id column of the page's table of points (searched as #12, tagged, exported)
@@ -216,7 +217,7 @@ def load_run(run) -> RunData:
     if dataset is not None and dataset.meta_test is not None and len(dataset.meta_test) > int(probe["indices"].max()):
         meta = dataset.meta_test.iloc[probe["indices"]].reset_index(drop=True)
     return RunData(run, path, signature, probe, seq, dataset, probe.get("labels"),
-                   dataset.class_names if dataset is not None else None, meta)
+                   common.class_names_of(run, probe.get("labels")), meta)
 
 
 @dataclass
@@ -599,6 +600,14 @@ def _downloads(view: View, pos: int) -> None:
                         mime="text/html", key="emb-dl-animation", on_click="ignore", icon=icon,
                         help="The student over all snapshots: one self-playing figure (play button and slider) "
                              "that works offline.")
+    index = seq["indices"][pos]
+    path, signature, stamp = data.path, data.signature, run.snapshot_stamp(index)
+    names = None if data.class_names is None else tuple(str(c) for c in data.class_names)
+    row.download_button("Projector", lambda: runs_ui.projector_download(path, signature, index, stamp, names),
+                        file_name=f"{run.name}-projector-snapshot{index}.zip", mime="application/zip",
+                        key="emb-dl-projector", on_click="ignore", icon=icon,
+                        help="TensorBoard projector (zip): this snapshot's student and teacher features with each "
+                             "input's label and c_i, for TensorBoard's Embedding Projector.")
     note = ""
     try:  # checked through the run store's entrance: a link out of the runs folder is never served
         weights = run.student_file()
@@ -606,7 +615,8 @@ def _downloads(view: View, pos: int) -> None:
         note = f" The student weights cannot be offered: {exc}"
     else:
         if weights is None:
-            note = " No student weights saved yet."
+            note = (" No student weights: your own training keeps them (the run holds its features only)."
+                    if run.is_external() else " No student weights saved yet.")
         else:
             row.download_button("Weights", lambda: run.student_weights() or b"",
                                 file_name=f"{run.name}-student.safetensors", mime="application/octet-stream",
@@ -614,4 +624,6 @@ def _downloads(view: View, pos: int) -> None:
                                 help="The latest student weights (safetensors).")
     st.caption("**CSV** / **Parquet**: the embeddings at this snapshot, one row per probe input (projections, the "
                "student's raw features, label, c_i). **Animation**: the student over all snapshots (HTML). "
+               "**Projector**: this snapshot for TensorBoard's Embedding Projector (zip: unzip it, run "
+               "`tensorboard --logdir` on the folder, open the *Projector* tab). "
                "**Weights**: the latest student (safetensors)." + note)

@@ -1,21 +1,25 @@
 """The *Runs* page's widgets: every run this session can see as one sortable, searchable table,
 and for the run picked: its title, tags and note (``RunDir.write_meta``), links that open it on
 the other pages, and delete (``RunDir.delete``, only this session's own runs, never one being
-trained). The rows are :func:`perco_viz.analysis.compare.run_row`; :mod:`pages.9_Runs` lays
-them out."""
+trained), and its results as downloads (metrics as CSV or Parquet, the latest snapshot for
+TensorBoard's Embedding Projector: :mod:`perco_viz.export`). The rows are
+:func:`perco_viz.analysis.compare.run_row`; :mod:`pages.9_Runs` lays them out."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from perco_viz import export
 from perco_viz.analysis import compare
 from perco_viz.runs import MAX_NOTE_CHARS, MAX_TAGS, MAX_TITLE_CHARS, RunDir, RunMeta, RunStoreError
-from ui import common, explore, view_state
+from ui import common, explore, external, view_state
 
 TABLE_KEY = "runs-table"
 SEARCH_KEY = "runs-search"
@@ -65,19 +69,22 @@ def _row(path: str, stamp: tuple) -> dict:
 
 
 def run_table(entries: list[Listed]) -> pd.DataFrame:
-    """One row per run: ``#`` (1, 2, ... in list order: what a search's ``#2`` names), title, where, state, loss, student, epochs,
-    PC, k-NN acc, created, last active, tags, note."""
+    """One row per run: ``#`` (1, 2, ... in list order: what a search's ``#2`` names), title, where, state,
+    loss, student, epochs, PC, k-NN acc, why (a failed or stale run's error, a damaged one's problem; ""
+    for a healthy run), created, last active, tags, note."""
     rows = []
     for i, entry in enumerate(entries, start=1):
         run = entry.run
         row = dict(_row(str(entry.path), run.stamp()))
-        state = "damaged" if run.problem() else run.status().get("state")  # live: a lock is no file
-        rows.append({"#": i, "title": row["title"], "where": entry.whose, "state": state, "loss": row["loss"],
-                     "student": row["student"], "epochs": row["epochs"], "PC": row["pc"], "k-NN acc": row["knn_acc"],
-                     "created": row["created"], "last active": row["last_active"], "tags": row["tags"],
+        status = run.status()
+        state = "damaged" if run.problem() else status.get("state")  # live: a lock is no file
+        why = external.why(run, status)  # read now: a stale run's status file does not say so
+        rows.append({"#": i, "title": row["title"], "where": entry.whose, "state": state,
+                     "loss": row["loss"], "student": row["student"], "epochs": row["epochs"], "PC": row["pc"],
+                     "k-NN acc": row["knn_acc"], "why": why or row["problem"] or "", "created": row["created"], "last active": row["last_active"], "tags": row["tags"],
                      "note": row["note"]})
-    return pd.DataFrame(rows, columns=["#", "title", "where", "state", "loss", "student", "epochs", "PC", "k-NN acc",
-                                       "created", "last active", "tags", "note"])
+    return pd.DataFrame(rows, columns=["#", "title", "where", "state", "loss", "student", "epochs", "PC",
+                                       "k-NN acc", "why", "created", "last active", "tags", "note"])
 
 
 def show_table(entries: list[Listed]) -> list[Listed]:
@@ -98,6 +105,9 @@ def show_table(entries: list[Listed]) -> list[Listed]:
                          column_config={
                              "title": column.TextColumn("title", width="medium",
                                                         help="The run's title, else its folder name"),
+                             "why": column.TextColumn("why", width="medium",
+                                                      help="Why its training failed or went stale, or why it "
+                                                           "cannot be read"),
                              "where": column.TextColumn("where", width="small",
                                                         help="yours: this session's; shared: the server's run folder"),
                              "epochs": column.NumberColumn("epochs", width="small", help="Epochs asked for"),
@@ -220,6 +230,7 @@ def manage(entry: Listed, entries: list[Listed]) -> None:
     state = run.status().get("state")
     st.caption(f"Folder **{run.name}** · {'this session' if entry.whose == 'yours' else 'shared run folder'} · "
                f"{state}")
+    external.show_status(run)  # a failed or stale run's error; an external run's writer and config
     links(entry)
     if entry.whose != "yours":
         meta = run.meta()
@@ -234,3 +245,88 @@ def manage(entry: Listed, entries: list[Listed]) -> None:
     all_tags = sorted({tag for item in entries for tag in item.run.meta().tags})
     editor(entry, all_tags)
     deleter(entry)
+
+
+# --------------------------------------------------------------------------- downloads
+AUTO_NAMES = "auto"  # class names looked up from the run's built-in dataset (never a file a config names)
+DOWNLOAD_CACHE_ENTRIES = 4  # files kept for the next click (server-wide)...
+DOWNLOAD_CACHE_MAX_BYTES = 64 << 20  # ...each at most this big (a 100,000-point projector zip is ~300 MB)
+_made: OrderedDict[tuple, bytes] = OrderedDict()
+_made_lock = threading.Lock()
+
+
+def _cached_file(key: tuple, make) -> bytes:
+    """``make()``, kept for the same ``key`` (a run's version) while it is small and recent."""
+    with _made_lock:
+        if key in _made:
+            _made.move_to_end(key)
+            return _made[key]
+    data = make()
+    if len(data) <= DOWNLOAD_CACHE_MAX_BYTES:
+        with _made_lock:
+            _made[key] = data
+            while len(_made) > DOWNLOAD_CACHE_ENTRIES:
+                _made.popitem(last=False)
+    return data
+
+
+def metrics_download(path: str, signature: tuple, fmt: str) -> bytes:
+    """The run's metrics as ``csv`` or ``parquet`` bytes (:func:`perco_viz.export.metrics_bytes`),
+    made on the first click, then kept for that version of the run (``signature``: ``RunDir.signature``)."""
+    return _cached_file(("metrics", path, signature, fmt), lambda: export.metrics_bytes(RunDir(path), fmt))
+
+
+def projector_download(path: str, signature: tuple, index: int, stamp: float,
+                       class_names: tuple[str, ...] | str | None) -> bytes:
+    """Snapshot ``index`` of the run for TensorBoard's Embedding Projector, zipped
+    (:func:`perco_viz.export.projector_zip`), kept for that snapshot file (``stamp``:
+    ``RunDir.snapshot_stamp``). ``class_names``: the names, None (integers) or :data:`AUTO_NAMES`
+    (the run's dataset's names when it is a built-in one that loads here without a download)."""
+    def make() -> bytes:
+        run = RunDir(path)
+        names = export.class_names_for(run, allow_paths=False) if class_names == AUTO_NAMES else class_names
+        return export.projector_zip(run, snapshot=index, class_names=names)
+
+    return _cached_file(("projector", path, signature, index, stamp, class_names), make)
+
+
+def downloads(entry: Listed) -> None:
+    """The picked run's results as files, each made when clicked: its metrics (CSV, Parquet) and
+    its latest snapshot for TensorBoard's Embedding Projector (zip). None in presentation mode."""
+    if common.presenting():
+        return
+    run = entry.run
+    st.markdown("**Downloads**")
+    problem = run.problem()
+    if problem:
+        st.caption(f"Nothing to download: {problem}")
+        return
+    path, signature = str(run.path), run.signature()
+    try:
+        indices = run.snapshot_indices()
+    except RunStoreError as exc:
+        indices, note = [], f" The projector file cannot be offered: {exc}"
+    else:
+        note = "" if indices else " The projector file needs a snapshot: this run has none yet."
+    icon = ":material/download:"
+    row = st.container(horizontal=True, gap="small")
+    row.download_button("Metrics (CSV)", lambda: metrics_download(path, signature, "csv"),
+                        file_name=f"{run.name}-metrics.csv", mime="text/csv", key="runs-dl-csv", on_click="ignore",
+                        icon=icon, help="Every recorded line of the run (epoch, step, snapshot, loss, PC, k-NN "
+                                        "accuracy, ...), one row each; empty cells where a value was not recorded.")
+    row.download_button("Metrics (Parquet)", lambda: metrics_download(path, signature, "parquet"),
+                        file_name=f"{run.name}-metrics.parquet", mime="application/octet-stream",
+                        key="runs-dl-parquet", on_click="ignore", icon=icon,
+                        help="The same table as Parquet (pandas.read_parquet).")
+    if indices:
+        index = indices[-1]
+        stamp = run.snapshot_stamp(index)
+        row.download_button("TensorBoard projector (zip)",
+                            lambda: projector_download(path, signature, index, stamp, AUTO_NAMES),
+                            file_name=f"{run.name}-projector-snapshot{index}.zip", mime="application/zip",
+                            key="runs-dl-projector", on_click="ignore", icon=icon,
+                            help="The latest snapshot's student and teacher features with each input's label "
+                                 "and c_i, for TensorBoard's Embedding Projector.")
+    st.caption("**Metrics**: every line the run recorded, as a table. **TensorBoard projector**: the latest "
+               "snapshot; unzip it and run `tensorboard --logdir` on the folder, then open the *Projector* tab "
+               "(switch between the student and the teacher, colour or search by label and c_i)." + note)

@@ -50,7 +50,8 @@ MESSAGES = "setup-messages"  # upload slot -> ("ok" | "error", text), shown besi
 
 # Text inputs and "default" choices show None as ""; the anchors number input shows None ("all points") as 0.
 EMPTY_IS_NONE = {("data", "path"), ("data", "label_column"), ("teacher", "arch"), ("teacher", "path"),
-                 ("teacher", "layer"), ("student", "path"), ("loss", "teacher_metric"), ("", "name")}
+                 ("teacher", "layer"), ("student", "path"), ("student", "model_class"), ("student", "layer"),
+                 ("loss", "teacher_metric"), ("", "name")}
 ZERO_IS_NONE = {("loss", "anchors")}
 
 # How each source of data is asked for (the names come from perco_viz.data's registry).
@@ -80,10 +81,21 @@ TEACHER_HELP = {
     "timm": "A timm architecture by name with your weights file (nothing is downloaded). Images only.",
     "torchscript": "A TorchScript file (torch.jit.save); its output are the features. Loading it runs its code.",
     "safetensors": "Weights of the built-in teacher architecture for this dataset (.safetensors or .pt).",
+    "module": "Your own nn.Module class (package.module:Class, an installed package) with its .safetensors weights "
+              "(perco_viz.models.save_module_safetensors). The server imports only the packages its operator allows "
+              "(PERCO_VIZ_TRUSTED_MODULES).",
+    "huggingface": "A Hugging Face model folder on this machine (save_pretrained: config.json, model.safetensors), read "
+                   "offline; called with the input batch as its first argument (pixel_values for a vision model).",
 }
+OWN_MODELS = frozenset({"module", "huggingface"})  # teacher kinds / student archs: your own model, layer + pooling
+CLASS_INPUT = {  # the class field of your own models: (label, placeholder)
+    "module": ("Class (package.module:Class)", "mypkg.nets:ResNet8"),
+    "huggingface": ("transformers class (optional)", "AutoModel"),
+}
+POOLING_LABELS = {"flatten": "flatten (every value)", "cls": "first token (CLS)", "mean": "mean over tokens"}
 WEIGHT_TYPES = [s.lstrip(".") for s in STATE_DICT_SUFFIXES]  # uploader types of a weights file
 TORCHSCRIPT_TYPES = ["pt", "pth", "zip", "torchscript"]
-TEACHER_FILE_TYPES = {"torchscript": TORCHSCRIPT_TYPES}  # other kinds take WEIGHT_TYPES
+TEACHER_FILE_TYPES = {"torchscript": TORCHSCRIPT_TYPES, "module": ["safetensors"]}  # other kinds take WEIGHT_TYPES
 STUDENT_FILE_TYPES = sorted({*TORCHSCRIPT_TYPES, *WEIGHT_TYPES})  # when the server trusts TorchScript
 
 IMAGE_ONLY_STUDENTS = frozenset({"cnn"})
@@ -92,6 +104,10 @@ STUDENT_HELP = {
     "cnn": "Built-in small convolutional network: image data only.",
     "file": "Your own student: a .safetensors of a built-in student (or, where the server allows it, a "
             "TorchScript file).",
+    "module": "Your own nn.Module class (package.module:Class, an installed package the operator allows), freshly "
+              "initialised or with its .safetensors weights; its features are as wide as the chosen layer gives.",
+    "huggingface": "A Hugging Face model folder on this machine (save_pretrained, safetensors weights), fine-tuned "
+                   "as the student; its features are as wide as the chosen layer and pooling give.",
 }
 
 POINT_CHOICES = (100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000, 15_000, 20_000,
@@ -236,7 +252,8 @@ def teacher_label(kind: str) -> str:
     """Select-box label of a teacher kind."""
     tags = {"builtin": "built in, trained here", "identity": "the raw inputs", "torchvision": "name + weights file",
             "timm": "name + weights file", "torchscript": "TorchScript file",
-            "safetensors": "built-in architecture, your weights"}
+            "safetensors": "built-in architecture, your weights", "module": "your nn.Module class + weights",
+            "huggingface": "a Hugging Face model folder"}
     return f"{kind}  ·  {tags[kind]}" if kind in tags else kind
 
 
@@ -786,7 +803,19 @@ def teacher_section(ctx: Context, ds):
     if kind in TEACHER_NEEDS_ARCH:
         st.text_input("Architecture", key=key("teacher", "arch"), persist_state=KEEP, placeholder="resnet18",
                       on_change=on_teacher_change, help=field_help("teacher", "arch"))
-    if kind not in TEACHER_NO_FILE:
+    elif kind in CLASS_INPUT:
+        label, placeholder = CLASS_INPUT[kind]
+        st.text_input(label, key=key("teacher", "arch"), persist_state=KEEP, placeholder=placeholder,
+                      on_change=on_teacher_change, help=field_help("teacher", "arch"))
+    if kind == "huggingface":
+        path_field(ctx, st, "Model folder", "teacher", "path", "/models/my-vit (written by save_pretrained)",
+                   on_change=on_teacher_change)
+        if not ctx.paths_on:
+            st.error("A Hugging Face model is a folder on this machine, and this server reads only uploads. "
+                     + common.SERVER_PATHS_OFF)
+            ctx.problems.append("the teacher")
+            return None
+    elif kind not in TEACHER_NO_FILE:
         upload_key = f"setup-teacher-upload-{kind}"
         st.file_uploader("Upload the weights file" if kind != "torchscript" else "Upload the TorchScript file",
                          type=TEACHER_FILE_TYPES.get(kind, WEIGHT_TYPES), key=upload_key,
@@ -804,8 +833,13 @@ def teacher_section(ctx: Context, ds):
 
     cfg = draft_config(S)
     data_key, t = data_json(cfg), cfg.teacher
+    if kind == "module" and not t.arch:
+        st.info("Give your model's class (package.module:Class) to continue.")
+        ctx.problems.append("the teacher's class")
+        return None
     if kind not in TEACHER_NO_FILE and not t.path:
-        st.info("Upload the teacher's file (or give its path) to continue.")
+        st.info("Give the model's folder to continue." if kind == "huggingface" else
+                "Upload the teacher's file (or give its path) to continue.")
         ctx.problems.append("the teacher's file")
         return None
     if not path_allowed(ctx, "teacher", "path", st):
@@ -822,9 +856,13 @@ def teacher_section(ctx: Context, ds):
     extra = applied("teacher", "layer")
     options = ["", *layers, *([extra] if extra and extra not in layers else [])]
     default_name = describe_default_layer(default)
-    layer = st.selectbox("Feature layer", options, key=key("teacher", "layer"), persist_state=KEEP,
-                         format_func=lambda v: layer_label(v, default_name), disabled=len(options) == 1,
-                         help=field_help("teacher", "layer"))
+    layer_col, pool_col = st.columns([2, 1]) if kind not in ("builtin", "identity", "safetensors") else (st, None)
+    layer = layer_col.selectbox("Feature layer", options, key=key("teacher", "layer"), persist_state=KEEP,
+                                format_func=lambda v: layer_label(v, default_name), disabled=len(options) == 1,
+                                help=field_help("teacher", "layer"))
+    if pool_col is not None:
+        pool_col.selectbox("Pooling", field_choices("teacher", "pooling"), key=key("teacher", "pooling"),
+                           format_func=POOLING_LABELS.get, persist_state=KEEP, help=field_help("teacher", "pooling"))
     t = draft_config(S).teacher
     try:
         shape = teacher_shape(data_key, section_json(t), stamp, ctx.trusted)
@@ -851,8 +889,10 @@ def student_section(ctx: Context, ds, teacher_dim):
     arch = c1.selectbox("Student", archs, key=key("student", "arch"), persist_state=KEEP,
                         help=field_help("student", "arch"))
     c2.slider("Feature width (dim)", *bounds("student", "dim", 2, 64), key=key("student", "dim"), persist_state=KEEP,
-              help=field_help("student", "dim"))
+              help=field_help("student", "dim"), disabled=arch in OWN_MODELS)
     st.caption(STUDENT_HELP.get(arch, ""))
+    if arch in OWN_MODELS and not own_student_widgets(ctx, arch):
+        return
     if arch == "file":
         upload_key = "setup-student-upload"
         st.file_uploader("Upload the student file", type=student_file_types(ctx.trusted), key=upload_key,
@@ -873,16 +913,55 @@ def student_section(ctx: Context, ds, teacher_dim):
         st.info("Upload the student's file (or give its path) to continue.")
         ctx.problems.append("the student's file")
         return
+    if (arch == "module" and not s.model_class) or (arch == "huggingface" and not s.path):
+        st.info("Give your model's class to continue." if arch == "module" else
+                "Give the model's folder to continue.")
+        ctx.problems.append("the student's model")
+        return
     if not path_allowed(ctx, "student", "path", st):
         return
     try:
-        shape = student_shape(data_json(draft_config(S)), section_json(s), file_stamp(s.path), ctx.trusted)
+        with st.spinner("Building the student to measure its features…"):
+            shape = student_shape(data_json(draft_config(S)), section_json(s), file_stamp(s.path), ctx.trusted)
     except Exception as exc:  # noqa: BLE001
         common.show_error(exc, "The student could not be built")
         ctx.problems.append("the student")
         return
     ratio = f" (the teacher's are {teacher_dim:,}-d)" if teacher_dim else ""
-    st.caption(f"Student features: **{shape['dim']:,}-d**{ratio} · {shape['params']:,} parameters")
+    own = " · the run records this width" if arch in OWN_MODELS else ""
+    st.caption(f"Student features: **{shape['dim']:,}-d**{ratio} · {shape['params']:,} parameters{own}")
+
+
+def own_student_widgets(ctx: Context, arch: str) -> bool:
+    """The class, file or folder, layer and pooling of a ``module`` / ``huggingface`` student; False
+    when it cannot be used here (the reason is shown)."""
+    from ui import common
+
+    label, placeholder = CLASS_INPUT[arch]
+    c1, c2 = st.columns(2)
+    c1.text_input(label, key=key("student", "model_class"), persist_state=KEEP, placeholder=placeholder,
+                  help=field_help("student", "model_class"))
+    if arch == "module":
+        upload_key = "setup-student-upload-module"
+        c2.file_uploader("Upload its weights (optional)", type=["safetensors"], key=upload_key,
+                         on_change=on_student_upload, args=(upload_key,), max_upload_size=ctx.upload_mb,
+                         help="Saved by perco_viz.models.save_module_safetensors; without weights the class is "
+                              "built with no arguments, freshly initialised.")
+        show_message("student")
+        path_field(ctx, st, "File", "student", "path", "filled in by the upload, or a path on this machine")
+    else:
+        path_field(ctx, c2, "Model folder", "student", "path", "/models/my-vit (written by save_pretrained)")
+        if not ctx.paths_on:
+            st.error("A Hugging Face model is a folder on this machine, and this server reads only uploads. "
+                     + common.SERVER_PATHS_OFF)
+            ctx.problems.append("the student")
+            return False
+    l1, l2 = st.columns([2, 1])
+    l1.text_input("Feature layer", key=key("student", "layer"), persist_state=KEEP, placeholder="default",
+                  help=field_help("student", "layer"))
+    l2.selectbox("Pooling", field_choices("student", "pooling"), key=key("student", "pooling"),
+                 format_func=POOLING_LABELS.get, persist_state=KEEP, help=field_help("student", "pooling"))
+    return True
 
 
 def loss_options_editor(loss: str) -> None:

@@ -35,6 +35,10 @@ REFERENCE_ROWS: tuple[str, ...] = ("teacher", "untrained")
 MAX_TEST_POINTS = 2000  # held-out points scored (PC is O(n² log n) in time, O(n²) in memory)
 MAX_TRAIN_POINTS = 10000  # train points the k-NN and linear probes are fitted on
 BENCH_FILE = "bench_methods.json"  # a whole benchmark, in the --out folder
+OWN_TRAINING = "own training"  # what a run list says of an external run's dataset, teacher and loss
+NO_HELD_OUT = ("run {name!r} was written by your own training (perco_viz.open_run or a callback): perco_viz has no "
+               "model or dataset of it to score on a held-out split; compare it on its probe set (its snapshots' "
+               "PC, c_i and k-NN accuracy), or score your student with `perco-viz diagnose` on your own features")
 
 # Column headers of the markdown table and the app (coherence_mean equals pc: not repeated).
 TABLE_COLUMNS: dict[str, str] = {
@@ -189,6 +193,8 @@ def evaluate_student(source: RunDir | str | Path | nn.Module, *, held: HeldOut |
         student = source
     else:
         run = source if isinstance(source, RunDir) else RunDir(source)
+        if run.is_external():
+            raise ValueError(NO_HELD_OUT.format(name=run.name))
         held = held or held_out(run.config(), device=device, cache_dir=cache_dir)
         student = _load_student(run, held.dataset)
         train_s = _train_seconds(run) if train_s is None else train_s
@@ -299,30 +305,61 @@ def _label(run: RunDir, taken: set[str]) -> str:
     return name
 
 
+def last_records(records: list[dict[str, Any]] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(last record, last snapshot's record)`` of a run's metrics (``{}`` for either that is
+    missing). An engine run's are the same; a run of someone's own training may log numbers
+    (a loss, ``val_acc``) after its last snapshot, whose record alone holds PC and k-NN accuracy.
+
+    >>> last_records([{"epoch": 1, "snapshot": 0, "pc": 0.8}, {"epoch": 1.5, "snapshot": None}])
+    ({'epoch': 1.5, 'snapshot': None}, {'epoch': 1, 'snapshot': 0, 'pc': 0.8})
+    """
+    records = records or []
+    snapshots = [r for r in records if r.get("snapshot") is not None]
+    return (records[-1] if records else {}), (snapshots[-1] if snapshots else {})
+
+
+def _config_facts(run: RunDir) -> dict[str, Any]:
+    """What a run list shows of a run's config: ``dataset``, ``loss``, ``student_arch``,
+    ``student_dim``, ``epochs``, ``seed`` (None where unreadable). An external run's dataset,
+    loss and student are :data:`OWN_TRAINING` (its config's are defaults that mean nothing) and
+    its seed is unknown; its width is None until it logged features."""
+    try:
+        cfg = run.config()
+    except Exception:  # noqa: BLE001 — an unreadable run is listed, not fatal
+        return dict.fromkeys(("dataset", "loss", "student_arch", "student_dim", "epochs", "seed"))
+    if run.is_external():
+        try:
+            logged = bool(run.snapshot_indices())
+        except Exception:  # noqa: BLE001 — a damaged snapshots folder: the width is unknown
+            logged = False
+        return {"dataset": OWN_TRAINING, "loss": OWN_TRAINING, "student_arch": OWN_TRAINING,
+                "student_dim": cfg.student.dim if logged else None, "epochs": cfg.train.epochs, "seed": None}
+    return {"dataset": cfg.data.name, "loss": cfg.loss.name, "student_arch": cfg.student.arch,
+            "student_dim": cfg.student.dim, "epochs": cfg.train.epochs, "seed": cfg.train.seed}
+
+
 def run_table(run_dirs: Iterable[RunDir | str | Path]) -> pd.DataFrame:
-    """One row per run: its config (dataset, loss, student dim, epochs, seed), state and the last
-    snapshot's probe-set metrics (pc, coherence_p10, knn_acc, train_loss, wall_s)."""
+    """One row per run: its config (dataset, loss, student dim, epochs, seed; ``own training`` for
+    a run of someone's own training), state, the last record's epoch, train loss and wall time,
+    and the last snapshot's probe-set metrics (pc, coherence_p10, knn_acc)."""
     rows, taken = [], set()
     for item in run_dirs:
         run = item if isinstance(item, RunDir) else RunDir(item)
-        try:
-            cfg = run.config()
-        except Exception:  # noqa: BLE001 — an unreadable run is listed, not fatal
-            cfg = None
-        last = (_metrics_or_none(run) or [{}])[-1]
+        facts = _config_facts(run)
+        last, snap = last_records(_metrics_or_none(run))
         rows.append({
             "run": _label(run, taken),
-            "dataset": cfg.data.name if cfg else None,
-            "loss": cfg.loss.name if cfg else None,
-            "student_dim": cfg.student.dim if cfg else None,
-            "epochs": cfg.train.epochs if cfg else None,
-            "seed": cfg.train.seed if cfg else None,
+            "dataset": facts["dataset"],
+            "loss": facts["loss"],
+            "student_dim": facts["student_dim"],
+            "epochs": facts["epochs"],
+            "seed": facts["seed"],
             "state": run.status().get("state"),
             "epoch": last.get("epoch"),
-            "pc": last.get("pc"),
-            "coherence_p10": last.get("coherence_p10"),
-            "knn_acc": last.get("knn_acc"),
-            "train_loss": last.get("train_loss"),
+            "pc": snap.get("pc"),
+            "coherence_p10": snap.get("coherence_p10"),
+            "knn_acc": snap.get("knn_acc"),
+            "train_loss": last.get("train_loss", snap.get("train_loss")),
             "wall_s": last.get("wall_s"),
         })
     return pd.DataFrame(rows)
@@ -366,19 +403,24 @@ def run_row(run: RunDir) -> dict[str, Any]:
     """What a run list shows of one run (never raises; a damaged part reads as None):
 
     ``title`` (the person's title, else the folder name), ``folder``, ``loss``, ``student``
-    (``"mlp · 8-d"``), ``epochs`` (asked for), ``epoch`` (reached), ``pc`` and ``knn_acc`` (last
+    (``"mlp · 8-d"``; ``"own training · 8-d"`` and loss ``own training`` for a run of someone's
+    own training), ``epochs`` (asked for), ``epoch`` (reached), ``pc`` and ``knn_acc`` (last
     snapshot, probe set), ``created`` and ``last_active`` (``pd.Timestamp`` from the status, UTC),
-    ``tags`` (comma-separated), ``note`` (its start, :func:`short_note`), and ``problem`` (why
-    the run, or its meta.json, cannot be read; None).
+    ``tags`` (comma-separated), ``note`` (its start, :func:`short_note`), ``problem`` (why
+    the run, or its meta.json, cannot be read; None), ``error`` (why its training failed or went
+    stale; None) and ``writer`` (who wrote an external run: ``open_run``, ``lightning``, ``hf``; None).
     """
     meta = run.meta()
     problem = run.problem()
-    try:
-        cfg = run.config()
-    except Exception:  # noqa: BLE001 — a damaged run is still listed
-        cfg = None
+    facts = _config_facts(run)
     status = run.status()
-    last = (_metrics_or_none(run) or [{}])[-1]
+    last, snap = last_records(_metrics_or_none(run))
+    external = run.external()
+    if facts["student_arch"] is None:
+        student = None
+    else:
+        width = f"{facts['student_dim']}-d" if facts["student_dim"] is not None else "no features yet"
+        student = f"{facts['student_arch']} · {width}"
 
     def when(key: str):
         value = status.get(key)
@@ -387,17 +429,19 @@ def run_row(run: RunDir) -> dict[str, Any]:
     return {
         "title": meta.title or run.name,
         "folder": run.name,
-        "loss": cfg.loss.name if cfg else None,
-        "student": f"{cfg.student.arch} · {cfg.student.dim}-d" if cfg else None,
-        "epochs": cfg.train.epochs if cfg else None,
+        "loss": facts["loss"],
+        "student": student,
+        "epochs": facts["epochs"],
         "epoch": last.get("epoch"),
-        "pc": last.get("pc"),
-        "knn_acc": last.get("knn_acc"),
+        "pc": snap.get("pc"),
+        "knn_acc": snap.get("knn_acc"),
         "created": when("started"),
         "last_active": when("heartbeat"),
         "tags": ", ".join(meta.tags),
         "note": short_note(meta.note),
         "problem": problem or meta.problem,
+        "error": status.get("error") if status.get("state") in ("failed", "stale", "damaged") else None,
+        "writer": None if external is None else external.get("writer"),
     }
 
 
@@ -433,11 +477,48 @@ def flat_config(config: RunConfig) -> dict[str, Any]:
     return out
 
 
-def config_diff(configs: Mapping[str, RunConfig]) -> pd.DataFrame:
+def run_settings(run: RunDir) -> dict[str, Any]:
+    """A run's settings as ``{dotted field: value}``, for :func:`config_diff`.
+
+    A run of the engine: :func:`flat_config` of its config. A run of someone's own training
+    (``RunDir.is_external``): only what its config means — ``made by`` (the writer),
+    ``data.probe_size``, ``student.dim`` (once features are logged), ``train.epochs``,
+    ``loss.metric``, ``loss.teacher_metric`` — then the user's own config as ``your config.<key>``.
+
+    Raises:
+        RunStoreError: the run's config cannot be read.
+    """
+    cfg = run.config()
+    external = run.external()
+    if external is None:
+        return flat_config(cfg)
+    facts = _config_facts(run)
+    out: dict[str, Any] = {"made by": f"{OWN_TRAINING} ({external.get('writer')})",
+                           "data.probe_size": cfg.data.probe_size}
+    if facts["student_dim"] is not None:
+        out["student.dim"] = facts["student_dim"]
+    out.update({"train.epochs": cfg.train.epochs, "loss.metric": cfg.loss.metric,
+                "loss.teacher_metric": cfg.loss.teacher_metric})
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item)
+        else:
+            out[prefix] = value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value)
+
+    walk("your config", external.get("config") or {})
+    if out.get("your config") == "{}":
+        del out["your config"]
+    return out
+
+
+def config_diff(configs: Mapping[str, RunConfig | Mapping[str, Any]]) -> pd.DataFrame:
     """The configuration fields on which runs differ.
 
     Args:
-        configs: run label → its config, in the column order wanted.
+        configs: run label → its config (a :class:`RunConfig`, or settings already flat such as
+            :func:`run_settings` gives), in the column order wanted.
 
     Returns:
         One row per dotted field (``loss.name``, ``train.epochs``, ``loss.options.gamma``; the
@@ -451,7 +532,8 @@ def config_diff(configs: Mapping[str, RunConfig]) -> pd.DataFrame:
     {'loss.name': {'a': 'coherence', 'b': 'rkd'}, 'train.epochs': {'a': '20', 'b': '5'}}
     """
     labels = list(configs)
-    flat = {label: flat_config(configs[label]) for label in labels}
+    flat = {label: flat_config(configs[label]) if isinstance(configs[label], RunConfig) else dict(configs[label])
+            for label in labels}
     fields = list(dict.fromkeys(key for label in labels for key in flat[label]))
     rows = {}
     if len(labels) > 1:

@@ -397,6 +397,35 @@ def pair_from_models(teacher, student, X, labels=None, *, batch_size: int = 512,
     return EmbeddingPair(t.numpy(), s.numpy(), y, source=source, class_names=class_names)
 
 
+def pair_from_model_configs(dataset, teacher, student, *, trust_code: bool = False, cache_dir=None,
+                            device=None, source: str = "") -> EmbeddingPair:
+    """A teacher and a student, described by config sections, run on ``dataset``'s held-out split.
+
+    Any teacher kind and student arch the engine takes: a built-in, your weights, a Hugging Face
+    model folder (``hf``: the layer by module name, the pooling stated), your own ``module:Class``
+    with a safetensors state_dict (``module``).
+
+    Args:
+        dataset: a :class:`perco_viz.data.Dataset`; its ``X_test`` (n, *input_shape) and ``y_test``.
+        teacher: a :class:`perco_viz.config.TeacherConfig`.
+        student: a :class:`perco_viz.config.StudentConfig` (weights as they are: a file, or a fresh model).
+        trust_code: allow TorchScript files and any ``module:Class`` (else only the modules in
+            ``$PERCO_VIZ_TRUSTED_MODULES``); the caller's decision, as in the engine.
+        cache_dir: the built-in teacher's cache.
+        device: where to compute (``None``: the CPU).
+        source: one line on where the pair comes from.
+
+    Returns:
+        The pair: teacher (n, d_t), student (n, d_s), the labels, the class names.
+    """
+    from perco_viz import models
+
+    t_model = models.load_teacher(teacher, dataset, cache_dir=cache_dir, trust_code=trust_code)
+    s_model = models.build_student(student, dataset, trust_code=trust_code).eval()
+    return pair_from_models(t_model, s_model, dataset.X_test, dataset.y_test, device=device, source=source,
+                            class_names=dataset.class_names)
+
+
 # --------------------------------------------------------------------------- the panel
 @dataclass(eq=False)
 class Panel:
