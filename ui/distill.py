@@ -155,7 +155,7 @@ def _body(run, key: str) -> None:
         t_xy, s_xy, color=labels if labels is not None else snap["coherence"],
         color_kind="label" if labels is not None else "continuous",
         labels_text=common.class_names_of(run, labels),
-        titles=("teacher (PCA)", f"student at epoch {snap['epoch']:.3g} (PCA, aligned)"))
+        titles=("teacher (PCA)", f"student, snapshot at epoch {snap['epoch']:.3g}"))
     coloured = "coloured by class" if labels is not None else "coloured by its per-sample coherence c_i"
     common.show_figure(fig, key=f"{key}-emb", caption=(
         f"Each dot is one input of the held-out probe set, {coloured}. The student is drawn in the teacher's "
