@@ -44,7 +44,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow and not app and not browser and not load"
 
 lint: $(STAMP)
-	$(BIN)/ruff check perco_viz tests pages ui tools app.py
+	$(BIN)/ruff check perco_viz tests pages ui tools examples app.py
 
 bench: setup
 	$(BIN)/perco-viz bench loss
