@@ -409,13 +409,14 @@ class FeatureModel(nn.Module):
             was_training = self.training
             self.train(False)
             with torch.no_grad():
-                x = torch.zeros((2, *self.input_shape), device=_device_of(self))
+                x = torch.zeros((2, *self.input_shape), device=device_of(self))
                 self._feature_dim = int(self(x).shape[1])
             self.train(was_training)
         return self._feature_dim
 
 
-def _device_of(module: nn.Module) -> torch.device:
+def device_of(module: nn.Module) -> torch.device:
+    """Where the module's first parameter (or buffer) lives; the CPU for a module without any."""
     for tensor in (*module.parameters(), *module.buffers()):
         return tensor.device
     return torch.device("cpu")
@@ -458,7 +459,7 @@ def extract_features(
     Returns:
         (n, d) float32 features on the CPU.
     """
-    device = _device_of(model) if device is None else torch.device(device)
+    device = device_of(model) if device is None else torch.device(device)
     model.to(device)
     was_training = model.training
     model.eval()
@@ -777,7 +778,7 @@ def default_epochs(dataset: Dataset) -> int:
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024) -> float:
     """Top-1 accuracy of a classifier's logits (model in eval mode; mode restored)."""
-    device = _device_of(model)
+    device = device_of(model)
     was_training = model.training
     model.eval()
     correct = sum(
@@ -798,7 +799,7 @@ def teacher_accuracy(teacher: FeatureModel, dataset: Dataset, *, batch_size: int
     """
     if dataset.y_test is None or not teacher.has_head:
         return None
-    device = _device_of(teacher)
+    device = device_of(teacher)
     logits = torch.cat([teacher.logits(dataset.X_test[i:i + batch_size].to(device)).cpu()
                         for i in range(0, dataset.n_test, batch_size)])  # (n_test, n_classes)
     if logits.shape[1] != dataset.n_classes:

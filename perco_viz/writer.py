@@ -249,28 +249,25 @@ class Run:
     def _check_features(self, features: Any) -> np.ndarray:
         n = len(self._teacher)
         if isinstance(features, torch.Tensor):
-            if not (features.is_floating_point()):
+            if not features.is_floating_point():
                 raise ValueError(f"the student features must be floating point, got a {features.dtype} tensor; "
                                  "log the features themselves (e.g. features.float()), not class indices")
-            if features.dim() != 2 or features.shape[0] != n:
-                raise ValueError(_shape_message(tuple(features.shape), n))
-            features = features.detach().to("cpu", torch.float32)
         else:
-            arr = np.asarray(features)
-            if arr.dtype.kind != "f":
-                raise ValueError(f"the student features must be floating point, got dtype {arr.dtype}; "
+            features = np.asarray(features)
+            if features.dtype.kind != "f":
+                raise ValueError(f"the student features must be floating point, got dtype {features.dtype}; "
                                  "log the features themselves (e.g. x.astype('float32'))")
-            if arr.ndim != 2 or arr.shape[0] != n:
-                raise ValueError(_shape_message(arr.shape, n))
-            features = arr
-        d = features.shape[1]
+        shape = tuple(features.shape)
+        if len(shape) != 2 or shape[0] != n:
+            raise ValueError(_shape_message(shape, n))
+        d = shape[1]
         if self._dim is not None and d != self._dim:
             raise ValueError(f"the student features have {d} columns, but this run's first features had "
                              f"{self._dim}; log the same layer every time (or open a new run)")
         if d > MAX_DIM:
             raise ValueError(f"the student features have {d:,} columns; a run records at most {MAX_DIM:,}: "
                              "log a pooled or projected layer")
-        checked = check_features(features, "student")  # finite, within float range; float64
+        checked = check_features(features, "student")  # detached, on the CPU, finite, within float range
         self._dim = d
         return checked.astype(np.float32)
 

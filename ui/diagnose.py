@@ -130,12 +130,12 @@ def pair_from_uploads() -> Sourced | None:
 # --------------------------------------------------------------------------- source 2: models
 TEACHER_KIND_LABELS = {"builtin": "built-in for this dataset (trained once, cached)",
                        "safetensors": "weights of the built-in architecture (.safetensors)",
-                       "module": "your own nn.Module class + its .safetensors weights",
-                       "huggingface": "a Hugging Face model folder on the server",
+                       "module": "your own class (module:Class)",
+                       "huggingface": "a Hugging Face folder",
                        "torchscript": "TorchScript file"}
 STUDENT_KIND_LABELS = {"file": "a checkpoint of a built-in student (or TorchScript, where allowed)",
-                       "module": "your own nn.Module class + its .safetensors weights",
-                       "huggingface": "a Hugging Face model folder on the server"}
+                       "module": "your own class (module:Class)",
+                       "huggingface": "a Hugging Face folder"}
 POOLING_LABELS = {"flatten": "flatten (every value)", "cls": "first token (CLS)", "mean": "mean over tokens"}
 MODULE_CAPTION = ("Your own network: its class as `package.module:Class` (an installed package) and its "
                   "state_dict as .safetensors (`perco_viz.models.save_module_safetensors(model, path, "

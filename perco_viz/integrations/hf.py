@@ -42,17 +42,12 @@ from perco_viz.integrations.probe import (
     DEFAULT_PROBE_ROWS,
     ProbeRecorder,
     check_interval,
+    finite_number,
 )
 from perco_viz.safe_io import require
 
 transformers = require("transformers", install="perco_viz[hf]",
                        purpose="the Hugging Face integration (perco_viz.integrations.hf)")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 class PercoVizTrainerCallback(transformers.TrainerCallback):
@@ -148,7 +143,7 @@ class PercoVizTrainerCallback(transformers.TrainerCallback):
     @staticmethod
     def _lr(optimizer: Any) -> float | None:
         if optimizer is not None and getattr(optimizer, "param_groups", None):
-            return _number(optimizer.param_groups[0].get("lr"))
+            return finite_number(optimizer.param_groups[0].get("lr"))
         return None
 
     def _measure(self, state: Any, model: nn.Module, optimizer: Any, logs: dict | None = None) -> None:
@@ -157,9 +152,9 @@ class PercoVizTrainerCallback(transformers.TrainerCallback):
             return
         (step, epoch), self._due = self._due, None
         logs = logs or self._last_log(state, step)
-        loss = _number(logs.get("loss"))
+        loss = finite_number(logs.get("loss"))
         same_step = logs.get("step", step) == step and "learning_rate" in logs
-        lr = _number(logs["learning_rate"]) if same_step else self._lr(optimizer)
+        lr = finite_number(logs["learning_rate"]) if same_step else self._lr(optimizer)
         self.recorder.record(model, epoch=epoch, step=step, train_loss=loss, lr=lr)
 
     def _mark(self, state: Any) -> None:

@@ -21,11 +21,9 @@ Ctrl+C) when the fit raises (``on_exception``).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from perco_viz.integrations.probe import (
@@ -33,6 +31,7 @@ from perco_viz.integrations.probe import (
     DEFAULT_PROBE_ROWS,
     ProbeRecorder,
     check_interval,
+    finite_number,
 )
 from perco_viz.safe_io import require
 
@@ -43,17 +42,6 @@ except ImportError:  # the older stand-alone package has the same Callback API
                  purpose="the Lightning integration (perco_viz.integrations.lightning)")
 
 LOSS_KEYS = ("train_loss", "train_loss_step", "loss", "train/loss", "train_loss_epoch")
-
-
-def _number(value: Any) -> float | None:
-    """A finite float from a number or a one-element tensor, else None."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            return None
-        value = value.detach().float().item()
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 class PercoVizCallback(pl.Callback):
@@ -130,17 +118,17 @@ class PercoVizCallback(pl.Callback):
     def _train_loss(self, trainer: pl.Trainer, outputs: Any = None) -> float | None:
         metrics = trainer.callback_metrics
         for key in (self.loss_key,) if self.loss_key else LOSS_KEYS:
-            if key in metrics and (value := _number(metrics[key])) is not None:
+            if key in metrics and (value := finite_number(metrics[key])) is not None:
                 return value
         if self.loss_key is None and outputs is not None:
-            return _number(outputs.get("loss") if isinstance(outputs, dict) else outputs)
+            return finite_number(outputs.get("loss") if isinstance(outputs, dict) else outputs)
         return None
 
     @staticmethod
     def _lr(trainer: pl.Trainer) -> float | None:
         optimizers = trainer.optimizers
         if optimizers and optimizers[0].param_groups:
-            return _number(optimizers[0].param_groups[0].get("lr"))
+            return finite_number(optimizers[0].param_groups[0].get("lr"))
         return None
 
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: float, outputs: Any = None) -> None:

@@ -31,6 +31,7 @@ ModelOutput's ``logits`` else its first entry (``last_hidden_state``), pooled wi
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -47,6 +48,7 @@ from perco_viz.config import MAX_PROBE
 from perco_viz.models import (
     POOLINGS,
     FeatureModel,
+    device_of,
     extract_features,
     find_layer,
     first_tensor,
@@ -292,13 +294,6 @@ def tap_layer(model: nn.Module, layer: str) -> Iterator[LayerTap]:
         handle.remove()
 
 
-def module_device(model: nn.Module) -> torch.device:
-    """Where the model's first parameter (or buffer) lives; the CPU for a model without any."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _float_dtype(model: nn.Module) -> torch.dtype | None:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
 
@@ -340,7 +335,7 @@ def probe_features(
     """
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-    device, dtype = module_device(model), _float_dtype(model)
+    device, dtype = device_of(model), _float_dtype(model)
     modes = [(m, m.training) for m in model.modules()]
     parts = []
     model.eval()
@@ -404,11 +399,23 @@ def teacher_probe_features(
     if not isinstance(teacher, nn.Module):
         raise ValueError(f"teacher must be a torch.nn.Module, got {type(teacher).__name__}")
     if isinstance(teacher, FeatureModel) and layer is None and isinstance(probe.inputs, torch.Tensor):
-        return extract_features(teacher, probe.inputs, batch_size=batch_size, device=module_device(teacher))
+        return extract_features(teacher, probe.inputs, batch_size=batch_size, device=device_of(teacher))
     return probe_features(teacher, probe, layer, pooling=pooling, batch_size=batch_size).cpu()
 
 
 # ----------------------------------------------------------------------------- recorder
+
+
+def finite_number(value: Any) -> float | None:
+    """A finite float from a number or a one-element tensor (a framework's logged loss, an
+    optimizer's lr), else None: a callback records a gap rather than stop the training."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            return None
+        value = value.detach().float().item()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def check_interval(every_n_steps: int | None, every_n_epochs: int | None) -> tuple[int | None, int | None]:
